@@ -1,0 +1,63 @@
+package moltgate
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Error codes. They map onto HTTP statuses and gateway protocol error codes
+// in one place (the api package), so handlers only ever return *Error.
+const (
+	EINVALID      = "invalid"      // bad input: malformed, missing or out of range
+	ENOTFOUND     = "not_found"    // no such device, request, session, event
+	ECONFLICT     = "conflict"     // optimistic concurrency: stale version or hash
+	EUNAUTHORIZED = "unauthorized" // no or wrong credential
+	EFORBIDDEN    = "forbidden"    // authenticated but not allowed
+	ENOTPAIRED    = "not_paired"   // device needs approval
+	EUNAVAILABLE  = "unavailable"  // not ready, dependency down, shutting down
+	ETIMEOUT      = "timeout"      // a bounded wait ran out
+	EINTERNAL     = "internal"     // a bug or an unexpected failure
+)
+
+// Error is moltgate's one error type: a code a program can switch on and a
+// message that is safe to show a client (never a secret, never a stack).
+type Error struct {
+	Code    string
+	Message string
+	Details map[string]any
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// Errorf returns an *Error with the code and a formatted message.
+func Errorf(code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// ErrorCode returns the code of err, EINTERNAL for errors that are not an
+// *Error, and "" for nil.
+func ErrorCode(err error) string {
+	var e *Error
+	switch {
+	case err == nil:
+		return ""
+	case errors.As(err, &e):
+		return e.Code
+	default:
+		return EINTERNAL
+	}
+}
+
+// ErrorMessage returns the client-safe message of err. Errors that are not
+// an *Error may carry internals, so clients only see a generic message.
+func ErrorMessage(err error) string {
+	var e *Error
+	switch {
+	case err == nil:
+		return ""
+	case errors.As(err, &e):
+		return e.Message
+	default:
+		return "internal error"
+	}
+}

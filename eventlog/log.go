@@ -1,0 +1,268 @@
+// Package eventlog owns moltgate's SQLite file: the append-only events
+// table, its migrations, group-committed appends, reads, subscriptions and
+// replication of the file to S3/R2 with an embedded Litestream.
+//
+// No other package opens the database; everything else reads events through
+// a *Log and derives its state from them.
+package eventlog
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	moltgate "github.com/moltgate/moltgate"
+	_ "modernc.org/sqlite" // the only SQLite driver: Litestream uses it too
+)
+
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+// Defaults for a Log's tunables.
+const (
+	DefaultCriticalWait = 5 * time.Second
+	DefaultMaxBatch     = 4096
+)
+
+// ErrConcurrency is returned when an event's expected stream version is
+// already taken: someone else wrote to the stream first.
+var ErrConcurrency = &moltgate.Error{Code: moltgate.ECONFLICT, Message: "stream version conflict"}
+
+// ErrClosed is returned by appends after Close.
+var ErrClosed = &moltgate.Error{Code: moltgate.EUNAVAILABLE, Message: "event log is closed"}
+
+// Log is the event log. Create one with NewLog, set its fields, then Open.
+type Log struct {
+	// Path is the SQLite file.
+	Path string
+
+	// Replica, when set, streams the file to S3/R2 and restores it on Open
+	// when the local file is missing. Nil is the laptop mode: no replica.
+	Replica *ReplicaConfig
+
+	// CriticalWait bounds how long AppendCritical waits for the replica.
+	CriticalWait time.Duration
+
+	// MaxBatch caps the number of events committed in one transaction.
+	MaxBatch int
+
+	// Progress, when set, is told how a restore is going.
+	Progress func(stage string, done, total int64)
+
+	Logger *slog.Logger
+
+	wdb *sql.DB // the writer's single connection
+	rdb *sql.DB // a pool for readers
+
+	appendCh chan *appendRequest
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	closed   atomic.Bool
+
+	lastSeq  atomic.Int64
+	notifyMu sync.Mutex
+	notifyCh chan struct{} // closed and replaced after every commit
+
+	// versions caches each stream's last version. Only the writer touches it.
+	versions map[string]int64
+
+	replicator   *replicator
+	restoredFrom string
+}
+
+// NewLog returns a Log for the SQLite file at path with default settings.
+func NewLog(path string) *Log {
+	return &Log{
+		Path:         path,
+		CriticalWait: DefaultCriticalWait,
+		MaxBatch:     DefaultMaxBatch,
+		Logger:       slog.Default(),
+		notifyCh:     make(chan struct{}),
+		versions:     make(map[string]int64),
+	}
+}
+
+// DSN returns the connection string for path: pragmas go in the DSN so that
+// every connection of a pool gets them (an Exec("PRAGMA …") reaches one).
+func DSN(path string, extra ...string) string {
+	q := []string{
+		"_pragma=journal_mode(WAL)",
+		"_pragma=busy_timeout(5000)",
+		"_pragma=synchronous(FULL)",
+		"_pragma=foreign_keys(1)",
+		"_txlock=immediate",
+	}
+	return "file:" + path + "?" + strings.Join(append(q, extra...), "&")
+}
+
+// Open restores the file from the replica if it is missing locally, opens
+// and migrates it, starts the writer and, with a replica, replication.
+func (l *Log) Open() error {
+	if err := os.MkdirAll(filepath.Dir(l.Path), 0o700); err != nil {
+		return fmt.Errorf("cannot create data directory: %w", err)
+	}
+	if l.Replica != nil {
+		if err := l.restoreIfMissing(); err != nil {
+			return err
+		}
+	}
+
+	var extra []string
+	if l.Replica != nil {
+		// Litestream checkpoints the WAL itself; an application checkpoint
+		// could move pages before Litestream has copied them.
+		extra = append(extra, "_pragma=wal_autocheckpoint(0)")
+	}
+	var err error
+	if l.wdb, err = sql.Open("sqlite", DSN(l.Path, extra...)); err != nil {
+		return fmt.Errorf("cannot open event log: %w", err)
+	}
+	l.wdb.SetMaxOpenConns(1)
+	l.wdb.SetConnMaxIdleTime(0)
+	l.wdb.SetConnMaxLifetime(0)
+	if err := migrate(l.wdb); err != nil {
+		l.wdb.Close()
+		return err
+	}
+	if l.rdb, err = sql.Open("sqlite", DSN(l.Path, append(extra, "_pragma=query_only(1)")...)); err != nil {
+		l.wdb.Close()
+		return fmt.Errorf("cannot open event log for reading: %w", err)
+	}
+	l.rdb.SetMaxOpenConns(8)
+	l.rdb.SetMaxIdleConns(8)
+
+	var last sql.NullInt64
+	if err := l.rdb.QueryRow(`SELECT MAX(seq) FROM events`).Scan(&last); err != nil {
+		l.closeDBs()
+		return fmt.Errorf("cannot read last seq: %w", err)
+	}
+	l.lastSeq.Store(last.Int64)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	l.cancel = cancel
+	l.appendCh = make(chan *appendRequest, 1024)
+	l.wg.Add(1)
+	go func() { defer l.wg.Done(); l.writeLoop(ctx) }()
+
+	if l.Replica != nil {
+		l.replicator = newReplicator(l, *l.Replica)
+		if err := l.replicator.open(); err != nil {
+			// A dead bucket must not stop the gateway: report, keep serving,
+			// and let the replicator retry in the background.
+			l.Logger.Error("replication is not running yet", "error", err)
+		}
+	}
+	return nil
+}
+
+// Close stops accepting appends, finishes the ones in flight, performs a
+// final replica sync (bounded by ctx) and closes the file.
+func (l *Log) Close(ctx context.Context) error {
+	if !l.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	var errs []error
+	if l.cancel != nil {
+		l.cancel()
+		l.wg.Wait()
+	}
+	if l.replicator != nil {
+		if err := l.replicator.syncNow(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("final replica sync: %w", err))
+		}
+	}
+	l.closeDBs()
+	if l.replicator != nil {
+		if err := l.replicator.close(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (l *Log) closeDBs() {
+	if l.rdb != nil {
+		l.rdb.Close()
+	}
+	if l.wdb != nil {
+		l.wdb.Close()
+	}
+}
+
+// LastSeq returns the seq of the newest committed event (0 when empty).
+func (l *Log) LastSeq() int64 { return l.lastSeq.Load() }
+
+// RestoredFrom describes the replica the file was restored from at Open, or
+// "" when the local file was used.
+func (l *Log) RestoredFrom() string { return l.restoredFrom }
+
+// changed returns a channel that is closed at the next commit.
+func (l *Log) changed() <-chan struct{} {
+	l.notifyMu.Lock()
+	defer l.notifyMu.Unlock()
+	return l.notifyCh
+}
+
+func (l *Log) publish(seq int64) {
+	l.lastSeq.Store(seq)
+	l.notifyMu.Lock()
+	close(l.notifyCh)
+	l.notifyCh = make(chan struct{})
+	l.notifyMu.Unlock()
+}
+
+// migrate applies the embedded migrations that are not yet recorded in
+// schema_migrations, each in its own transaction.
+func migrate(db *sql.DB) error {
+	if _, err := db.Exec(`CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at INTEGER NOT NULL)`); err != nil {
+		return fmt.Errorf("cannot create migrations table: %w", err)
+	}
+	names, err := fs.Glob(migrationFS, "migrations/*.sql")
+	if err != nil {
+		return err
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if err := applyMigration(db, name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func applyMigration(db *sql.DB, name string) error {
+	tx, err := db.Begin()
+	if err != nil {
+		return fmt.Errorf("cannot begin migration: %w", err)
+	}
+	defer tx.Rollback()
+	var n int
+	if err := tx.QueryRow(`SELECT COUNT(*) FROM schema_migrations WHERE name = ?`, name).Scan(&n); err != nil {
+		return fmt.Errorf("cannot read migrations: %w", err)
+	}
+	if n > 0 {
+		return nil
+	}
+	body, err := migrationFS.ReadFile(name)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.Exec(string(body)); err != nil {
+		return fmt.Errorf("migration %s: %w", name, err)
+	}
+	if _, err := tx.Exec(`INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)`, name, time.Now().UnixMilli()); err != nil {
+		return fmt.Errorf("cannot record migration %s: %w", name, err)
+	}
+	return tx.Commit()
+}

@@ -1,0 +1,192 @@
+package eventlog
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	moltgate "github.com/moltgate/moltgate"
+)
+
+// Filter selects events for Scan and Query. Zero fields do not filter.
+type Filter struct {
+	AfterSeq   int64     // seq > AfterSeq
+	UntilSeq   int64     // seq <= UntilSeq
+	TypePrefix string    // type = TypePrefix, or starts with TypePrefix when it ends in "."
+	Stream     string    // exact stream
+	Since      time.Time // recorded_at >= Since
+	Until      time.Time // recorded_at <= Until
+	Limit      int       // at most Limit events
+	Desc       bool      // newest first
+}
+
+func (f Filter) where() (string, []any) {
+	var conds []string
+	var args []any
+	if f.AfterSeq > 0 {
+		conds, args = append(conds, "seq > ?"), append(args, f.AfterSeq)
+	}
+	if f.UntilSeq > 0 {
+		conds, args = append(conds, "seq <= ?"), append(args, f.UntilSeq)
+	}
+	if p := f.TypePrefix; p != "" {
+		if strings.HasSuffix(p, ".") || strings.HasSuffix(p, "*") {
+			// Range scan on the (type, seq) index rather than LIKE, which
+			// SQLite cannot use with an index here.
+			p = strings.TrimSuffix(p, "*")
+			conds, args = append(conds, "type >= ? AND type < ?"), append(args, p, p+"\xff")
+		} else {
+			conds, args = append(conds, "type = ?"), append(args, p)
+		}
+	}
+	if f.Stream != "" {
+		conds, args = append(conds, "stream = ?"), append(args, f.Stream)
+	}
+	if !f.Since.IsZero() {
+		conds, args = append(conds, "recorded_at >= ?"), append(args, f.Since.UnixMilli())
+	}
+	if !f.Until.IsZero() {
+		conds, args = append(conds, "recorded_at <= ?"), append(args, f.Until.UnixMilli())
+	}
+	if len(conds) == 0 {
+		return "", nil
+	}
+	return " WHERE " + strings.Join(conds, " AND "), args
+}
+
+const eventColumns = `seq, id, stream, version, type, schema, data, meta, recorded_at`
+
+// Scan calls fn for every event matching f, in seq order (or reverse with
+// Desc), without holding them all in memory. Payloads are upcast to their
+// current schema. fn's error stops the scan and is returned.
+func (l *Log) Scan(ctx context.Context, f Filter, fn func(moltgate.Event) error) error {
+	where, args := f.where()
+	q := `SELECT ` + eventColumns + ` FROM events` + where + ` ORDER BY seq`
+	if f.Desc {
+		q += " DESC"
+	}
+	if f.Limit > 0 {
+		q += fmt.Sprintf(" LIMIT %d", f.Limit)
+	}
+	rows, err := l.rdb.QueryContext(ctx, q, args...)
+	if err != nil {
+		return fmt.Errorf("cannot query events: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		e, err := scanEvent(rows)
+		if err != nil {
+			return err
+		}
+		if err := fn(e); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("cannot read events: %w", err)
+	}
+	return nil
+}
+
+// Query returns the events matching f.
+func (l *Log) Query(ctx context.Context, f Filter) ([]moltgate.Event, error) {
+	var out []moltgate.Event
+	err := l.Scan(ctx, f, func(e moltgate.Event) error { out = append(out, e); return nil })
+	return out, err
+}
+
+// ReadStream returns up to limit events of stream: from version fromVersion
+// forwards, or, with backwards, from fromVersion (0 = the newest) down.
+func (l *Log) ReadStream(ctx context.Context, stream string, fromVersion int64, limit int, backwards bool) ([]moltgate.Event, error) {
+	q := `SELECT ` + eventColumns + ` FROM events WHERE stream = ? AND version >= ? ORDER BY version`
+	args := []any{stream, fromVersion}
+	if backwards {
+		if fromVersion <= 0 {
+			fromVersion = 1 << 62
+		}
+		q = `SELECT ` + eventColumns + ` FROM events WHERE stream = ? AND version <= ? ORDER BY version DESC`
+		args = []any{stream, fromVersion}
+	}
+	if limit > 0 {
+		q += fmt.Sprintf(" LIMIT %d", limit)
+	}
+	rows, err := l.rdb.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read stream %s: %w", stream, err)
+	}
+	defer rows.Close()
+	var out []moltgate.Event
+	for rows.Next() {
+		e, err := scanEvent(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// Get returns the event with id, or a not_found error.
+func (l *Log) Get(ctx context.Context, id string) (moltgate.Event, error) {
+	return getEvent(l.rdb.QueryRowContext(ctx, `SELECT `+eventColumns+` FROM events WHERE id = ?`, id), id)
+}
+
+// GetSeq returns the event at seq, or a not_found error.
+func (l *Log) GetSeq(ctx context.Context, seq int64) (moltgate.Event, error) {
+	return getEvent(l.rdb.QueryRowContext(ctx, `SELECT `+eventColumns+` FROM events WHERE seq = ?`, seq), fmt.Sprintf("at seq %d", seq))
+}
+
+func (l *Log) getTx(tx *sql.Tx, id string) (moltgate.Event, error) {
+	return getEvent(tx.QueryRow(`SELECT `+eventColumns+` FROM events WHERE id = ?`, id), id)
+}
+
+func getEvent(row *sql.Row, what string) (moltgate.Event, error) {
+	e, err := scanEvent(row)
+	if err == sql.ErrNoRows {
+		return e, moltgate.Errorf(moltgate.ENOTFOUND, "no event %s", what)
+	}
+	return e, err
+}
+
+// SeqAt returns the seq of the last event recorded at or before t.
+func (l *Log) SeqAt(ctx context.Context, t time.Time) (int64, error) {
+	var seq sql.NullInt64
+	err := l.rdb.QueryRowContext(ctx, `SELECT MAX(seq) FROM events WHERE recorded_at <= ?`, t.UnixMilli()).Scan(&seq)
+	return seq.Int64, err
+}
+
+// Count returns the number of events matching f (Limit and Desc ignored).
+func (l *Log) Count(ctx context.Context, f Filter) (int64, error) {
+	where, args := f.where()
+	var n int64
+	err := l.rdb.QueryRowContext(ctx, `SELECT COUNT(*) FROM events`+where, args...).Scan(&n)
+	return n, err
+}
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanEvent(s scanner) (moltgate.Event, error) {
+	var e moltgate.Event
+	var data, meta []byte
+	var ms int64
+	if err := s.Scan(&e.Seq, &e.ID, &e.Stream, &e.Version, &e.Type, &e.Schema, &data, &meta, &ms); err != nil {
+		if err == sql.ErrNoRows {
+			return e, err
+		}
+		return e, fmt.Errorf("cannot scan event: %w", err)
+	}
+	e.Data = data
+	e.RecordedAt = time.UnixMilli(ms)
+	if len(meta) > 2 {
+		// A broken meta column must not hide the event: keep it with an
+		// empty Meta; the payload is what projections read.
+		_ = json.Unmarshal(meta, &e.Meta)
+	}
+	if up, err := moltgate.Upcast(e); err == nil {
+		e = up
+	}
+	return e, nil
+}

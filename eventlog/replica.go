@@ -1,0 +1,317 @@
+package eventlog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/benbjohnson/litestream"
+	lss3 "github.com/benbjohnson/litestream/s3"
+)
+
+// maxSyncBackoff caps the wait between failed syncs; a SyncNow or a critical
+// append always tries at once.
+const maxSyncBackoff = 30 * time.Second
+
+// Status is the replication state of the log, as the admin and /api/status
+// show it. It never contains credentials.
+type Status struct {
+	Configured bool     `json:"configured"`
+	Replica    string   `json:"replica,omitempty"` // description without credentials
+	Source     string   `json:"source,omitempty"`  // "env" or the litestream.yml path
+	Missing    []string `json:"missing,omitempty"` // variables that would complete a partial config
+
+	LocalSeq      int64   `json:"localSeq"`
+	ReplicatedSeq int64   `json:"replicatedSeq"`
+	LagEvents     int64   `json:"lagEvents"`
+	LagSeconds    float64 `json:"lagSeconds"`
+
+	LastSyncAt     time.Time `json:"lastSyncAt,omitzero"`
+	LastSnapshotAt time.Time `json:"lastSnapshotAt,omitzero"`
+	LastError      string    `json:"lastError,omitempty"`
+	LastErrorAt    time.Time `json:"lastErrorAt,omitzero"`
+}
+
+// replicator streams the log's SQLite file to the replica with an embedded
+// Litestream and keeps track, in event seqs, of what the replica holds: a
+// sync that starts after seq N was committed leaves the replica holding N.
+type replicator struct {
+	log *Log
+	cfg ReplicaConfig
+
+	db      *litestream.DB
+	replica *litestream.Replica
+	store   *litestream.Store
+	opened  bool
+
+	syncMu sync.Mutex // one sync at a time: ours and Litestream's own share the file
+	kick   chan struct{}
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu             sync.Mutex
+	replicatedSeq  int64
+	lastSync       time.Time
+	lastSnapshot   time.Time
+	lastErr        string
+	lastErrAt      time.Time
+	progress       chan struct{} // closed and replaced after each sync attempt
+	consecutiveErr int
+}
+
+func newReplicator(l *Log, cfg ReplicaConfig) *replicator {
+	return &replicator{log: l, cfg: cfg, kick: make(chan struct{}, 1), progress: make(chan struct{})}
+}
+
+// newS3Client builds Litestream's S3 client for cfg.
+func newS3Client(cfg ReplicaConfig) *lss3.ReplicaClient {
+	useSystemCABundle()
+	c := lss3.NewReplicaClient()
+	c.Bucket, c.Path = cfg.Bucket, cfg.Path
+	c.Endpoint, c.Region = cfg.Endpoint, cfg.Region
+	c.AccessKeyID, c.SecretAccessKey = cfg.AccessKeyID, cfg.SecretAccessKey
+	c.ForcePathStyle = cfg.ForcePathStyle
+	if c.Region == "" {
+		c.Region = "auto" // R2's region; also avoids a network lookup at Init
+	}
+	return c
+}
+
+// useSystemCABundle works around an AWS SDK limitation: with AWS_CA_BUNDLE
+// set, LoadDefaultConfig refuses the custom *http.Client that Litestream
+// passes ("unable to add custom RootCAs"). Go's TLS stack reads the same
+// bundle from SSL_CERT_FILE, so the variable is moved there.
+func useSystemCABundle() {
+	bundle := os.Getenv("AWS_CA_BUNDLE")
+	if bundle == "" {
+		return
+	}
+	if os.Getenv("SSL_CERT_FILE") == "" {
+		os.Setenv("SSL_CERT_FILE", bundle)
+	}
+	os.Unsetenv("AWS_CA_BUNDLE")
+}
+
+// open attaches Litestream to the file and starts the sync loop. The loop
+// runs even when open fails, retrying it, so a dead bucket at start only
+// delays replication.
+func (r *replicator) open() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+	err := r.openStore(ctx)
+	r.wg.Add(1)
+	go func() { defer r.wg.Done(); r.loop(ctx) }()
+	return err
+}
+
+func (r *replicator) openStore(ctx context.Context) error {
+	db := litestream.NewDB(r.log.Path)
+	db.MonitorInterval = r.cfg.SyncInterval
+	db.Logger = r.log.Logger.With("component", "litestream")
+	replica := litestream.NewReplicaWithClient(db, newS3Client(r.cfg))
+	// Our loop drives replica syncs so that it knows which seq they cover.
+	replica.MonitorEnabled = false
+	replica.SyncInterval = r.cfg.SyncInterval
+	db.Replica = replica
+	store := litestream.NewStore([]*litestream.DB{db}, litestream.CompactionLevels{
+		{Level: 0},
+		{Level: 1, Interval: 30 * time.Second},
+		{Level: 2, Interval: 5 * time.Minute},
+		{Level: 3, Interval: time.Hour},
+	})
+	store.SnapshotInterval = r.cfg.SnapshotInterval
+	store.Logger = db.Logger
+	if err := store.Open(ctx); err != nil {
+		r.recordErr(fmt.Errorf("cannot start replication: %w", err))
+		return err
+	}
+	r.db, r.replica, r.store, r.opened = db, replica, store, true
+	return nil
+}
+
+func (r *replicator) close(ctx context.Context) error {
+	r.cancel()
+	r.wg.Wait()
+	if !r.opened {
+		return nil
+	}
+	if err := r.store.Close(ctx); err != nil {
+		return fmt.Errorf("cannot close replication: %w", err)
+	}
+	return nil
+}
+
+func (r *replicator) loop(ctx context.Context) {
+	ticker := time.NewTicker(r.cfg.SyncInterval)
+	defer ticker.Stop()
+	r.readLastSnapshot(ctx)
+	var next time.Time // with failures, the earliest time for the next try
+	for {
+		kicked := false
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		case <-r.kick:
+			kicked = true
+		}
+		if !kicked && time.Now().Before(next) {
+			continue
+		}
+		if r.syncNow(ctx) != nil {
+			r.mu.Lock()
+			backoff := min(r.cfg.SyncInterval<<min(r.consecutiveErr, 8), maxSyncBackoff)
+			r.mu.Unlock()
+			next = time.Now().Add(backoff)
+		} else {
+			next = time.Time{}
+		}
+	}
+}
+
+// readLastSnapshot learns when the newest snapshot in the replica was taken.
+func (r *replicator) readLastSnapshot(ctx context.Context) {
+	if !r.opened {
+		return
+	}
+	info, err := r.replica.MaxLTXFileInfo(ctx, litestream.SnapshotLevel)
+	if err == nil && !info.CreatedAt.IsZero() {
+		r.mu.Lock()
+		r.lastSnapshot = info.CreatedAt
+		r.mu.Unlock()
+	}
+}
+
+// syncNow ships everything committed so far to the replica.
+func (r *replicator) syncNow(ctx context.Context) error {
+	r.syncMu.Lock()
+	defer r.syncMu.Unlock()
+	if !r.opened {
+		if err := r.openStore(ctx); err != nil {
+			return err
+		}
+	}
+	seq := r.log.LastSeq()
+	err := r.db.Sync(ctx)
+	if err == nil {
+		err = r.replica.Sync(ctx)
+	}
+	if err != nil {
+		r.recordErr(fmt.Errorf("replica sync failed: %w", err))
+		return err
+	}
+	r.mu.Lock()
+	if seq > r.replicatedSeq {
+		r.replicatedSeq = seq
+	}
+	r.lastSync = time.Now()
+	r.consecutiveErr = 0
+	r.lastErr = ""
+	r.signalLocked()
+	r.mu.Unlock()
+	return nil
+}
+
+// snapshotNow syncs, then writes a full snapshot to the replica.
+func (r *replicator) snapshotNow(ctx context.Context) error {
+	if err := r.syncNow(ctx); err != nil {
+		return err
+	}
+	r.syncMu.Lock()
+	defer r.syncMu.Unlock()
+	info, err := r.db.Snapshot(ctx)
+	if err != nil {
+		r.recordErr(fmt.Errorf("snapshot failed: %w", err))
+		return err
+	}
+	r.mu.Lock()
+	r.lastSnapshot = info.CreatedAt
+	if r.lastSnapshot.IsZero() {
+		r.lastSnapshot = time.Now()
+	}
+	r.mu.Unlock()
+	return nil
+}
+
+func (r *replicator) recordErr(err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.lastErr, r.lastErrAt = err.Error(), time.Now()
+	r.consecutiveErr++
+	r.signalLocked()
+	if r.consecutiveErr == 1 || r.consecutiveErr%30 == 0 {
+		r.log.Logger.Error("replication error", "error", err, "consecutive", r.consecutiveErr)
+	}
+}
+
+func (r *replicator) signalLocked() {
+	close(r.progress)
+	r.progress = make(chan struct{})
+}
+
+// waitFor asks for a sync and waits until the replica holds seq.
+func (r *replicator) waitFor(ctx context.Context, seq int64) error {
+	for {
+		r.mu.Lock()
+		done, progress := r.replicatedSeq >= seq, r.progress
+		r.mu.Unlock()
+		if done {
+			return nil
+		}
+		select {
+		case r.kick <- struct{}{}:
+		default:
+		}
+		select {
+		case <-progress:
+		case <-ctx.Done():
+			return fmt.Errorf("replica has not confirmed seq %d: %w", seq, ctx.Err())
+		}
+	}
+}
+
+// Status reports local and replicated positions, lag and the last errors.
+func (l *Log) Status(ctx context.Context) Status {
+	s := Status{LocalSeq: l.LastSeq()}
+	if l.replicator == nil {
+		return s
+	}
+	r := l.replicator
+	r.mu.Lock()
+	s.Configured = true
+	s.Replica, s.Source = r.cfg.String(), r.cfg.Source
+	s.ReplicatedSeq = r.replicatedSeq
+	s.LastSyncAt, s.LastSnapshotAt = r.lastSync, r.lastSnapshot
+	s.LastError, s.LastErrorAt = r.lastErr, r.lastErrAt
+	r.mu.Unlock()
+	s.LagEvents = max(s.LocalSeq-s.ReplicatedSeq, 0)
+	if s.LagEvents > 0 {
+		if e, err := l.GetSeq(ctx, s.ReplicatedSeq+1); err == nil {
+			s.LagSeconds = time.Since(e.RecordedAt).Seconds()
+		}
+	}
+	return s
+}
+
+// ErrNoReplica is returned by replica operations when none is configured.
+var ErrNoReplica = errors.New("no replica is configured")
+
+// SyncNow ships every committed event to the replica and returns when it
+// holds them.
+func (l *Log) SyncNow(ctx context.Context) error {
+	if l.replicator == nil {
+		return ErrNoReplica
+	}
+	return l.replicator.syncNow(ctx)
+}
+
+// SnapshotNow syncs and then writes a full snapshot to the replica.
+func (l *Log) SnapshotNow(ctx context.Context) error {
+	if l.replicator == nil {
+		return ErrNoReplica
+	}
+	return l.replicator.snapshotNow(ctx)
+}

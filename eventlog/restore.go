@@ -1,0 +1,144 @@
+package eventlog
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/benbjohnson/litestream"
+	"github.com/superfly/ltx"
+)
+
+// ErrNoBackup is returned by Restore when the replica holds no backup yet.
+var ErrNoBackup = errors.New("the replica holds no backup")
+
+// RestoreOptions choose what Restore writes. At most one of Timestamp, TXID
+// and Seq is set; none means the newest state.
+type RestoreOptions struct {
+	OutputPath string
+	Timestamp  time.Time // the state as replicated at that time
+	TXID       uint64    // Litestream's transaction id
+	Seq        int64     // exactly the events up to and including this seq
+}
+
+// Restore writes the replica's database to opt.OutputPath, which must not
+// exist. It never touches a live file.
+func Restore(ctx context.Context, cfg ReplicaConfig, opt RestoreOptions) error {
+	set := 0
+	for _, b := range []bool{!opt.Timestamp.IsZero(), opt.TXID != 0, opt.Seq != 0} {
+		if b {
+			set++
+		}
+	}
+	if set > 1 {
+		return fmt.Errorf("restore takes at most one of timestamp, txid and seq")
+	}
+	if opt.OutputPath == "" {
+		return fmt.Errorf("restore needs an output path")
+	}
+	if _, err := os.Stat(opt.OutputPath); err == nil {
+		return fmt.Errorf("cannot restore: %s already exists", opt.OutputPath)
+	}
+	if err := os.MkdirAll(filepath.Dir(opt.OutputPath), 0o700); err != nil {
+		return err
+	}
+	if opt.Seq > 0 {
+		return restoreUntilSeq(ctx, cfg, opt)
+	}
+
+	cfg.setDefaults()
+	client := newS3Client(cfg)
+	if err := client.Init(ctx); err != nil {
+		return fmt.Errorf("cannot reach replica %s: %w", cfg, err)
+	}
+	lo := litestream.NewRestoreOptions()
+	lo.OutputPath = opt.OutputPath
+	lo.Timestamp = opt.Timestamp
+	lo.TXID = ltx.TXID(opt.TXID)
+	lo.IntegrityCheck = litestream.IntegrityCheckQuick
+	err := litestream.NewReplicaWithClient(nil, client).Restore(ctx, lo)
+	if errors.Is(err, litestream.ErrNoSnapshots) || errors.Is(err, litestream.ErrTxNotAvailable) {
+		return ErrNoBackup
+	} else if err != nil {
+		return fmt.Errorf("cannot restore from %s: %w", cfg, err)
+	}
+	return nil
+}
+
+// restoreUntilSeq restores the newest state to a scratch file and copies the
+// events up to opt.Seq into the output: the log is append-only, so that is
+// exactly the log as it was when opt.Seq was the newest event.
+func restoreUntilSeq(ctx context.Context, cfg ReplicaConfig, opt RestoreOptions) error {
+	dir, err := os.MkdirTemp(filepath.Dir(opt.OutputPath), ".restore-*")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	full := filepath.Join(dir, "full.db")
+	if err := Restore(ctx, cfg, RestoreOptions{OutputPath: full}); err != nil {
+		return err
+	}
+	return CopyUntil(ctx, full, opt.OutputPath, opt.Seq)
+}
+
+// CopyUntil writes a new log at dst holding the events of src with
+// seq <= until.
+func CopyUntil(ctx context.Context, src, dst string, until int64) error {
+	out := NewLog(dst)
+	if err := out.Open(); err != nil {
+		return err
+	}
+	defer out.Close(ctx)
+	conn, err := out.wdb.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `ATTACH DATABASE ? AS src`, "file:"+src+"?mode=ro"); err != nil {
+		return fmt.Errorf("cannot open %s: %w", src, err)
+	}
+	defer conn.ExecContext(context.Background(), `DETACH DATABASE src`)
+	var res sql.Result
+	if res, err = conn.ExecContext(ctx, `INSERT INTO main.events SELECT `+eventColumns+` FROM src.events WHERE seq <= ? ORDER BY seq`, until); err != nil {
+		return fmt.Errorf("cannot copy events: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("the replica has no events up to seq %d", until)
+	}
+	return nil
+}
+
+// restoreIfMissing restores the log from the replica when the local file
+// does not exist (a new container, a wiped disk). An empty replica is a
+// first start; an unreachable one is an error, because starting empty would
+// fork the history that the replica holds.
+func (l *Log) restoreIfMissing() error {
+	if _, err := os.Stat(l.Path); err == nil {
+		return nil
+	} else if !os.IsNotExist(err) {
+		return err
+	}
+	if l.Progress != nil {
+		l.Progress("restore", 0, 1)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	err := Restore(ctx, *l.Replica, RestoreOptions{OutputPath: l.Path})
+	switch {
+	case errors.Is(err, ErrNoBackup):
+		l.Logger.Info("replica holds no backup yet: starting a new log", "replica", l.Replica.String())
+		return nil
+	case err != nil:
+		return fmt.Errorf("local log is missing and cannot be restored (refusing to start empty over an existing backup): %w", err)
+	}
+	l.restoredFrom = l.Replica.String()
+	if l.Progress != nil {
+		l.Progress("restore", 1, 1)
+	}
+	l.Logger.Info("restored the event log from the replica", "replica", l.restoredFrom)
+	return nil
+}

@@ -1,0 +1,87 @@
+package eventlog
+
+import (
+	"context"
+	"sync"
+
+	moltgate "github.com/moltgate/moltgate"
+)
+
+// subscribePage is how many events a subscription reads per query.
+const subscribePage = 1024
+
+// Subscription delivers, in seq order and exactly once, every event after
+// the seq it was opened at: first those already stored, then new commits as
+// they happen.
+type Subscription struct {
+	c      chan moltgate.Event
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu  sync.Mutex
+	err error
+}
+
+// C is the channel of events. It is closed when the subscription ends; Err
+// then says why (nil after Close).
+func (s *Subscription) C() <-chan moltgate.Event { return s.c }
+
+// Err returns the error that ended the subscription, if any.
+func (s *Subscription) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// Close ends the subscription and waits for its goroutine.
+func (s *Subscription) Close() {
+	s.cancel()
+	<-s.done
+}
+
+// Subscribe returns a subscription to every event with seq > fromSeq. The
+// consumer must keep reading C; a slow consumer slows only itself.
+func (l *Log) Subscribe(ctx context.Context, fromSeq int64) *Subscription {
+	ctx, cancel := context.WithCancel(ctx)
+	s := &Subscription{c: make(chan moltgate.Event, subscribePage), cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		defer close(s.c)
+		if err := l.follow(ctx, fromSeq, s.c); err != nil && ctx.Err() == nil {
+			s.mu.Lock()
+			s.err = err
+			s.mu.Unlock()
+		}
+	}()
+	return s
+}
+
+func (l *Log) follow(ctx context.Context, pos int64, out chan<- moltgate.Event) error {
+	for {
+		// Take the wake-up channel before reading, so a commit that lands
+		// between the read and the wait is not missed.
+		changed := l.changed()
+		n := 0
+		err := l.Scan(ctx, Filter{AfterSeq: pos, Limit: subscribePage}, func(e moltgate.Event) error {
+			select {
+			case out <- e:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			pos = e.Seq
+			n++
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if n == subscribePage || pos < l.LastSeq() {
+			continue
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}

@@ -1,0 +1,269 @@
+package moltgate
+
+import (
+	"encoding/json"
+	"fmt"
+)
+
+// Event types. Dotted, past tense; the first segment names the area so that
+// a type prefix ("device.") selects an area in queries.
+const (
+	EventGatewayStarted = "gateway.started"
+	EventConfigApplied  = "config.applied"
+
+	EventDevicePairingRequested = "device.pairing.requested"
+	EventDevicePairingApproved  = "device.pairing.approved"
+	EventDevicePairingRejected  = "device.pairing.rejected"
+	EventDeviceRemoved          = "device.removed"
+	EventDeviceTokenRotated     = "device.token.rotated"
+	EventDeviceTokenRevoked     = "device.token.revoked"
+
+	EventChannelPairingRequested = "channel.pairing.requested"
+	EventChannelPairingApproved  = "channel.pairing.approved"
+	EventChannelPairingRejected  = "channel.pairing.rejected"
+	EventChannelAllowlistChanged = "channel.allowlist.changed"
+	EventChannelDeliverySent     = "channel.delivery.sent"
+	EventChannelDeliveryFailed   = "channel.delivery.failed"
+
+	EventChatMessageAdded = "chat.message.added"
+	EventChatRunStarted   = "chat.run.started"
+	EventChatRunFinished  = "chat.run.finished"
+	EventSessionReset     = "session.reset"
+)
+
+// Stream names. One stream per aggregate keeps optimistic concurrency local:
+// two devices never clash, two writers of the config always do.
+const (
+	StreamGateway = "gateway"
+	StreamConfig  = "config"
+)
+
+// DeviceStream is the stream of one device's pairing and token events.
+func DeviceStream(deviceID string) string { return "device:" + deviceID }
+
+// ChannelStream is the stream of one chat platform's access events.
+func ChannelStream(channel string) string { return "channel:" + channel }
+
+// SessionStream is the stream of one chat session's transcript and runs.
+func SessionStream(sessionKey string) string { return "session:" + sessionKey }
+
+// SessionKeyFromStream is the inverse of SessionStream; ok is false for
+// streams that are not sessions.
+func SessionKeyFromStream(stream string) (key string, ok bool) {
+	const p = "session:"
+	if len(stream) > len(p) && stream[:len(p)] == p {
+		return stream[len(p):], true
+	}
+	return "", false
+}
+
+// GatewayStartedData is the payload of gateway.started: one per boot, so the
+// log tells when the gateway ran, what it restored and how long start took.
+type GatewayStartedData struct {
+	Version        string `json:"version"`
+	RestoredFrom   string `json:"restoredFrom,omitempty"` // replica description, empty when the local file was used
+	EventsReplayed int64  `json:"eventsReplayed"`
+	StartupMs      int64  `json:"startupMs"`
+	Replica        string `json:"replica"` // "none" or a description without credentials
+}
+
+// ConfigAppliedData is the payload of config.applied: the whole new document
+// (secrets sealed or absent, never plaintext) and its hash. BaseHash is the
+// hash the writer started from (optimistic concurrency).
+type ConfigAppliedData struct {
+	Document json.RawMessage `json:"document"`
+	Hash     string          `json:"hash"`
+	BaseHash string          `json:"baseHash,omitempty"`
+	Note     string          `json:"note,omitempty"` // "revert to seq 12", "patch", …
+}
+
+// DevicePairingRequestedData is the payload of device.pairing.requested: an
+// unknown device asked to connect and waits in the approval queue.
+type DevicePairingRequestedData struct {
+	RequestID    string   `json:"requestId"`
+	DeviceID     string   `json:"deviceId"`
+	PublicKey    string   `json:"publicKey"` // base64url raw Ed25519 key: public, not a secret
+	DisplayName  string   `json:"displayName,omitempty"`
+	Platform     string   `json:"platform,omitempty"`
+	DeviceFamily string   `json:"deviceFamily,omitempty"`
+	ClientID     string   `json:"clientId,omitempty"`
+	ClientMode   string   `json:"clientMode,omitempty"`
+	Role         string   `json:"role"`
+	Scopes       []string `json:"scopes"`
+	RemoteIP     string   `json:"remoteIp,omitempty"`
+	ExpiresAtMs  int64    `json:"expiresAtMs"`
+}
+
+// DevicePairingApprovedData is the payload of device.pairing.approved.
+// TokenHash is the SHA-256 of the device token handed to the device; the
+// token itself never enters the log.
+type DevicePairingApprovedData struct {
+	RequestID string   `json:"requestId"`
+	DeviceID  string   `json:"deviceId"`
+	Role      string   `json:"role"`
+	Scopes    []string `json:"scopes"`
+	TokenHash string   `json:"tokenHash,omitempty"`
+}
+
+// DevicePairingRejectedData is the payload of device.pairing.rejected.
+type DevicePairingRejectedData struct {
+	RequestID string `json:"requestId"`
+	DeviceID  string `json:"deviceId"`
+	Reason    string `json:"reason,omitempty"`
+}
+
+// DeviceRemovedData is the payload of device.removed.
+type DeviceRemovedData struct {
+	DeviceID string `json:"deviceId"`
+	Reason   string `json:"reason,omitempty"`
+}
+
+// DeviceTokenRotatedData is the payload of device.token.rotated.
+type DeviceTokenRotatedData struct {
+	DeviceID  string `json:"deviceId"`
+	TokenHash string `json:"tokenHash"`
+}
+
+// DeviceTokenRevokedData is the payload of device.token.revoked.
+type DeviceTokenRevokedData struct {
+	DeviceID string `json:"deviceId"`
+}
+
+// ChannelPairingRequestedData is the payload of channel.pairing.requested: a
+// stranger wrote to the bot on a chat platform and got a pairing code.
+type ChannelPairingRequestedData struct {
+	Channel     string `json:"channel"` // telegram, discord, slack
+	SenderID    string `json:"senderId"`
+	SenderName  string `json:"senderName,omitempty"`
+	Code        string `json:"code"`
+	ExpiresAtMs int64  `json:"expiresAtMs"`
+}
+
+// ChannelPairingResolvedData is the payload of channel.pairing.approved and
+// channel.pairing.rejected.
+type ChannelPairingResolvedData struct {
+	Channel  string `json:"channel"`
+	SenderID string `json:"senderId"`
+	Code     string `json:"code"`
+}
+
+// ChannelAllowlistChangedData is the payload of channel.allowlist.changed.
+type ChannelAllowlistChangedData struct {
+	Channel string   `json:"channel"`
+	Added   []string `json:"added,omitempty"`
+	Removed []string `json:"removed,omitempty"`
+}
+
+// ChannelDeliveryData is the payload of channel.delivery.sent and
+// channel.delivery.failed.
+type ChannelDeliveryData struct {
+	Channel    string `json:"channel"`
+	ChatID     string `json:"chatId"`
+	SessionKey string `json:"sessionKey,omitempty"`
+	MessageID  string `json:"messageId,omitempty"`
+	Error      string `json:"error,omitempty"`
+}
+
+// Usage is the token usage a provider reported for one reply.
+type Usage struct {
+	InputTokens  int64 `json:"inputTokens"`
+	OutputTokens int64 `json:"outputTokens"`
+}
+
+// ChatMessageAddedData is the payload of chat.message.added (schema 2).
+// Schema 1 called Content "text"; see upcasters.
+type ChatMessageAddedData struct {
+	SessionKey string `json:"sessionKey"`
+	SessionID  string `json:"sessionId,omitempty"`
+	MessageID  string `json:"messageId"`
+	Role       string `json:"role"` // user, assistant, tool, system
+	Content    string `json:"content"`
+	RunID      string `json:"runId,omitempty"`
+	Model      string `json:"model,omitempty"`
+	Usage      *Usage `json:"usage,omitempty"`
+}
+
+// ChatRunStartedData is the payload of chat.run.started.
+type ChatRunStartedData struct {
+	SessionKey     string `json:"sessionKey"`
+	RunID          string `json:"runId"`
+	IdempotencyKey string `json:"idempotencyKey,omitempty"`
+	Model          string `json:"model,omitempty"`
+}
+
+// Run outcomes for ChatRunFinishedData.Status.
+const (
+	RunCompleted = "completed"
+	RunAborted   = "aborted"
+	RunFailed    = "failed"
+)
+
+// ChatRunFinishedData is the payload of chat.run.finished.
+type ChatRunFinishedData struct {
+	SessionKey string `json:"sessionKey"`
+	RunID      string `json:"runId"`
+	Status     string `json:"status"`
+	Error      string `json:"error,omitempty"`
+}
+
+// SessionResetData is the payload of session.reset: the session key keeps
+// its stream, later messages belong to a new session id.
+type SessionResetData struct {
+	SessionKey   string `json:"sessionKey"`
+	NewSessionID string `json:"newSessionId"`
+}
+
+// currentSchemas lists the payload version that code writes today, for the
+// types that have had more than one. Everything else is at schema 1.
+var currentSchemas = map[string]int{
+	EventChatMessageAdded: 2,
+}
+
+// CurrentSchema returns the payload version written today for typ.
+func CurrentSchema(typ string) int {
+	if v, ok := currentSchemas[typ]; ok {
+		return v
+	}
+	return 1
+}
+
+// upcaster turns a payload of schema n into schema n+1.
+type upcaster func(json.RawMessage) (json.RawMessage, error)
+
+// upcasters is keyed by type and the schema it upgrades from. A static table
+// rather than a registry: the catalogue of payloads lives here and nowhere else.
+var upcasters = map[string]map[int]upcaster{
+	EventChatMessageAdded: {1: upcastChatMessageV1},
+}
+
+// upcastChatMessageV1 renames the schema 1 field "text" to "content".
+func upcastChatMessageV1(data json.RawMessage) (json.RawMessage, error) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(data, &m); err != nil {
+		return nil, err
+	}
+	if t, ok := m["text"]; ok {
+		m["content"] = t
+		delete(m, "text")
+	}
+	return json.Marshal(m)
+}
+
+// Upcast brings e's payload to the current schema of its type. Events of a
+// type no code knows, or already current, are returned unchanged: the log
+// never drops what it does not understand.
+func Upcast(e Event) (Event, error) {
+	steps := upcasters[e.Type]
+	for e.Schema < CurrentSchema(e.Type) {
+		up, ok := steps[e.Schema]
+		if !ok {
+			return e, fmt.Errorf("no upcaster for %s schema %d", e.Type, e.Schema)
+		}
+		data, err := up(e.Data)
+		if err != nil {
+			return e, fmt.Errorf("cannot upcast %s schema %d at seq %d: %w", e.Type, e.Schema, e.Seq, err)
+		}
+		e.Data, e.Schema = data, e.Schema+1
+	}
+	return e, nil
+}
