@@ -14,7 +14,7 @@ import (
 
 // maxSyncBackoff caps the wait between failed syncs; a SyncNow or a critical
 // append always tries at once.
-const maxSyncBackoff = 30 * time.Second
+const maxSyncBackoff = 10 * time.Second
 
 // Status is the replication state of the log, as the admin and /api/status
 // show it. It never contains credentials.
@@ -252,18 +252,20 @@ func (r *replicator) signalLocked() {
 	r.progress = make(chan struct{})
 }
 
-// waitFor asks for a sync and waits until the replica holds seq.
+// waitFor asks for one immediate sync and waits until the replica holds
+// seq. Later tries follow the loop's schedule (and its backoff), so many
+// waiters on a dead bucket do not turn into a storm of requests.
 func (r *replicator) waitFor(ctx context.Context, seq int64) error {
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
 	for {
 		r.mu.Lock()
 		done, progress := r.replicatedSeq >= seq, r.progress
 		r.mu.Unlock()
 		if done {
 			return nil
-		}
-		select {
-		case r.kick <- struct{}{}:
-		default:
 		}
 		select {
 		case <-progress:

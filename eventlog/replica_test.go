@@ -1,0 +1,231 @@
+package eventlog_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	moltgate "github.com/moltgate/moltgate"
+	"github.com/moltgate/moltgate/eventlog"
+	"github.com/moltgate/moltgate/internal/fakes3"
+)
+
+func openReplicated(t *testing.T, path string, cfg eventlog.ReplicaConfig) *eventlog.Log {
+	t.Helper()
+	l := eventlog.NewLog(path)
+	l.Replica = &cfg
+	l.CriticalWait = 10 * time.Second
+	if err := l.Open(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close(context.Background()) })
+	return l
+}
+
+func appendN(t *testing.T, l *eventlog.Log, n int, stream string) []moltgate.Event {
+	t.Helper()
+	var out []moltgate.Event
+	for i := 0; i < n; i++ {
+		got, err := l.Append(context.Background(), ev(stream, "t.x", 0, fmt.Sprintf(`{"i":%d}`, i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, got...)
+	}
+	return out
+}
+
+func restoredSeqs(t *testing.T, path string) []int64 {
+	t.Helper()
+	l := eventlog.NewLog(path)
+	if err := l.Open(); err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close(context.Background())
+	events, err := l.Query(context.Background(), eventlog.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seqs := make([]int64, len(events))
+	for i, e := range events {
+		seqs[i] = e.Seq
+	}
+	return seqs
+}
+
+func TestReplica_RestoreOnOpen(t *testing.T) {
+	s3 := fakes3.New(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "data", "moltgate.db")
+
+	l := openReplicated(t, path, s3.Config("restore-on-open"))
+	appendN(t, l, 150, "chat")
+	critical, err := l.AppendCritical(ctx, ev("config", moltgate.EventConfigApplied, 0, `{"hash":"h1"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A critical append returns only once the replica holds it.
+	if st := l.Status(ctx); st.ReplicatedSeq < critical[0].Seq {
+		t.Fatalf("critical append returned before replication: %+v", st)
+	}
+	appendN(t, l, 49, "chat")
+	if err := l.Close(ctx); err != nil { // the final sync ships the last 49
+		t.Fatal(err)
+	}
+
+	if err := os.RemoveAll(filepath.Dir(path)); err != nil {
+		t.Fatal(err)
+	}
+	l2 := openReplicated(t, path, s3.Config("restore-on-open"))
+	if l2.RestoredFrom() == "" {
+		t.Fatal("RestoredFrom is empty after a cold start")
+	}
+	if got := l2.LastSeq(); got != 200 {
+		t.Fatalf("restored LastSeq = %d, want 200", got)
+	}
+	// The restored log keeps going where it stopped.
+	more := appendN(t, l2, 1, "chat")
+	if more[0].Seq != 201 {
+		t.Fatalf("next seq after restore = %d", more[0].Seq)
+	}
+}
+
+func TestReplica_PointInTime(t *testing.T) {
+	s3 := fakes3.New(t)
+	ctx := context.Background()
+	cfg := s3.Config("pitr")
+	l := openReplicated(t, filepath.Join(t.TempDir(), "m.db"), cfg)
+
+	appendN(t, l, 30, "a")
+	if err := l.SnapshotNow(ctx); err != nil {
+		t.Fatal(err)
+	}
+	appendN(t, l, 20, "a")
+	if err := l.SyncNow(ctx); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	mid := time.Now()
+	time.Sleep(20 * time.Millisecond)
+	appendN(t, l, 25, "b")
+	if err := l.SyncNow(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("Seq", func(t *testing.T) {
+		out := filepath.Join(t.TempDir(), "seq.db")
+		if err := eventlog.Restore(ctx, cfg, eventlog.RestoreOptions{OutputPath: out, Seq: 42}); err != nil {
+			t.Fatal(err)
+		}
+		got := restoredSeqs(t, out)
+		if len(got) != 42 || got[41] != 42 {
+			t.Fatalf("restored %d events ending at %v, want exactly 1..42", len(got), got[len(got)-1:])
+		}
+	})
+	t.Run("Timestamp", func(t *testing.T) {
+		out := filepath.Join(t.TempDir(), "ts.db")
+		if err := eventlog.Restore(ctx, cfg, eventlog.RestoreOptions{OutputPath: out, Timestamp: mid}); err != nil {
+			t.Fatal(err)
+		}
+		if got := restoredSeqs(t, out); len(got) != 50 {
+			t.Fatalf("restored %d events at %s, want the 50 replicated before it", len(got), mid)
+		}
+	})
+	t.Run("Latest", func(t *testing.T) {
+		out := filepath.Join(t.TempDir(), "latest.db")
+		if err := eventlog.Restore(ctx, cfg, eventlog.RestoreOptions{OutputPath: out}); err != nil {
+			t.Fatal(err)
+		}
+		if got := restoredSeqs(t, out); len(got) != 75 {
+			t.Fatalf("restored %d events, want 75", len(got))
+		}
+	})
+	t.Run("RefusesExistingOutput", func(t *testing.T) {
+		if err := eventlog.Restore(ctx, cfg, eventlog.RestoreOptions{OutputPath: l.Path}); err == nil || !strings.Contains(err.Error(), "already exists") {
+			t.Fatalf("restore over the live file: err = %v", err)
+		}
+	})
+	t.Run("EmptyReplica", func(t *testing.T) {
+		err := eventlog.Restore(ctx, s3.Config("nothing-here"), eventlog.RestoreOptions{OutputPath: filepath.Join(t.TempDir(), "x.db")})
+		if err != eventlog.ErrNoBackup {
+			t.Fatalf("err = %v, want ErrNoBackup", err)
+		}
+	})
+}
+
+// A bucket that goes away, or starts refusing the keys, must not stop
+// appends; Status must say so; replication catches up once it is back.
+func TestReplica_Outage(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		fail func(s *fakes3.Server, on bool)
+		want string
+	}{
+		{"Down", (*fakes3.Server).SetDown, "replica sync failed"},
+		{"RefusesCredentials", (*fakes3.Server).SetRefuseCredentials, "InvalidAccessKeyId"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s3 := fakes3.New(t)
+			ctx := context.Background()
+			cfg := s3.Config("outage")
+			l := openReplicated(t, filepath.Join(t.TempDir(), "m.db"), cfg)
+			l.CriticalWait = 300 * time.Millisecond
+			appendN(t, l, 10, "a")
+			if err := l.SyncNow(ctx); err != nil {
+				t.Fatal(err)
+			}
+
+			tc.fail(s3, true)
+			appendN(t, l, 10, "a")
+			// Critical appends still succeed locally, after the bounded wait.
+			if _, err := l.AppendCritical(ctx, ev("config", "config.applied", 0, `{}`)); err != nil {
+				t.Fatalf("critical append during outage: %v", err)
+			}
+			if err := l.SyncNow(ctx); err == nil {
+				t.Fatal("SyncNow succeeded against a failing bucket")
+			}
+			st := l.Status(ctx)
+			if st.LastError == "" || !strings.Contains(st.LastError, tc.want) || st.LagEvents != 11 {
+				t.Fatalf("status during outage = %+v, want an error containing %q and 11 events of lag", st, tc.want)
+			}
+			if strings.Contains(fmt.Sprint(st), fakes3.SecretAccessKey) {
+				t.Fatal("status leaks the secret key")
+			}
+
+			tc.fail(s3, false)
+			deadline := time.Now().Add(40 * time.Second)
+			for l.Status(ctx).LagEvents > 0 {
+				if time.Now().After(deadline) {
+					t.Fatalf("replication did not catch up: %+v", l.Status(ctx))
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			if st := l.Status(ctx); st.LastError != "" {
+				t.Fatalf("error not cleared after recovery: %+v", st)
+			}
+			out := filepath.Join(t.TempDir(), "after.db")
+			if err := eventlog.Restore(ctx, cfg, eventlog.RestoreOptions{OutputPath: out}); err != nil {
+				t.Fatal(err)
+			}
+			if got := restoredSeqs(t, out); len(got) != 21 {
+				t.Fatalf("restored %d events after the outage, want 21", len(got))
+			}
+		})
+	}
+}
+
+func TestReplica_NoneIsNormal(t *testing.T) {
+	l := MustOpenLog(t)
+	st := l.Status(context.Background())
+	if st.Configured || st.LastError != "" {
+		t.Fatalf("status without replica = %+v", st)
+	}
+	if err := l.SyncNow(context.Background()); err != eventlog.ErrNoReplica {
+		t.Fatalf("SyncNow = %v, want ErrNoReplica", err)
+	}
+}
