@@ -1,0 +1,187 @@
+package projections
+
+import (
+	"encoding/json"
+	"sort"
+	"sync"
+	"time"
+
+	moltgate "github.com/moltgate/moltgate"
+)
+
+// PendingSender is a chat-platform user who wrote to the bot and waits for
+// the owner to approve their pairing code.
+type PendingSender struct {
+	Channel     string    `json:"channel"`
+	SenderID    string    `json:"senderId"`
+	SenderName  string    `json:"senderName,omitempty"`
+	Code        string    `json:"code"`
+	RequestedAt time.Time `json:"requestedAt"`
+	ExpiresAt   time.Time `json:"expiresAt"`
+}
+
+// ChannelAccess is the read model of who may talk to the assistant on each
+// chat platform: pending pairing codes and allowlists.
+type ChannelAccess struct {
+	mu    sync.RWMutex
+	state channelState
+}
+
+type channelState struct {
+	Pending    map[string]map[string]*PendingSender `json:"pending"`    // channel → code → sender
+	Allowlists map[string]map[string]bool           `json:"allowlists"` // channel → sender ids
+}
+
+// NewChannelAccess returns an empty channel access read model.
+func NewChannelAccess() *ChannelAccess {
+	c := &ChannelAccess{}
+	c.Reset()
+	return c
+}
+
+func (c *ChannelAccess) Name() string { return "channels" }
+func (c *ChannelAccess) Version() int { return 1 }
+
+func (c *ChannelAccess) Reset() {
+	c.mu.Lock()
+	c.state = channelState{Pending: map[string]map[string]*PendingSender{}, Allowlists: map[string]map[string]bool{}}
+	c.mu.Unlock()
+}
+
+func (c *ChannelAccess) Apply(e moltgate.Event) error {
+	switch e.Type {
+	case moltgate.EventChannelPairingRequested:
+		var p moltgate.ChannelPairingRequestedData
+		if err := e.Decode(&p); err != nil {
+			return err
+		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		codes := c.state.Pending[p.Channel]
+		if codes == nil {
+			codes = map[string]*PendingSender{}
+			c.state.Pending[p.Channel] = codes
+		}
+		for code, old := range codes { // one live code per sender
+			if old.SenderID == p.SenderID {
+				delete(codes, code)
+			}
+		}
+		codes[p.Code] = &PendingSender{Channel: p.Channel, SenderID: p.SenderID, SenderName: p.SenderName, Code: p.Code,
+			RequestedAt: e.RecordedAt, ExpiresAt: time.UnixMilli(p.ExpiresAtMs)}
+	case moltgate.EventChannelPairingApproved, moltgate.EventChannelPairingRejected:
+		var p moltgate.ChannelPairingResolvedData
+		if err := e.Decode(&p); err != nil {
+			return err
+		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		delete(c.state.Pending[p.Channel], p.Code)
+		if e.Type == moltgate.EventChannelPairingApproved {
+			c.allowLocked(p.Channel, p.SenderID, true)
+		}
+	case moltgate.EventChannelAllowlistChanged:
+		var p moltgate.ChannelAllowlistChangedData
+		if err := e.Decode(&p); err != nil {
+			return err
+		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for _, id := range p.Added {
+			c.allowLocked(p.Channel, id, true)
+		}
+		for _, id := range p.Removed {
+			c.allowLocked(p.Channel, id, false)
+		}
+	}
+	return nil
+}
+
+func (c *ChannelAccess) allowLocked(channel, senderID string, allow bool) {
+	l := c.state.Allowlists[channel]
+	if l == nil {
+		l = map[string]bool{}
+		c.state.Allowlists[channel] = l
+	}
+	if allow {
+		l[senderID] = true
+	} else {
+		delete(l, senderID)
+	}
+}
+
+// Pending returns the unexpired pairing requests of channel ("" = all),
+// oldest first.
+func (c *ChannelAccess) Pending(channel string, now time.Time) []PendingSender {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	var out []PendingSender
+	for ch, codes := range c.state.Pending {
+		if channel != "" && ch != channel {
+			continue
+		}
+		for _, p := range codes {
+			if now.Before(p.ExpiresAt) {
+				out = append(out, *p)
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].RequestedAt.Before(out[j].RequestedAt) })
+	return out
+}
+
+// PendingCode returns the request with code on channel, expired or not.
+func (c *ChannelAccess) PendingCode(channel, code string) (PendingSender, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	p, ok := c.state.Pending[channel][code]
+	if !ok {
+		return PendingSender{}, false
+	}
+	return *p, true
+}
+
+// Allowlist returns the sender ids allowed on channel, sorted.
+func (c *ChannelAccess) Allowlist(channel string) []string {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	out := make([]string, 0, len(c.state.Allowlists[channel]))
+	for id := range c.state.Allowlists[channel] {
+		out = append(out, id)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Channels returns the channels that have an allowlist, sorted.
+func (c *ChannelAccess) Channels() []string {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	out := make([]string, 0, len(c.state.Allowlists))
+	for ch := range c.state.Allowlists {
+		out = append(out, ch)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Allowed reports whether senderID may talk to the assistant on channel.
+func (c *ChannelAccess) Allowed(channel, senderID string) bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.state.Allowlists[channel][senderID]
+}
+
+func (c *ChannelAccess) MarshalJSON() ([]byte, error) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return json.Marshal(c.state)
+}
+
+func (c *ChannelAccess) Snapshot() (json.RawMessage, error) { return c.MarshalJSON() }
+
+func (c *ChannelAccess) LoadSnapshot(b json.RawMessage) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return json.Unmarshal(b, &c.state)
+}

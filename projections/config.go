@@ -1,0 +1,91 @@
+package projections
+
+import (
+	"encoding/json"
+	"sync"
+	"time"
+
+	moltgate "github.com/moltgate/moltgate"
+)
+
+// ConfigVersion is one entry of the config history: who applied which
+// document when. The document itself stays in the log (read it by Seq).
+type ConfigVersion struct {
+	Seq    int64     `json:"seq"`
+	Hash   string    `json:"hash"`
+	Actor  string    `json:"actor,omitempty"`
+	Source string    `json:"source,omitempty"`
+	Note   string    `json:"note,omitempty"`
+	At     time.Time `json:"at"`
+}
+
+// Config is the read model of the configuration: the current document, its
+// hash, and the history of changes.
+type Config struct {
+	mu    sync.RWMutex
+	state configState
+}
+
+type configState struct {
+	Document json.RawMessage `json:"document,omitempty"`
+	Hash     string          `json:"hash,omitempty"`
+	History  []ConfigVersion `json:"history,omitempty"`
+}
+
+// NewConfig returns an empty config read model.
+func NewConfig() *Config { return &Config{} }
+
+func (c *Config) Name() string { return "config" }
+func (c *Config) Version() int { return 1 }
+
+func (c *Config) Reset() {
+	c.mu.Lock()
+	c.state = configState{}
+	c.mu.Unlock()
+}
+
+func (c *Config) Apply(e moltgate.Event) error {
+	if e.Type != moltgate.EventConfigApplied {
+		return nil
+	}
+	var d moltgate.ConfigAppliedData
+	if err := e.Decode(&d); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.state.Document, c.state.Hash = d.Document, d.Hash
+	c.state.History = append(c.state.History, ConfigVersion{
+		Seq: e.Seq, Hash: d.Hash, Actor: e.Meta.Actor, Source: e.Meta.Source, Note: d.Note, At: e.RecordedAt,
+	})
+	return nil
+}
+
+// Current returns the current document (nil when none was ever applied)
+// and its hash.
+func (c *Config) Current() (json.RawMessage, string) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.state.Document, c.state.Hash
+}
+
+// History returns every applied version, oldest first.
+func (c *Config) History() []ConfigVersion {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return append([]ConfigVersion(nil), c.state.History...)
+}
+
+func (c *Config) MarshalJSON() ([]byte, error) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return json.Marshal(c.state)
+}
+
+func (c *Config) Snapshot() (json.RawMessage, error) { return c.MarshalJSON() }
+
+func (c *Config) LoadSnapshot(b json.RawMessage) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return json.Unmarshal(b, &c.state)
+}
