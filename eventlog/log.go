@@ -57,6 +57,10 @@ type Log struct {
 	// MaxBatch caps the number of events committed in one transaction.
 	MaxBatch int
 
+	// ReadOnly opens the file for reading only: no migrations, no writer,
+	// no replication. For tools that inspect a log a gateway may be writing.
+	ReadOnly bool
+
 	// Progress, when set, is told how a restore is going.
 	Progress func(stage string, done, total int64)
 
@@ -109,6 +113,9 @@ func DSN(path string, extra ...string) string {
 // Open restores the file from the replica if it is missing locally, opens
 // and migrates it, starts the writer and, with a replica, replication.
 func (l *Log) Open() error {
+	if l.ReadOnly {
+		return l.openReadOnly()
+	}
 	if err := os.MkdirAll(filepath.Dir(l.Path), 0o700); err != nil {
 		return fmt.Errorf("cannot create data directory: %w", err)
 	}
@@ -116,6 +123,12 @@ func (l *Log) Open() error {
 		if err := l.restoreIfMissing(); err != nil {
 			return err
 		}
+	}
+
+	// Create the file owner-only: it holds hashes of device tokens and the
+	// whole conversation history. SQLite gives -wal and -shm the same mode.
+	if f, err := os.OpenFile(l.Path, os.O_RDONLY|os.O_CREATE, 0o600); err == nil {
+		f.Close()
 	}
 
 	var extra []string
@@ -142,12 +155,10 @@ func (l *Log) Open() error {
 	l.rdb.SetMaxOpenConns(8)
 	l.rdb.SetMaxIdleConns(8)
 
-	var last sql.NullInt64
-	if err := l.rdb.QueryRow(`SELECT MAX(seq) FROM events`).Scan(&last); err != nil {
+	if err := l.loadLastSeq(); err != nil {
 		l.closeDBs()
-		return fmt.Errorf("cannot read last seq: %w", err)
+		return err
 	}
-	l.lastSeq.Store(last.Int64)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	l.cancel = cancel
@@ -166,9 +177,38 @@ func (l *Log) Open() error {
 	return nil
 }
 
+func (l *Log) openReadOnly() error {
+	if _, err := os.Stat(l.Path); err != nil {
+		return moltgate.Errorf(moltgate.ENOTFOUND, "no event log at %s (is MOLTGATE_DATA_DIR right?)", l.Path)
+	}
+	var err error
+	if l.rdb, err = sql.Open("sqlite", DSN(l.Path, "_pragma=query_only(1)")); err != nil {
+		return fmt.Errorf("cannot open event log: %w", err)
+	}
+	l.closed.Store(true) // appends are refused
+	if err := l.loadLastSeq(); err != nil {
+		l.rdb.Close()
+		return err
+	}
+	return nil
+}
+
+func (l *Log) loadLastSeq() error {
+	var last sql.NullInt64
+	if err := l.rdb.QueryRow(`SELECT MAX(seq) FROM events`).Scan(&last); err != nil {
+		return fmt.Errorf("cannot read last seq: %w", err)
+	}
+	l.lastSeq.Store(last.Int64)
+	return nil
+}
+
 // Close stops accepting appends, finishes the ones in flight, performs a
 // final replica sync (bounded by ctx) and closes the file.
 func (l *Log) Close(ctx context.Context) error {
+	if l.ReadOnly {
+		l.closeDBs()
+		return nil
+	}
 	if !l.closed.CompareAndSwap(false, true) {
 		return nil
 	}

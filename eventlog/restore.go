@@ -117,8 +117,11 @@ func CopyUntil(ctx context.Context, src, dst string, until int64) error {
 // first start; an unreachable one is an error, because starting empty would
 // fork the history that the replica holds.
 func (l *Log) restoreIfMissing() error {
-	if _, err := os.Stat(l.Path); err == nil {
+	// A zero-byte file is what a start that died before migrating leaves.
+	if st, err := os.Stat(l.Path); err == nil && st.Size() > 0 {
 		return nil
+	} else if err == nil {
+		os.Remove(l.Path)
 	} else if !os.IsNotExist(err) {
 		return err
 	}

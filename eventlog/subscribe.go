@@ -3,9 +3,14 @@ package eventlog
 import (
 	"context"
 	"sync"
+	"time"
 
 	moltgate "github.com/moltgate/moltgate"
 )
+
+// readOnlyPoll is how often a read-only log looks for events that another
+// process appended.
+const readOnlyPoll = 250 * time.Millisecond
 
 // subscribePage is how many events a subscription reads per query.
 const subscribePage = 1024
@@ -78,8 +83,14 @@ func (l *Log) follow(ctx context.Context, pos int64, out chan<- moltgate.Event) 
 		if n == subscribePage || pos < l.LastSeq() {
 			continue
 		}
+		var poll <-chan time.Time
+		if l.ReadOnly {
+			// Another process writes: no commit of ours wakes us, so poll.
+			poll = time.After(readOnlyPoll)
+		}
 		select {
 		case <-changed:
+		case <-poll:
 		case <-ctx.Done():
 			return nil
 		}

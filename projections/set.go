@@ -65,6 +65,12 @@ func (s *Set) View(seq int64, now time.Time) View {
 		Channels: ChannelsView{Pending: s.Channels.Pending("", now), Allowlists: map[string][]string{}},
 		Sessions: s.Sessions.List(),
 	}
+	if v.Devices.Pending == nil {
+		v.Devices.Pending = []PendingDevice{}
+	}
+	if v.Channels.Pending == nil {
+		v.Channels.Pending = []PendingSender{}
+	}
 	for _, ch := range s.Channels.Channels() {
 		v.Channels.Allowlists[ch] = s.Channels.Allowlist(ch)
 	}

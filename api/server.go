@@ -1,0 +1,132 @@
+// Package api is moltgate's HTTP side: the gin router with health and
+// readiness probes, the loading page shown while the event log is restored
+// and replayed, and (in later parts) the gateway WebSocket, web chat and
+// admin.
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gin-gonic/gin"
+)
+
+// Server serves HTTP. It listens before the event log is ready so that
+// probes and people get an answer during a restore; Ready switches it from
+// the loading page to the gateway.
+type Server struct {
+	// Addr is the listen address, such as 127.0.0.1:18789.
+	Addr   string
+	Logger *slog.Logger
+
+	mu    sync.RWMutex
+	stage string // what start-up is doing now; "" once ready
+	ready bool
+
+	router *gin.Engine
+	ln     net.Listener
+	srv    *http.Server
+}
+
+// NewServer returns a server for addr that reports "starting" until Ready.
+func NewServer(addr string) *Server {
+	gin.SetMode(gin.ReleaseMode)
+	s := &Server{Addr: addr, Logger: slog.Default(), stage: "starting"}
+	s.router = gin.New()
+	s.router.Use(gin.Recovery())
+	s.router.GET("/healthz", s.handleHealth)
+	s.router.GET("/readyz", s.handleReady)
+	s.router.NoRoute(s.handleNotReady)
+	return s
+}
+
+// Router exposes the gin engine so that later parts can mount their routes.
+func (s *Server) Router() *gin.Engine { return s.router }
+
+// Open starts listening and serving in the background.
+func (s *Server) Open() error {
+	ln, err := net.Listen("tcp", s.Addr)
+	if err != nil {
+		return fmt.Errorf("cannot listen on %s: %w", s.Addr, err)
+	}
+	s.ln = ln
+	s.srv = &http.Server{Handler: s.router, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.Logger.Error("http server stopped", "error", err)
+		}
+	}()
+	return nil
+}
+
+// Close stops accepting connections and waits (bounded by ctx) for the
+// requests in flight.
+func (s *Server) Close(ctx context.Context) error {
+	if s.srv == nil {
+		return nil
+	}
+	return s.srv.Shutdown(ctx)
+}
+
+// URL returns the base URL the server listens on.
+func (s *Server) URL() string {
+	if s.ln == nil {
+		return ""
+	}
+	return "http://" + s.ln.Addr().String()
+}
+
+// SetStage tells probes and the loading page what start-up is doing.
+func (s *Server) SetStage(stage string) {
+	s.mu.Lock()
+	s.stage = stage
+	s.mu.Unlock()
+}
+
+// Ready marks the server ready: /readyz answers 200.
+func (s *Server) Ready() {
+	s.mu.Lock()
+	s.stage, s.ready = "", true
+	s.mu.Unlock()
+}
+
+// IsReady reports whether Ready was called, and the current stage if not.
+func (s *Server) IsReady() (bool, string) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.ready, s.stage
+}
+
+func (s *Server) handleHealth(c *gin.Context) {
+	c.JSON(http.StatusOK, gin.H{"status": "ok"})
+}
+
+func (s *Server) handleReady(c *gin.Context) {
+	if ready, stage := s.IsReady(); !ready {
+		c.JSON(http.StatusServiceUnavailable, gin.H{"ready": false, "stage": stage})
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"ready": true})
+}
+
+// handleNotReady answers every other route: the loading page while
+// starting, a JSON 404 afterwards.
+func (s *Server) handleNotReady(c *gin.Context) {
+	ready, stage := s.IsReady()
+	if ready {
+		c.JSON(http.StatusNotFound, gin.H{"error": gin.H{"code": "not_found", "message": "no route " + c.Request.URL.Path}})
+		return
+	}
+	c.Header("Retry-After", "1")
+	if wantsHTML(c.Request) {
+		c.Data(http.StatusServiceUnavailable, "text/html; charset=utf-8", loadingPage(stage))
+		return
+	}
+	c.JSON(http.StatusServiceUnavailable, gin.H{"error": gin.H{"code": "unavailable", "message": "moltgate is starting: " + stage}})
+}

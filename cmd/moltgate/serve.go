@@ -1,0 +1,154 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	moltgate "github.com/moltgate/moltgate"
+	"github.com/moltgate/moltgate/api"
+	"github.com/moltgate/moltgate/eventlog"
+	"github.com/moltgate/moltgate/projections"
+)
+
+// processStart is as close to process start as Go lets us get; start-up
+// time in gateway.started is measured from it.
+var processStart = time.Now()
+
+// shutdownTimeout bounds a graceful stop: in-flight requests, snapshots and
+// the final replica sync.
+const shutdownTimeout = 30 * time.Second
+
+func runServe(ctx context.Context, env Env, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	g := &gateway{env: env, logger: slog.New(slog.NewTextHandler(stderr, nil)), stderr: stderr}
+	if err := g.open(ctx); err != nil {
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+		defer cancel()
+		g.close(shutdownCtx)
+		return err
+	}
+	<-ctx.Done()
+	g.logger.Info("shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	return g.close(shutdownCtx)
+}
+
+// gateway is the running serve command: every part, built explicitly, and
+// closed in the reverse order.
+type gateway struct {
+	env    Env
+	logger *slog.Logger
+	stderr io.Writer
+
+	server *api.Server
+	log    *eventlog.Log
+	set    *projections.Set
+	runner *projections.Runner
+}
+
+// open follows the start sequence: listen (so probes answer) → restore if
+// the local file is missing → open and migrate → rebuild read models →
+// follow the log → gateway.started → ready.
+func (g *gateway) open(ctx context.Context) error {
+	g.server = api.NewServer(g.env.Listen())
+	g.server.Logger = g.logger
+	if err := g.server.Open(); err != nil {
+		return err
+	}
+	g.logger.Info("listening", "url", g.server.URL())
+
+	replica, missing, err := g.env.Replica()
+	switch {
+	case err != nil:
+		return fmt.Errorf("invalid replica configuration: %w", err)
+	case len(missing) > 0:
+		g.logger.Warn("replica configuration is incomplete: events stay on this disk only", "missing", strings.Join(missing, ", "))
+	case replica == nil:
+		g.logger.Info("no replica configured: events stay on this disk only (set R2_ACCESS_KEY_ID, R2_SECRET_ACCESS_KEY and CF_ACCOUNT_ID to stream them to R2)", "data", g.env.DataDir())
+	default:
+		g.logger.Info("replicating the event log", "replica", replica.String(), "source", replica.Source)
+	}
+
+	g.log = eventlog.NewLog(g.env.DBPath())
+	g.log.Replica = replica
+	g.log.Logger = g.logger
+	if replica != nil {
+		if _, err := os.Stat(g.log.Path); errors.Is(err, os.ErrNotExist) {
+			g.server.SetStage("restoring the event log from " + replica.String())
+		}
+	}
+	if err := g.log.Open(); err != nil {
+		return err
+	}
+
+	g.server.SetStage("rebuilding read models")
+	g.set = projections.NewSet()
+	g.runner = projections.NewRunner(g.log, g.set.All()...)
+	g.runner.Logger = g.logger
+	g.runner.SnapshotDir = filepath.Join(g.env.DataDir(), "projections")
+	prog := newProgress(g.stderr, "rebuilding read models")
+	g.runner.Progress = func(done, total int64) {
+		prog.report(done, total)
+		if total > 0 {
+			g.server.SetStage(fmt.Sprintf("rebuilding read models: %d%%", done*100/total))
+		}
+	}
+	replayed, err := g.runner.RunToEnd(ctx)
+	if err != nil {
+		return err
+	}
+	g.runner.Start(context.Background())
+
+	replicaDesc := "none"
+	if replica != nil {
+		replicaDesc = replica.String()
+	}
+	started := moltgate.MustEvent(moltgate.StreamGateway, moltgate.EventGatewayStarted, moltgate.GatewayStartedData{
+		Version:        moltgate.Version,
+		RestoredFrom:   g.log.RestoredFrom(),
+		EventsReplayed: replayed,
+		StartupMs:      time.Since(processStart).Milliseconds(),
+		Replica:        replicaDesc,
+	}, moltgate.Meta{Actor: "system", Source: moltgate.SourceSystem})
+	if _, err := g.log.Append(ctx, started); err != nil {
+		return fmt.Errorf("cannot record gateway start: %w", err)
+	}
+	g.server.Ready()
+	g.logger.Info("ready", "events", g.log.LastSeq(), "replayed", replayed, "startup", time.Since(processStart).Round(time.Millisecond))
+	return nil
+}
+
+// close stops in the reverse order of open: stop taking requests, stop
+// following the log (saving snapshots), final replica sync, close the file.
+func (g *gateway) close(ctx context.Context) error {
+	var errs []error
+	if g.server != nil {
+		errs = append(errs, g.server.Close(ctx))
+	}
+	if g.runner != nil {
+		errs = append(errs, g.runner.Close())
+	}
+	if g.log != nil {
+		errs = append(errs, g.log.Close(ctx))
+	}
+	err := errors.Join(errs...)
+	if err != nil {
+		g.logger.Error("shutdown", "error", err)
+	} else {
+		g.logger.Info("stopped cleanly")
+	}
+	return err
+}
