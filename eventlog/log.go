@@ -218,6 +218,7 @@ func (l *Log) Close(ctx context.Context) error {
 		l.wg.Wait()
 	}
 	if l.replicator != nil {
+		l.replicator.stopLoop()
 		if err := l.replicator.syncNow(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("final replica sync: %w", err))
 		}

@@ -123,6 +123,9 @@ func (r *replicator) openStore(ctx context.Context) error {
 		{Level: 3, Interval: time.Hour},
 	})
 	store.SnapshotInterval = r.cfg.SnapshotInterval
+	// Close makes our own final sync, bounded by its context; Litestream's
+	// 30-second retry loop on top of it would keep a sleeping container up.
+	store.SetShutdownSyncTimeout(0)
 	store.Logger = db.Logger
 	if err := store.Open(ctx); err != nil {
 		r.recordErr(fmt.Errorf("cannot start replication: %w", err))
@@ -132,9 +135,16 @@ func (r *replicator) openStore(ctx context.Context) error {
 	return nil
 }
 
-func (r *replicator) close(ctx context.Context) error {
+// stopLoop stops background syncs, interrupting one in flight, so that the
+// final sync at Close starts at once and is bounded by Close's context.
+func (r *replicator) stopLoop() {
 	r.cancel()
 	r.wg.Wait()
+}
+
+// close detaches Litestream; the caller has made the final sync and closed
+// its own connections (Litestream must close last).
+func (r *replicator) close(ctx context.Context) error {
 	if !r.opened {
 		return nil
 	}

@@ -1,0 +1,66 @@
+package api_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/moltgate/moltgate/api"
+)
+
+func get(t *testing.T, url, accept string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	if accept != "" {
+		req.Header.Set("Accept", accept)
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res.StatusCode, string(b)
+}
+
+func TestServer_Readiness(t *testing.T) {
+	s := api.NewServer("127.0.0.1:0")
+	if err := s.Open(); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+
+	if code, _ := get(t, s.URL()+"/healthz", ""); code != http.StatusOK {
+		t.Fatalf("/healthz = %d while starting, want 200 (alive)", code)
+	}
+	s.SetStage("restoring the event log")
+	if code, body := get(t, s.URL()+"/readyz", ""); code != http.StatusServiceUnavailable || !strings.Contains(body, "restoring") {
+		t.Fatalf("/readyz = %d %s, want 503 with the stage", code, body)
+	}
+	code, body := get(t, s.URL()+"/", "text/html,application/xhtml+xml")
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "moltgate is starting") || !strings.Contains(body, "restoring the event log") {
+		t.Fatalf("loading page = %d %s", code, body)
+	}
+	if code, body := get(t, s.URL()+"/api/anything", "application/json"); code != http.StatusServiceUnavailable || !strings.Contains(body, `"unavailable"`) {
+		t.Fatalf("API while starting = %d %s", code, body)
+	}
+
+	s.Ready()
+	if code, _ := get(t, s.URL()+"/readyz", ""); code != http.StatusOK {
+		t.Fatalf("/readyz = %d after Ready", code)
+	}
+}
+
+func TestServer_StageIsEscaped(t *testing.T) {
+	s := api.NewServer("127.0.0.1:0")
+	if err := s.Open(); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	s.SetStage("<script>alert(1)</script>")
+	if _, body := get(t, s.URL()+"/", "text/html"); strings.Contains(body, "<script>alert") {
+		t.Fatal("stage text reached the page unescaped")
+	}
+}
