@@ -78,8 +78,10 @@ type Log struct {
 	notifyMu sync.Mutex
 	notifyCh chan struct{} // closed and replaced after every commit
 
-	// versions caches each stream's last version. Only the writer touches it.
-	versions map[string]int64
+	// versions caches each stream's last version, insertStmts the prepared
+	// multi-row INSERTs. Only the writer touches them.
+	versions    map[string]int64
+	insertStmts map[int]*sql.Stmt
 
 	replicator   *replicator
 	restoredFrom string
@@ -105,6 +107,9 @@ func DSN(path string, extra ...string) string {
 		"_pragma=busy_timeout(5000)",
 		"_pragma=synchronous(FULL)",
 		"_pragma=foreign_keys(1)",
+		// Statement journals (multi-row INSERTs need one) stay in memory
+		// rather than in a temp file written with a syscall a page.
+		"_pragma=temp_store(MEMORY)",
 		"_txlock=immediate",
 	}
 	return "file:" + path + "?" + strings.Join(append(q, extra...), "&")
@@ -146,6 +151,10 @@ func (l *Log) Open() error {
 	l.wdb.SetConnMaxLifetime(0)
 	if err := migrate(l.wdb); err != nil {
 		l.wdb.Close()
+		return err
+	}
+	if err := l.prepareInserts(); err != nil {
+		l.closeDBs()
 		return err
 	}
 	if l.rdb, err = sql.Open("sqlite", DSN(l.Path, append(extra, "_pragma=query_only(1)")...)); err != nil {
@@ -233,6 +242,9 @@ func (l *Log) Close(ctx context.Context) error {
 }
 
 func (l *Log) closeDBs() {
+	for _, st := range l.insertStmts {
+		st.Close()
+	}
 	if l.rdb != nil {
 		l.rdb.Close()
 	}
