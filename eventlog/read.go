@@ -3,8 +3,9 @@ package eventlog
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
+	"database/sql/driver"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -64,29 +65,86 @@ const eventColumns = `seq, id, stream, version, type, schema, data, meta, record
 // current schema. fn's error stops the scan and is returned.
 func (l *Log) Scan(ctx context.Context, f Filter, fn func(moltgate.Event) error) error {
 	where, args := f.where()
-	q := `SELECT ` + eventColumns + ` FROM events` + where + ` ORDER BY seq`
+	query := `SELECT ` + eventColumns + ` FROM events` + where + ` ORDER BY seq`
 	if f.Desc {
-		q += " DESC"
+		query += " DESC"
 	}
 	if f.Limit > 0 {
-		q += fmt.Sprintf(" LIMIT %d", f.Limit)
+		query += fmt.Sprintf(" LIMIT %d", f.Limit)
 	}
-	rows, err := l.rdb.QueryContext(ctx, q, args...)
+	conn, err := l.rdb.Conn(ctx)
 	if err != nil {
 		return fmt.Errorf("cannot query events: %w", err)
 	}
-	defer rows.Close()
-	for rows.Next() {
-		e, err := scanEvent(rows)
-		if err != nil {
-			return err
+	defer conn.Close()
+	// Rows are read straight from the driver: database/sql's per-row locking
+	// and conversions were a large share of a full replay.
+	return conn.Raw(func(dc any) error {
+		q, ok := dc.(driver.QueryerContext)
+		if !ok {
+			return fmt.Errorf("sqlite driver cannot query")
 		}
-		if err := fn(e); err != nil {
-			return err
+		named := make([]driver.NamedValue, len(args))
+		for i, a := range args {
+			named[i] = driver.NamedValue{Ordinal: i + 1, Value: a}
+		}
+		rows, err := q.QueryContext(ctx, query, named)
+		if err != nil {
+			return fmt.Errorf("cannot query events: %w", err)
+		}
+		defer rows.Close()
+		dest := make([]driver.Value, 9)
+		for {
+			if err := rows.Next(dest); err == io.EOF {
+				return nil
+			} else if err != nil {
+				return fmt.Errorf("cannot read events: %w", err)
+			}
+			e, err := eventFromValues(dest)
+			if err != nil {
+				return err
+			}
+			if err := fn(e); err != nil {
+				return err
+			}
+		}
+	})
+}
+
+// eventFromValues builds an event from one driver row of eventColumns.
+func eventFromValues(v []driver.Value) (moltgate.Event, error) {
+	var e moltgate.Event
+	var ok [7]bool
+	var ms int64
+	var meta []byte
+	e.Seq, ok[0] = v[0].(int64)
+	e.ID, ok[1] = v[1].(string)
+	e.Stream, ok[2] = v[2].(string)
+	e.Version, ok[3] = v[3].(int64)
+	e.Type, ok[4] = v[4].(string)
+	var schema int64
+	schema, ok[5] = v[5].(int64)
+	ms, ok[6] = v[8].(int64)
+	for _, good := range ok {
+		if !good {
+			return e, fmt.Errorf("cannot read event at seq %v: unexpected column types %T %T %T %T %T %T %T", v[0], v[0], v[1], v[2], v[3], v[4], v[5], v[8])
 		}
 	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("cannot read events: %w", err)
+	e.Schema = int(schema)
+	e.Data = asBytes(v[6])
+	meta = asBytes(v[7])
+	e.RecordedAt = time.UnixMilli(ms)
+	finishEvent(&e, meta)
+	return e, nil
+}
+
+// asBytes accepts a BLOB or, for rows written by hand, TEXT.
+func asBytes(v driver.Value) []byte {
+	switch v := v.(type) {
+	case []byte:
+		return v
+	case string:
+		return []byte(v)
 	}
 	return nil
 }
@@ -180,13 +238,18 @@ func scanEvent(s scanner) (moltgate.Event, error) {
 	}
 	e.Data = data
 	e.RecordedAt = time.UnixMilli(ms)
-	if len(meta) > 2 {
-		// A broken meta column must not hide the event: keep it with an
-		// empty Meta; the payload is what projections read.
-		_ = json.Unmarshal(meta, &e.Meta)
-	}
-	if up, err := moltgate.Upcast(e); err == nil {
-		e = up
-	}
+	finishEvent(&e, meta)
 	return e, nil
+}
+
+// finishEvent decodes meta and upcasts the payload. A broken meta column
+// must not hide the event: it keeps an empty Meta, and the payload, which
+// is what projections read, is reported by them if it is broken too.
+func finishEvent(e *moltgate.Event, meta []byte) {
+	if len(meta) > 2 {
+		_ = decodeMeta(meta, &e.Meta)
+	}
+	if up, err := moltgate.Upcast(*e); err == nil {
+		*e = up
+	}
 }

@@ -58,6 +58,13 @@ func (e ApplyError) Error() string {
 	return fmt.Sprintf("projection %s cannot apply %s at seq %d: %s", e.Projection, e.Type, e.Seq, e.Err)
 }
 
+// A replay reads the log in chunks of replayChunk seqs with replayReaders
+// readers; a chunk is held in memory between reading and applying.
+const (
+	replayChunk   = 16384
+	replayReaders = 2
+)
+
 // maxKeptErrors bounds the errors a runner remembers.
 const maxKeptErrors = 100
 
@@ -104,16 +111,49 @@ func (r *Runner) RunUntil(ctx context.Context, until int64) (int64, error) {
 	start := r.loadSnapshots(ctx, until)
 	var n int64
 	total := until - start
-	err := r.Log.Scan(ctx, eventlog.Filter{AfterSeq: start, UntilSeq: until}, func(e moltgate.Event) error {
-		r.apply(e)
-		n++
-		if r.Progress != nil && n%65536 == 0 {
+	// Reading rows costs several times what applying them does, so two
+	// readers each read every other chunk of the log while this goroutine
+	// applies the chunks in order.
+	chunks := make([]chan []moltgate.Event, replayReaders)
+	errs := make(chan error, replayReaders)
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for i := range chunks {
+		chunks[i] = make(chan []moltgate.Event, 1)
+		go func(i int) {
+			defer close(chunks[i])
+			for from := start + int64(i)*replayChunk; from < until; from += replayReaders * replayChunk {
+				events := make([]moltgate.Event, 0, replayChunk)
+				f := eventlog.Filter{AfterSeq: from, UntilSeq: min(from+replayChunk, until)}
+				if err := r.Log.Scan(rctx, f, func(e moltgate.Event) error { events = append(events, e); return nil }); err != nil {
+					errs <- err
+					return
+				}
+				select {
+				case chunks[i] <- events:
+				case <-rctx.Done():
+					return
+				}
+			}
+		}(i)
+	}
+	for k := 0; ; k++ {
+		events, ok := <-chunks[k%replayReaders]
+		if !ok {
+			break
+		}
+		for _, e := range events {
+			r.apply(e)
+		}
+		n += int64(len(events))
+		if r.Progress != nil {
 			r.Progress(n, total)
 		}
-		return nil
-	})
-	if err != nil {
+	}
+	select {
+	case err := <-errs:
 		return n, fmt.Errorf("cannot rebuild read models: %w", err)
+	default:
 	}
 	if r.Progress != nil {
 		r.Progress(n, total)

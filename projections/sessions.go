@@ -15,7 +15,7 @@ type Session struct {
 	Key          string    `json:"key"`
 	ID           string    `json:"id"` // changes on reset
 	LastActivity time.Time `json:"lastActivity"`
-	LastSeq      int64     `json:"lastSeq"` // orders sessions whose events share a millisecond
+	LastSeq      int64     `json:"lastSeq"`      // orders sessions whose events share a millisecond
 	MessageCount int64     `json:"messageCount"` // messages since the last reset
 	TotalCount   int64     `json:"totalCount"`   // messages ever
 	LastRunID    string    `json:"lastRunId,omitempty"`

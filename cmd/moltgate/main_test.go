@@ -255,7 +255,10 @@ func TestCLI(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		pr, pw := io.Pipe()
 		done := make(chan error, 1)
-		go func() { done <- run(ctx, env, []string{"events", "tail", "-n", "1", "-f", "--json"}, pw, io.Discard); pw.Close() }()
+		go func() {
+			done <- run(ctx, env, []string{"events", "tail", "-n", "1", "-f", "--json"}, pw, io.Discard)
+			pw.Close()
+		}()
 		sc := bufio.NewScanner(pr)
 		sc.Buffer(nil, 1<<20)
 		if !sc.Scan() {
