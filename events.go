@@ -31,6 +31,16 @@ const (
 	EventSessionReset     = "session.reset"
 )
 
+// EventTypes lists every type in the catalogue above.
+var EventTypes = []string{
+	EventGatewayStarted, EventConfigApplied,
+	EventDevicePairingRequested, EventDevicePairingApproved, EventDevicePairingRejected,
+	EventDeviceRemoved, EventDeviceTokenRotated, EventDeviceTokenRevoked,
+	EventChannelPairingRequested, EventChannelPairingApproved, EventChannelPairingRejected,
+	EventChannelAllowlistChanged, EventChannelDeliverySent, EventChannelDeliveryFailed,
+	EventChatMessageAdded, EventChatRunStarted, EventChatRunFinished, EventSessionReset,
+}
+
 // Stream names. One stream per aggregate keeps optimistic concurrency local:
 // two devices never clash, two writers of the config always do.
 const (

@@ -185,3 +185,13 @@ func (c *ChannelAccess) LoadSnapshot(b json.RawMessage) error {
 	defer c.mu.Unlock()
 	return json.Unmarshal(b, &c.state)
 }
+
+// Needs implements Selective.
+func (c *ChannelAccess) Needs(t string) Need {
+	switch t {
+	case moltgate.EventChannelPairingRequested, moltgate.EventChannelPairingApproved,
+		moltgate.EventChannelPairingRejected, moltgate.EventChannelAllowlistChanged:
+		return NeedPayload
+	}
+	return NeedNothing
+}

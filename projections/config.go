@@ -89,3 +89,11 @@ func (c *Config) LoadSnapshot(b json.RawMessage) error {
 	defer c.mu.Unlock()
 	return json.Unmarshal(b, &c.state)
 }
+
+// Needs implements Selective.
+func (c *Config) Needs(t string) Need {
+	if t == moltgate.EventConfigApplied {
+		return NeedPayload
+	}
+	return NeedNothing
+}

@@ -3,6 +3,7 @@ package projections
 import (
 	"encoding/json"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -244,4 +245,12 @@ func (d *Devices) LoadSnapshot(b json.RawMessage) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return json.Unmarshal(b, &d.state)
+}
+
+// Needs implements Selective.
+func (d *Devices) Needs(t string) Need {
+	if strings.HasPrefix(t, "device.") {
+		return NeedPayload
+	}
+	return NeedNothing
 }

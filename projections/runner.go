@@ -38,6 +38,23 @@ type Projection interface {
 	Reset()
 }
 
+// Need says how much of an event a projection reads.
+type Need int
+
+// Needs, from least to most.
+const (
+	NeedNothing  Need = iota // the projection ignores the type
+	NeedEnvelope             // it reads seq, stream, type, time: not payload or meta
+	NeedPayload              // it reads everything
+)
+
+// Selective is implemented by projections that say what they read of each
+// event type, so a replay can skip copying and decoding payloads that no
+// projection uses. Projections that do not implement it need everything.
+type Selective interface {
+	Needs(eventType string) Need
+}
+
 // Snapshotter is implemented by projections whose state can be saved and
 // loaded, so that a restart need not replay the whole log.
 type Snapshotter interface {
@@ -116,6 +133,7 @@ func (r *Runner) RunUntil(ctx context.Context, until int64) (int64, error) {
 	// applies the chunks in order.
 	chunks := make([]chan []moltgate.Event, replayReaders)
 	errs := make(chan error, replayReaders)
+	envelopeOnly := r.envelopeOnlyTypes()
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	for i := range chunks {
@@ -124,7 +142,7 @@ func (r *Runner) RunUntil(ctx context.Context, until int64) (int64, error) {
 			defer close(chunks[i])
 			for from := start + int64(i)*replayChunk; from < until; from += replayReaders * replayChunk {
 				events := make([]moltgate.Event, 0, replayChunk)
-				f := eventlog.Filter{AfterSeq: from, UntilSeq: min(from+replayChunk, until)}
+				f := eventlog.Filter{AfterSeq: from, UntilSeq: min(from+replayChunk, until), EnvelopeOnly: envelopeOnly}
 				if err := r.Log.Scan(rctx, f, func(e moltgate.Event) error { events = append(events, e); return nil }); err != nil {
 					errs <- err
 					return
@@ -160,6 +178,26 @@ func (r *Runner) RunUntil(ctx context.Context, until int64) (int64, error) {
 	}
 	r.advance(until)
 	return n, nil
+}
+
+// envelopeOnlyTypes returns the catalogue's types whose payload no
+// projection reads.
+func (r *Runner) envelopeOnlyTypes() []string {
+	var out []string
+	for _, t := range moltgate.EventTypes {
+		need := NeedNothing
+		for _, p := range r.Projections {
+			if s, ok := p.(Selective); ok {
+				need = max(need, s.Needs(t))
+			} else {
+				need = NeedPayload
+			}
+		}
+		if need < NeedPayload {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 // Start follows the log from where RunToEnd stopped until Close.

@@ -124,3 +124,14 @@ func (s *Sessions) LoadSnapshot(b json.RawMessage) error {
 	defer s.mu.Unlock()
 	return json.Unmarshal(b, &s.state)
 }
+
+// Needs implements Selective: chat messages are counted from the envelope.
+func (s *Sessions) Needs(t string) Need {
+	switch t {
+	case moltgate.EventChatMessageAdded:
+		return NeedEnvelope
+	case moltgate.EventChatRunStarted, moltgate.EventChatRunFinished, moltgate.EventSessionReset:
+		return NeedPayload
+	}
+	return NeedNothing
+}

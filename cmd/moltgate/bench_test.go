@@ -1,0 +1,155 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/moltgate/moltgate/internal/benchdata"
+)
+
+var (
+	binaryOnce sync.Once
+	binaryPath string
+	binaryErr  error
+)
+
+// moltgateBinary builds the real binary once, so that start-up time and RSS
+// are those of what users run, not of the test executable.
+func moltgateBinary(b *testing.B) string {
+	binaryOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "moltgate-bin-")
+		if err != nil {
+			binaryErr = err
+			return
+		}
+		binaryPath = filepath.Join(dir, "moltgate")
+		out, err := exec.Command("go", "build", "-o", binaryPath, ".").CombinedOutput()
+		if err != nil {
+			binaryErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if binaryErr != nil {
+		b.Fatal(binaryErr)
+	}
+	return binaryPath
+}
+
+// startServe starts moltgate serve on dataDir and returns the time from
+// process start to /readyz 200 and the RSS at that moment; it stops the
+// process before returning.
+func startServe(b *testing.B, dataDir string) (time.Duration, float64) {
+	port := freePort(b)
+	cmd := exec.Command(moltgateBinary(b), "serve")
+	cmd.Env = append(os.Environ(), "MOLTGATE_DATA_DIR="+dataDir, "MOLTGATE_LISTEN=127.0.0.1:"+port,
+		"R2_ACCESS_KEY_ID=", "R2_SECRET_ACCESS_KEY=", "CF_ACCOUNT_ID=", "R2_ENDPOINT=", "MOLTGATE_LITESTREAM_CONFIG=")
+	client := &http.Client{Timeout: time.Second}
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	}()
+	for {
+		res, err := client.Get("http://127.0.0.1:" + port + "/readyz")
+		if err == nil {
+			res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Since(start) > 2*time.Minute {
+			b.Fatal("serve did not become ready")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return time.Since(start), rssMB(b, cmd.Process.Pid)
+}
+
+func rssMB(b *testing.B, pid int) float64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+			return kb / 1024
+		}
+	}
+	b.Fatal("no VmRSS")
+	return 0
+}
+
+func freePort(b *testing.B) string {
+	for p := 20000 + os.Getpid()%20000; ; p++ {
+		c, err := (&http.Client{Timeout: 50 * time.Millisecond}).Get(fmt.Sprintf("http://127.0.0.1:%d/", p))
+		if err != nil && strings.Contains(err.Error(), "refused") {
+			return strconv.Itoa(p)
+		}
+		if c != nil {
+			c.Body.Close()
+		}
+	}
+}
+
+// BenchmarkServeReady measures `moltgate serve` from process start to
+// /readyz 200, and its RSS then: on an empty log, on a 1,000,000-event log
+// without read-model snapshots (the cold start after a restore), and on the
+// same log with the snapshots a clean shutdown leaves (an ordinary restart).
+func BenchmarkServeReady(b *testing.B) {
+	report := func(b *testing.B, times []time.Duration, rss []float64) {
+		slices.Sort(times)
+		slices.Sort(rss)
+		b.ReportMetric(float64(times[len(times)/2].Microseconds())/1000, "ms-to-ready")
+		b.ReportMetric(rss[len(rss)/2], "rss-MB")
+		b.ReportMetric(0, "ns/op")
+	}
+	b.Run("empty", func(b *testing.B) {
+		var times []time.Duration
+		var rss []float64
+		for i := 0; i < b.N; i++ {
+			d, r := startServe(b, filepath.Join(b.TempDir(), "data"))
+			times, rss = append(times, d), append(rss, r)
+		}
+		report(b, times, rss)
+	})
+	fixture := benchdata.Fixture(b, 1_000_000)
+	b.Run("1M-cold", func(b *testing.B) {
+		var times []time.Duration
+		var rss []float64
+		for i := 0; i < b.N; i++ {
+			dir := filepath.Join(b.TempDir(), "data")
+			benchdata.Copy(b, fixture, filepath.Join(dir, "moltgate.db"))
+			d, r := startServe(b, dir)
+			times, rss = append(times, d), append(rss, r)
+		}
+		report(b, times, rss)
+	})
+	b.Run("1M-warm", func(b *testing.B) {
+		dir := filepath.Join(b.TempDir(), "data")
+		benchdata.Copy(b, fixture, filepath.Join(dir, "moltgate.db"))
+		startServe(b, dir) // leaves snapshots behind at shutdown
+		var times []time.Duration
+		var rss []float64
+		for i := 0; i < b.N; i++ {
+			d, r := startServe(b, dir)
+			times, rss = append(times, d), append(rss, r)
+		}
+		report(b, times, rss)
+	})
+}
