@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -14,6 +15,8 @@ import (
 
 	moltgate "github.com/moltgate/moltgate"
 	"github.com/moltgate/moltgate/eventlog"
+	"github.com/moltgate/moltgate/internal/benchdata"
+	"github.com/moltgate/moltgate/internal/fakes3"
 )
 
 // benchPayload is a typical chat message payload (~150 bytes).
@@ -116,4 +119,41 @@ func BenchmarkAppendLatency(b *testing.B) {
 	slices.Sort(lat)
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+}
+
+// BenchmarkRestore restores a 1,000,000-event log from an S3 server on
+// loopback (gofakes3, in memory) and reports the time and throughput.
+func BenchmarkRestore(b *testing.B) {
+	s3 := fakes3.New(b)
+	cfg := s3.Config("bench-restore")
+	path := filepath.Join(b.TempDir(), "m.db")
+	benchdata.Copy(b, benchdata.Fixture(b, 1_000_000), path)
+	l := eventlog.NewLog(path)
+	l.Replica = &cfg
+	if err := l.Open(); err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := l.SnapshotNow(ctx); err != nil {
+		b.Fatal(err)
+	}
+	if err := l.Close(ctx); err != nil {
+		b.Fatal(err)
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	start := time.Now()
+	for i := 0; i < b.N; i++ {
+		out := filepath.Join(b.TempDir(), "restored.db")
+		if err := eventlog.Restore(ctx, cfg, eventlog.RestoreOptions{OutputPath: out}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	per := time.Since(start) / time.Duration(b.N)
+	b.ReportMetric(per.Seconds(), "s/restore")
+	b.ReportMetric(float64(st.Size())/(1<<20)/per.Seconds(), "MB/s")
+	b.ReportMetric(float64(st.Size())/(1<<20), "db-MB")
 }
