@@ -145,9 +145,25 @@ func TestReplica_PointInTime(t *testing.T) {
 			t.Fatalf("restored %d events, want 75", len(got))
 		}
 	})
+	t.Run("TXID", func(t *testing.T) {
+		// Litestream's first transaction holds the log as its first sync saw it.
+		out := filepath.Join(t.TempDir(), "txid.db")
+		if err := eventlog.Restore(ctx, cfg, eventlog.RestoreOptions{OutputPath: out, TXID: 1}); err != nil {
+			t.Fatal(err)
+		}
+		if got := restoredSeqs(t, out); len(got) > 30 {
+			t.Fatalf("restored %d events at txid 1, want at most the first 30", len(got))
+		}
+	})
 	t.Run("RefusesExistingOutput", func(t *testing.T) {
 		if err := eventlog.Restore(ctx, cfg, eventlog.RestoreOptions{OutputPath: l.Path}); err == nil || !strings.Contains(err.Error(), "already exists") {
 			t.Fatalf("restore over the live file: err = %v", err)
+		}
+	})
+	t.Run("TwoPoints", func(t *testing.T) {
+		err := eventlog.Restore(ctx, cfg, eventlog.RestoreOptions{OutputPath: filepath.Join(t.TempDir(), "x.db"), Seq: 3, TXID: 2})
+		if err == nil || !strings.Contains(err.Error(), "at most one") {
+			t.Fatalf("err = %v", err)
 		}
 	})
 	t.Run("EmptyReplica", func(t *testing.T) {
