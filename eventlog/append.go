@@ -197,9 +197,7 @@ func (l *Log) commit(batch []*appendRequest) {
 				max = maxInt64(max, e.Seq)
 			}
 		}
-		if max > l.lastSeq.Load() {
-			l.publish(max)
-		}
+		l.committed.Advance(max)
 	}
 	for i, req := range batch {
 		req.done <- results[i]

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	moltgate "github.com/moltgate/moltgate"
+	"github.com/moltgate/moltgate/internal/watermark"
 	_ "modernc.org/sqlite" // the only SQLite driver: Litestream uses it too
 )
 
@@ -74,9 +75,7 @@ type Log struct {
 	wg       sync.WaitGroup
 	closed   atomic.Bool
 
-	lastSeq  atomic.Int64
-	notifyMu sync.Mutex
-	notifyCh chan struct{} // closed and replaced after every commit
+	committed *watermark.Watermark // the last committed seq
 
 	// versions caches each stream's last version, insertStmts the prepared
 	// multi-row INSERTs. Only the writer touches them.
@@ -94,7 +93,7 @@ func NewLog(path string) *Log {
 		CriticalWait: DefaultCriticalWait,
 		MaxBatch:     DefaultMaxBatch,
 		Logger:       slog.Default(),
-		notifyCh:     make(chan struct{}),
+		committed:    watermark.New(0),
 		versions:     make(map[string]int64),
 	}
 }
@@ -207,7 +206,7 @@ func (l *Log) loadLastSeq() error {
 	if err := l.rdb.QueryRow(`SELECT MAX(seq) FROM events`).Scan(&last); err != nil {
 		return fmt.Errorf("cannot read last seq: %w", err)
 	}
-	l.lastSeq.Store(last.Int64)
+	l.committed.Advance(last.Int64)
 	return nil
 }
 
@@ -254,26 +253,11 @@ func (l *Log) closeDBs() {
 }
 
 // LastSeq returns the seq of the newest committed event (0 when empty).
-func (l *Log) LastSeq() int64 { return l.lastSeq.Load() }
+func (l *Log) LastSeq() int64 { return l.committed.Get() }
 
 // RestoredFrom describes the replica the file was restored from at Open, or
 // "" when the local file was used.
 func (l *Log) RestoredFrom() string { return l.restoredFrom }
-
-// changed returns a channel that is closed at the next commit.
-func (l *Log) changed() <-chan struct{} {
-	l.notifyMu.Lock()
-	defer l.notifyMu.Unlock()
-	return l.notifyCh
-}
-
-func (l *Log) publish(seq int64) {
-	l.lastSeq.Store(seq)
-	l.notifyMu.Lock()
-	close(l.notifyCh)
-	l.notifyCh = make(chan struct{})
-	l.notifyMu.Unlock()
-}
 
 // migrate applies the embedded migrations that are not yet recorded in
 // schema_migrations, each in its own transaction.

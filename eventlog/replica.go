@@ -10,6 +10,7 @@ import (
 
 	"github.com/benbjohnson/litestream"
 	lss3 "github.com/benbjohnson/litestream/s3"
+	"github.com/moltgate/moltgate/internal/watermark"
 )
 
 // maxSyncBackoff caps the wait between failed syncs; a SyncNow or a critical
@@ -52,18 +53,18 @@ type replicator struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	replicated *watermark.Watermark // the seq the replica is known to hold
+
 	mu             sync.Mutex
-	replicatedSeq  int64
 	lastSync       time.Time
 	lastSnapshot   time.Time
 	lastErr        string
 	lastErrAt      time.Time
-	progress       chan struct{} // closed and replaced after each sync attempt
 	consecutiveErr int
 }
 
 func newReplicator(l *Log, cfg ReplicaConfig) *replicator {
-	return &replicator{log: l, cfg: cfg, kick: make(chan struct{}, 1), progress: make(chan struct{})}
+	return &replicator{log: l, cfg: cfg, kick: make(chan struct{}, 1), replicated: watermark.New(0)}
 }
 
 // newS3Client builds Litestream's S3 client for cfg.
@@ -213,14 +214,11 @@ func (r *replicator) syncNow(ctx context.Context) error {
 		r.recordErr(fmt.Errorf("replica sync failed: %w", err))
 		return err
 	}
+	r.replicated.Advance(seq)
 	r.mu.Lock()
-	if seq > r.replicatedSeq {
-		r.replicatedSeq = seq
-	}
 	r.lastSync = time.Now()
 	r.consecutiveErr = 0
 	r.lastErr = ""
-	r.signalLocked()
 	r.mu.Unlock()
 	return nil
 }
@@ -251,15 +249,9 @@ func (r *replicator) recordErr(err error) {
 	defer r.mu.Unlock()
 	r.lastErr, r.lastErrAt = err.Error(), time.Now()
 	r.consecutiveErr++
-	r.signalLocked()
 	if r.consecutiveErr == 1 || r.consecutiveErr%30 == 0 {
 		r.log.Logger.Error("replication error", "error", err, "consecutive", r.consecutiveErr)
 	}
-}
-
-func (r *replicator) signalLocked() {
-	close(r.progress)
-	r.progress = make(chan struct{})
 }
 
 // waitFor asks for one immediate sync and waits until the replica holds
@@ -270,19 +262,10 @@ func (r *replicator) waitFor(ctx context.Context, seq int64) error {
 	case r.kick <- struct{}{}:
 	default:
 	}
-	for {
-		r.mu.Lock()
-		done, progress := r.replicatedSeq >= seq, r.progress
-		r.mu.Unlock()
-		if done {
-			return nil
-		}
-		select {
-		case <-progress:
-		case <-ctx.Done():
-			return fmt.Errorf("replica has not confirmed seq %d: %w", seq, ctx.Err())
-		}
+	if err := r.replicated.Wait(ctx, seq); err != nil {
+		return fmt.Errorf("replica has not confirmed seq %d: %w", seq, err)
 	}
+	return nil
 }
 
 // Status reports local and replicated positions, lag and the last errors.
@@ -295,7 +278,7 @@ func (l *Log) Status(ctx context.Context) Status {
 	r.mu.Lock()
 	s.Configured = true
 	s.Replica, s.Source = r.cfg.String(), r.cfg.Source
-	s.ReplicatedSeq = r.replicatedSeq
+	s.ReplicatedSeq = r.replicated.Get()
 	s.LastSyncAt, s.LastSnapshotAt = r.lastSync, r.lastSnapshot
 	s.LastError, s.LastErrorAt = r.lastErr, r.lastErrAt
 	r.mu.Unlock()

@@ -65,7 +65,7 @@ func (l *Log) follow(ctx context.Context, pos int64, out chan<- moltgate.Event) 
 	for {
 		// Take the wake-up channel before reading, so a commit that lands
 		// between the read and the wait is not missed.
-		changed := l.changed()
+		changed := l.committed.Changed()
 		n := 0
 		err := l.Scan(ctx, Filter{AfterSeq: pos, Limit: subscribePage}, func(e moltgate.Event) error {
 			select {

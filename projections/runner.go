@@ -21,6 +21,7 @@ import (
 
 	moltgate "github.com/moltgate/moltgate"
 	"github.com/moltgate/moltgate/eventlog"
+	"github.com/moltgate/moltgate/internal/watermark"
 )
 
 // Projection is a read model fed by events.
@@ -96,11 +97,11 @@ type Runner struct {
 	Progress func(done, total int64)
 	Logger   *slog.Logger
 
-	mu       sync.Mutex
-	applied  int64            // the seq every projection has seen
-	from     map[string]int64 // per projection: the seq its snapshot covers
-	errs     []ApplyError
-	progress chan struct{} // closed and replaced whenever applied moves
+	applied *watermark.Watermark // the seq every projection has seen
+	from    map[string]int64     // per projection: the seq its snapshot covers
+
+	mu   sync.Mutex
+	errs []ApplyError
 
 	sub    *eventlog.Subscription
 	cancel context.CancelFunc
@@ -109,7 +110,7 @@ type Runner struct {
 
 // NewRunner returns a runner for the projections over log.
 func NewRunner(log *eventlog.Log, ps ...Projection) *Runner {
-	return &Runner{Log: log, Projections: ps, Logger: slog.Default(), progress: make(chan struct{}), from: map[string]int64{}}
+	return &Runner{Log: log, Projections: ps, Logger: slog.Default(), applied: watermark.New(0), from: map[string]int64{}}
 }
 
 // RunToEnd (re)builds every projection up to the newest event and returns
@@ -176,7 +177,7 @@ func (r *Runner) RunUntil(ctx context.Context, until int64) (int64, error) {
 	if r.Progress != nil {
 		r.Progress(n, total)
 	}
-	r.advance(until)
+	r.applied.Advance(until)
 	return n, nil
 }
 
@@ -209,7 +210,7 @@ func (r *Runner) Start(ctx context.Context) {
 		defer close(r.done)
 		for e := range r.sub.C() {
 			r.apply(e)
-			r.advance(e.Seq)
+			r.applied.Advance(e.Seq)
 		}
 		if err := r.sub.Err(); err != nil {
 			r.Logger.Error("read models stopped following the log", "error", err)
@@ -228,28 +229,15 @@ func (r *Runner) Close() error {
 }
 
 // Applied returns the seq up to which every projection is current.
-func (r *Runner) Applied() int64 {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.applied
-}
+func (r *Runner) Applied() int64 { return r.applied.Get() }
 
 // WaitFor returns once every projection has applied seq, so that a caller
 // who just appended reads its own write.
 func (r *Runner) WaitFor(ctx context.Context, seq int64) error {
-	for {
-		r.mu.Lock()
-		done, progress := r.applied >= seq, r.progress
-		r.mu.Unlock()
-		if done {
-			return nil
-		}
-		select {
-		case <-progress:
-		case <-ctx.Done():
-			return moltgate.Errorf(moltgate.ETIMEOUT, "read models have not caught up with seq %d", seq)
-		}
+	if r.applied.Wait(ctx, seq) != nil {
+		return moltgate.Errorf(moltgate.ETIMEOUT, "read models have not caught up with seq %d", seq)
 	}
+	return nil
 }
 
 // Errors returns the most recent apply errors, oldest first.
@@ -257,16 +245,6 @@ func (r *Runner) Errors() []ApplyError {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return append([]ApplyError(nil), r.errs...)
-}
-
-func (r *Runner) advance(seq int64) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if seq > r.applied {
-		r.applied = seq
-		close(r.progress)
-		r.progress = make(chan struct{})
-	}
 }
 
 // apply feeds e to every projection that has not seen it, turning errors
