@@ -30,6 +30,7 @@ type PendingDevice struct {
 // PairedDevice is an approved device.
 type PairedDevice struct {
 	DeviceID     string    `json:"deviceId"`
+	RequestID    string    `json:"requestId,omitempty"` // the request that was approved
 	PublicKey    string    `json:"publicKey"`
 	DisplayName  string    `json:"displayName,omitempty"`
 	Platform     string    `json:"platform,omitempty"`
@@ -79,7 +80,7 @@ func NewDevices() *Devices {
 }
 
 func (d *Devices) Name() string { return "devices" }
-func (d *Devices) Version() int { return 1 }
+func (d *Devices) Version() int { return 2 } // 2: paired devices remember their request id
 
 func (d *Devices) Reset() {
 	d.mu.Lock()
@@ -115,7 +116,7 @@ func (d *Devices) Apply(e moltgate.Event) error {
 		}
 		d.mu.Lock()
 		defer d.mu.Unlock()
-		dev := &PairedDevice{DeviceID: p.DeviceID, Role: p.Role, Scopes: p.Scopes, TokenHash: p.TokenHash,
+		dev := &PairedDevice{DeviceID: p.DeviceID, RequestID: p.RequestID, Role: p.Role, Scopes: p.Scopes, TokenHash: p.TokenHash,
 			CreatedAt: e.RecordedAt, ApprovedAt: e.RecordedAt, ApprovedBy: e.Meta.Actor}
 		if req, ok := d.state.Pending[p.RequestID]; ok {
 			dev.PublicKey, dev.DisplayName, dev.Platform, dev.DeviceFamily = req.PublicKey, req.DisplayName, req.Platform, req.DeviceFamily
