@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -129,4 +130,32 @@ func (s *Server) handleNotReady(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusServiceUnavailable, gin.H{"error": gin.H{"code": "unavailable", "message": "moltgate is starting: " + stage}})
+}
+
+// MountGateway serves the gateway protocol on / (OpenClaw clients dial the
+// bare URL) and /ws; a plain GET of / goes to page.
+func (s *Server) MountGateway(g *Gateway, page gin.HandlerFunc) {
+	root := func(c *gin.Context) {
+		if ready, _ := s.IsReady(); !ready {
+			s.handleNotReady(c)
+			return
+		}
+		if isWebSocketUpgrade(c.Request) {
+			g.ServeWS(c)
+			return
+		}
+		page(c)
+	}
+	s.router.GET("/", root)
+	s.router.GET("/ws", func(c *gin.Context) {
+		if ready, _ := s.IsReady(); !ready || !isWebSocketUpgrade(c.Request) {
+			s.handleNotReady(c)
+			return
+		}
+		g.ServeWS(c)
+	})
+}
+
+func isWebSocketUpgrade(r *http.Request) bool {
+	return strings.EqualFold(r.Header.Get("Upgrade"), "websocket")
 }

@@ -13,7 +13,9 @@ import (
 	"time"
 
 	moltgate "github.com/moltgate/moltgate"
+	"github.com/moltgate/moltgate/agent"
 	"github.com/moltgate/moltgate/api"
+	"github.com/moltgate/moltgate/commands"
 	"github.com/moltgate/moltgate/eventlog"
 	"github.com/moltgate/moltgate/projections"
 )
@@ -53,22 +55,39 @@ type gateway struct {
 	logger *slog.Logger
 	stderr io.Writer
 
-	server *api.Server
-	log    *eventlog.Log
-	set    *projections.Set
-	runner *projections.Runner
+	server   *api.Server
+	log      *eventlog.Log
+	set      *projections.Set
+	runner   *projections.Runner
+	service  *commands.Service
+	agent    *agent.Runner
+	gw       *api.Gateway
+	token    string
+	stopTail context.CancelFunc
 }
 
 // open follows the start sequence: listen (so probes answer) → restore if
 // the local file is missing → open and migrate → rebuild read models →
 // follow the log → gateway.started → ready.
 func (g *gateway) open(ctx context.Context) error {
+	token, generated, err := gatewayToken(g.env)
+	if err != nil {
+		return err
+	}
+	g.token = token
 	g.server = api.NewServer(g.env.Listen())
 	g.server.Logger = g.logger
 	if err := g.server.Open(); err != nil {
 		return err
 	}
 	g.logger.Info("listening", "url", g.server.URL())
+	if generated {
+		// Printed, never logged elsewhere: the one place a laptop user finds it.
+		fmt.Fprintf(g.stderr, "\n    Open moltgate: %s/?token=%s\n    (the token is kept in %s)\n\n", g.server.URL(), token, filepath.Join(g.env.DataDir(), "gateway-token"))
+	}
+	if g.env.get("DEV_MODE", "") == "true" {
+		g.logger.Warn("DEV_MODE=true: every device that connects with the gateway token is approved without asking. Never use this on a reachable gateway.")
+	}
 
 	replica, missing, err := g.env.Replica()
 	switch {
@@ -111,6 +130,21 @@ func (g *gateway) open(ctx context.Context) error {
 		return err
 	}
 	g.runner.Start(context.Background())
+	g.service = commands.New(g.log, g.runner, g.set)
+	g.service.Logger = g.logger
+
+	g.gw = api.NewGateway(g.token)
+	g.gw.DevMode = g.env.get("DEV_MODE", "") == "true"
+	g.gw.Devices, g.gw.Config, g.gw.Chat = g.service, g.service, g.service
+	g.gw.Models, g.gw.Log, g.gw.Logger = g.set, g.log, g.logger
+	g.gw.TokenHash = commands.HashToken
+	g.agent = agent.NewRunner(g.service, g.gw, func() []agent.Choice { return nil })
+	g.agent.Logger = g.logger
+	g.gw.Agent = g.agent
+	g.server.MountGateway(g.gw, api.WebChat)
+	var tailCtx context.Context
+	tailCtx, g.stopTail = context.WithCancel(context.Background())
+	g.gw.Follow(tailCtx, g.log.LastSeq())
 
 	replicaDesc := "none"
 	if replica != nil {
@@ -137,6 +171,13 @@ func (g *gateway) close(ctx context.Context) error {
 	var errs []error
 	if g.server != nil {
 		errs = append(errs, g.server.Close(ctx))
+	}
+	if g.gw != nil {
+		g.gw.Close()
+		g.stopTail()
+	}
+	if g.agent != nil {
+		errs = append(errs, g.agent.Close(ctx)) // aborted runs are recorded before the log closes
 	}
 	if g.runner != nil {
 		errs = append(errs, g.runner.Close())

@@ -1,0 +1,244 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	moltgate "github.com/moltgate/moltgate"
+)
+
+// Sink receives a run's progress as it happens: the gateway turns it into
+// `chat` events for the connected clients. Deltas are not events in the
+// log; the final message is.
+type Sink interface {
+	RunDelta(sessionKey, runID string, seq int, delta, cumulative string)
+	RunDone(sessionKey, runID string, seq int, status, text, errMsg string)
+}
+
+// DefaultRunTimeout bounds one run, provider retries included.
+const DefaultRunTimeout = 5 * time.Minute
+
+// DefaultSystemPrompt is what the model is told before the conversation.
+const DefaultSystemPrompt = "You are a helpful personal assistant. Answer concisely; use Markdown where it helps."
+
+// Runner executes runs: one at a time per session (the next message in a
+// session waits for the current reply), any number of sessions at once.
+type Runner struct {
+	Chat moltgate.ChatService
+	Sink Sink
+	// Models returns the models to try, primary first, then fallbacks.
+	Models       func() []Choice
+	SystemPrompt string
+	Timeout      time.Duration
+	Logger       *slog.Logger
+
+	mu       sync.Mutex
+	sessions map[string]*session
+	runs     map[string]*run // by run id: queued or running
+	closed   bool
+	wg       sync.WaitGroup
+}
+
+type session struct {
+	queue   []*run
+	running bool
+}
+
+type run struct {
+	sessionKey, id string
+	ctx            context.Context
+	cancel         context.CancelFunc
+}
+
+// NewRunner returns a runner that records through chat and streams to sink.
+func NewRunner(chat moltgate.ChatService, sink Sink, models func() []Choice) *Runner {
+	return &Runner{Chat: chat, Sink: sink, Models: models, SystemPrompt: DefaultSystemPrompt, Timeout: DefaultRunTimeout,
+		Logger: slog.Default(), sessions: map[string]*session{}, runs: map[string]*run{}}
+}
+
+// Enqueue schedules a run that StartRun recorded. It starts at once when
+// the session is idle, else after the runs queued before it.
+func (r *Runner) Enqueue(sessionKey, runID string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return moltgate.Errorf(moltgate.EUNAVAILABLE, "the agent is restarting; send again in a moment")
+	}
+	if _, ok := r.runs[runID]; ok {
+		return nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ru := &run{sessionKey: sessionKey, id: runID, ctx: ctx, cancel: cancel}
+	r.runs[runID] = ru
+	s := r.sessions[sessionKey]
+	if s == nil {
+		s = &session{}
+		r.sessions[sessionKey] = s
+	}
+	s.queue = append(s.queue, ru)
+	if !s.running {
+		s.running = true
+		r.wg.Add(1)
+		go r.drain(sessionKey, s)
+	}
+	return nil
+}
+
+// Active returns the ids of the runs queued or running in a session.
+func (r *Runner) Active(sessionKey string) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var ids []string
+	for id, ru := range r.runs {
+		if ru.sessionKey == sessionKey {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+// Abort stops a run (runID) or every run of a session (runID ""). It
+// returns how many runs it stopped.
+func (r *Runner) Abort(sessionKey, runID string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for id, ru := range r.runs {
+		if (runID == "" || id == runID) && (sessionKey == "" || ru.sessionKey == sessionKey) {
+			ru.cancel()
+			n++
+		}
+	}
+	return n
+}
+
+// Close aborts every run, waits for them to be recorded (bounded by ctx)
+// and refuses new ones.
+func (r *Runner) Close(ctx context.Context) error {
+	r.mu.Lock()
+	r.closed = true
+	for _, ru := range r.runs {
+		ru.cancel()
+	}
+	r.mu.Unlock()
+	done := make(chan struct{})
+	go func() { r.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (r *Runner) drain(sessionKey string, s *session) {
+	defer r.wg.Done()
+	for {
+		r.mu.Lock()
+		if len(s.queue) == 0 {
+			s.running = false
+			delete(r.sessions, sessionKey)
+			r.mu.Unlock()
+			return
+		}
+		ru := s.queue[0]
+		s.queue = s.queue[1:]
+		r.mu.Unlock()
+
+		r.execute(ru)
+
+		r.mu.Lock()
+		delete(r.runs, ru.id)
+		r.mu.Unlock()
+		ru.cancel()
+	}
+}
+
+// execute runs one reply: history from the log, the models in order until
+// one answers, deltas to the sink, the result recorded in the log.
+func (r *Runner) execute(ru *run) {
+	meta := moltgate.Meta{Actor: "agent", Source: moltgate.SourceAgent, CorrelationID: ru.id}
+	seq := 0
+	var cumulative strings.Builder
+	onDelta := func(text string) {
+		if text == "" {
+			return
+		}
+		seq++
+		cumulative.WriteString(text)
+		r.Sink.RunDelta(ru.sessionKey, ru.id, seq, text, cumulative.String())
+	}
+	finish := func(reply *moltgate.ChatMessage, status, errMsg string) {
+		// Record even when the run's own context is gone (aborted).
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := r.Chat.FinishRun(ctx, ru.sessionKey, ru.id, reply, status, errMsg, meta); err != nil {
+			r.Logger.Error("cannot record the end of a run", "run", ru.id, "error", err)
+		}
+		text := ""
+		if reply != nil {
+			text = reply.Content
+		}
+		seq++
+		r.Sink.RunDone(ru.sessionKey, ru.id, seq, status, text, errMsg)
+	}
+
+	ctx, cancel := context.WithTimeout(ru.ctx, r.Timeout)
+	defer cancel()
+	history, err := r.Chat.Transcript(ctx, ru.sessionKey, 0)
+	if err != nil {
+		finish(nil, moltgate.RunFailed, "cannot read the conversation: "+moltgate.ErrorMessage(err))
+		return
+	}
+	choices := r.Models()
+	if len(choices) == 0 {
+		choices = []Choice{{Name: EchoModel, Model: "echo", Provider: Echo{}}}
+	}
+	var lastErr error
+	for _, c := range choices {
+		reply, err := c.Provider.Stream(ctx, Request{Model: c.Model, System: r.SystemPrompt, Messages: history, MaxTokens: 4096}, onDelta)
+		switch {
+		case err == nil:
+			usage := reply.Usage
+			finish(&moltgate.ChatMessage{Role: "assistant", Content: reply.Text, Model: c.Name, Usage: &usage}, moltgate.RunCompleted, "")
+			return
+		case ru.ctx.Err() != nil:
+			// Aborted: keep what was streamed, so the transcript shows what the user saw.
+			var partial *moltgate.ChatMessage
+			if cumulative.Len() > 0 {
+				partial = &moltgate.ChatMessage{Role: "assistant", Content: cumulative.String(), Model: c.Name}
+			}
+			finish(partial, moltgate.RunAborted, "")
+			return
+		case errors.Is(err, context.DeadlineExceeded):
+			finish(nil, moltgate.RunFailed, "the model did not answer in time")
+			return
+		}
+		lastErr = err
+		r.Logger.Warn("model failed", "model", c.Name, "run", ru.id, "error", err)
+		if cumulative.Len() > 0 {
+			break // text already reached the user: no silent switch to another model
+		}
+	}
+	finish(nil, moltgate.RunFailed, "the model failed: "+safeError(lastErr))
+}
+
+// safeError is an error's text for users: provider errors carry no
+// credentials, but are trimmed to a line.
+func safeError(err error) string {
+	if err == nil {
+		return "unknown error"
+	}
+	msg := err.Error()
+	if i := strings.IndexByte(msg, '\n'); i >= 0 {
+		msg = msg[:i]
+	}
+	if len(msg) > 300 {
+		msg = msg[:300] + "…"
+	}
+	return msg
+}

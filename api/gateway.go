@@ -1,0 +1,216 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"sync"
+	"time"
+
+	moltgate "github.com/moltgate/moltgate"
+	"github.com/moltgate/moltgate/agent"
+	"github.com/moltgate/moltgate/eventlog"
+	"github.com/moltgate/moltgate/projections"
+)
+
+// ProtocolVersion is the OpenClaw gateway protocol moltgate speaks.
+const ProtocolVersion = 4
+
+// Policy is what hello-ok advertises and the connection enforces.
+type Policy struct {
+	MaxPayload       int64         // largest frame accepted after the handshake
+	MaxBufferedBytes int64         // outgoing bytes queued for a client before it is dropped as too slow
+	TickInterval     time.Duration // how often `tick` is sent
+	HandshakeTimeout time.Duration // how long a client has to send connect
+}
+
+// DefaultPolicy is the policy of a gateway that sets none.
+var DefaultPolicy = Policy{MaxPayload: 4 << 20, MaxBufferedBytes: 8 << 20, TickInterval: 15 * time.Second, HandshakeTimeout: 10 * time.Second}
+
+// maxPreauthPayload caps frames before connect succeeds.
+const maxPreauthPayload = 64 << 10
+
+// ModelInfo describes the models the agent will use, for models.list and
+// the web chat.
+type ModelInfo struct {
+	Active     string   `json:"active"`     // "provider/model"
+	Fallbacks  []string `json:"fallbacks"`  // in order
+	Configured bool     `json:"configured"` // false: the echo model answers
+	Notice     string   `json:"notice,omitempty"`
+}
+
+// Gateway serves OpenClaw's gateway protocol over WebSocket: the handshake
+// with device pairing, the methods, and the events.
+type Gateway struct {
+	Token   string // the shared gateway token (MOLTBOT_GATEWAY_TOKEN)
+	DevMode bool   // auto-approve devices (DEV_MODE=true)
+	Policy  Policy
+
+	Devices moltgate.DeviceService
+	Config  moltgate.ConfigService
+	Chat    moltgate.ChatService
+	Agent   *agent.Runner
+	Models  *projections.Set
+	Log     *eventlog.Log
+	// ModelInfo reports the active model; nil means the echo model only.
+	ModelInfo func() ModelInfo
+	// TokenHash turns a device token into the hash the read models keep.
+	TokenHash func(string) string
+	Logger    *slog.Logger
+
+	started time.Time
+	limiter *failLimiter
+
+	mu    sync.Mutex
+	conns map[*conn]struct{}
+}
+
+// NewGateway returns a gateway with the default policy; set the services
+// before serving.
+func NewGateway(token string) *Gateway {
+	return &Gateway{Token: token, Policy: DefaultPolicy, Logger: slog.Default(), started: time.Now(),
+		limiter: newFailLimiter(10, time.Minute), conns: map[*conn]struct{}{}}
+}
+
+func (g *Gateway) modelInfo() ModelInfo {
+	if g.ModelInfo == nil {
+		return ModelInfo{Active: agent.EchoModel, Notice: agent.NoModelNotice}
+	}
+	return g.ModelInfo()
+}
+
+func (g *Gateway) add(c *conn) {
+	g.mu.Lock()
+	g.conns[c] = struct{}{}
+	g.mu.Unlock()
+}
+
+func (g *Gateway) remove(c *conn) {
+	g.mu.Lock()
+	delete(g.conns, c)
+	g.mu.Unlock()
+}
+
+// Connections returns how many clients are connected.
+func (g *Gateway) Connections() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.conns)
+}
+
+// broadcast sends an event to every connection holding scope.
+func (g *Gateway) broadcast(event string, payload any, scope string) {
+	data, err := json.Marshal(payload)
+	if err != nil {
+		g.Logger.Error("cannot encode event", "event", event, "error", err)
+		return
+	}
+	g.mu.Lock()
+	conns := make([]*conn, 0, len(g.conns))
+	for c := range g.conns {
+		if c.allowed(scope) {
+			conns = append(conns, c)
+		}
+	}
+	g.mu.Unlock()
+	for _, c := range conns {
+		c.sendEvent(event, data)
+	}
+}
+
+// disconnectDevice closes every connection of a device (it was removed).
+func (g *Gateway) disconnectDevice(deviceID string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for c := range g.conns {
+		if c.deviceID == deviceID {
+			c.closeWith(1008, "device removed")
+		}
+	}
+}
+
+// Close disconnects every client with 1001 (going away).
+func (g *Gateway) Close() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for c := range g.conns {
+		c.closeWith(1001, "gateway shutting down")
+	}
+}
+
+// Follow turns log events into protocol events until ctx ends, so that
+// every client hears of pairing requests and config changes whichever part
+// of moltgate caused them.
+func (g *Gateway) Follow(ctx context.Context, fromSeq int64) {
+	sub := g.Log.Subscribe(ctx, fromSeq)
+	go func() {
+		defer sub.Close()
+		for e := range sub.C() {
+			g.publish(e)
+		}
+	}()
+}
+
+func (g *Gateway) publish(e moltgate.Event) {
+	switch e.Type {
+	case moltgate.EventDevicePairingRequested:
+		var d moltgate.DevicePairingRequestedData
+		if e.Decode(&d) == nil {
+			g.broadcast("device.pair.requested", pendingWire(projections.PendingDevice{
+				RequestID: d.RequestID, DeviceID: d.DeviceID, PublicKey: d.PublicKey, DisplayName: d.DisplayName,
+				Platform: d.Platform, ClientID: d.ClientID, ClientMode: d.ClientMode, Role: d.Role, Scopes: d.Scopes,
+				RemoteIP: d.RemoteIP, RequestedAt: e.RecordedAt}), scopePairing)
+		}
+	case moltgate.EventDevicePairingApproved, moltgate.EventDevicePairingRejected:
+		var d struct {
+			RequestID string `json:"requestId"`
+			DeviceID  string `json:"deviceId"`
+		}
+		if e.Decode(&d) == nil {
+			decision := "approved"
+			if e.Type == moltgate.EventDevicePairingRejected {
+				decision = "rejected"
+			}
+			g.broadcast("device.pair.resolved", map[string]any{"requestId": d.RequestID, "deviceId": d.DeviceID,
+				"decision": decision, "ts": e.RecordedAt.UnixMilli()}, scopePairing)
+		}
+	case moltgate.EventDeviceRemoved, moltgate.EventDeviceTokenRevoked:
+		var d struct {
+			DeviceID string `json:"deviceId"`
+		}
+		if e.Decode(&d) == nil {
+			g.disconnectDevice(d.DeviceID)
+		}
+	case moltgate.EventConfigApplied:
+		var d moltgate.ConfigAppliedData
+		if e.Decode(&d) == nil {
+			g.broadcast("config.changed", map[string]any{"hash": d.Hash, "ts": e.RecordedAt.UnixMilli()}, scopeRead)
+		}
+	}
+}
+
+// chatMessage is a transcript message as the protocol sends it.
+func chatMessage(role, text string, at time.Time) map[string]any {
+	return map[string]any{"role": role, "content": []map[string]string{{"type": "text", "text": text}}, "timestamp": at.UnixMilli()}
+}
+
+// RunDelta implements agent.Sink: a `chat` event in state delta, with the
+// v4 deltaText and the cumulative message.
+func (g *Gateway) RunDelta(sessionKey, runID string, seq int, delta, cumulative string) {
+	g.broadcast("chat", map[string]any{"runId": runID, "sessionKey": sessionKey, "seq": seq, "state": "delta",
+		"deltaText": delta, "message": chatMessage("assistant", cumulative, time.Now())}, scopeRead)
+}
+
+// RunDone implements agent.Sink: a `chat` event in state final, aborted or
+// error.
+func (g *Gateway) RunDone(sessionKey, runID string, seq int, status, text, errMsg string) {
+	state := map[string]string{moltgate.RunCompleted: "final", moltgate.RunAborted: "aborted", moltgate.RunFailed: "error"}[status]
+	p := map[string]any{"runId": runID, "sessionKey": sessionKey, "seq": seq, "state": state}
+	if text != "" || state == "final" {
+		p["message"] = chatMessage("assistant", text, time.Now())
+	}
+	if errMsg != "" {
+		p["errorMessage"] = errMsg
+	}
+	g.broadcast("chat", p, scopeRead)
+}

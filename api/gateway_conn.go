@@ -1,0 +1,288 @@
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/gin-gonic/gin"
+	moltgate "github.com/moltgate/moltgate"
+)
+
+// Operator scopes.
+const (
+	scopeRead     = "operator.read"
+	scopeWrite    = "operator.write"
+	scopeAdmin    = "operator.admin"
+	scopePairing  = "operator.pairing"
+	scopeApproval = "operator.approvals"
+)
+
+// frame is an incoming frame; only requests are expected from clients.
+type frame struct {
+	Type   string          `json:"type"`
+	ID     string          `json:"id"`
+	Method string          `json:"method"`
+	Params json.RawMessage `json:"params"`
+}
+
+type resFrame struct {
+	Type    string     `json:"type"`
+	ID      string     `json:"id"`
+	OK      bool       `json:"ok"`
+	Payload any        `json:"payload,omitempty"`
+	Error   *wireError `json:"error,omitempty"`
+}
+
+type eventFrame struct {
+	Type    string          `json:"type"`
+	Event   string          `json:"event"`
+	Payload json.RawMessage `json:"payload"`
+	Seq     int64           `json:"seq,omitempty"`
+}
+
+// sendQueue is how many frames may wait for a slow client.
+const sendQueue = 512
+
+// conn is one client connection. A reader goroutine (ServeWS) and a writer
+// goroutine share its context; cancelling it ends both.
+type conn struct {
+	g      *Gateway
+	ws     *websocket.Conn
+	id     string
+	ip     string
+	local  bool
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	// Set by the handshake, read-only afterwards.
+	role     string
+	scopes   map[string]bool
+	deviceID string
+	actor    string
+
+	send     chan []byte
+	buffered atomic.Int64
+	eventSeq atomic.Int64
+
+	closeOnce sync.Once
+	closeCode websocket.StatusCode
+	closeMsg  string
+	inflight  chan struct{} // bounds concurrent requests per connection
+}
+
+// ServeWS upgrades a request to a gateway connection.
+func (g *Gateway) ServeWS(c *gin.Context) {
+	ws, err := websocket.Accept(c.Writer, c.Request, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
+	if err != nil {
+		return // Accept has answered the request
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	conn := &conn{g: g, ws: ws, id: moltgate.NewID(), ip: clientIP(c.Request), local: isDirectLoopback(c.Request),
+		ctx: ctx, cancel: cancel, send: make(chan []byte, sendQueue), inflight: make(chan struct{}, 16)}
+	defer cancel()
+	conn.serve(c.Request)
+}
+
+func (c *conn) serve(r *http.Request) {
+	c.ws.SetReadLimit(maxPreauthPayload)
+	nonce := randomNonce()
+	challenge, _ := json.Marshal(map[string]any{"nonce": nonce, "ts": time.Now().UnixMilli()})
+	if c.writeNow(eventFrame{Type: "event", Event: "connect.challenge", Payload: challenge}) != nil {
+		return
+	}
+	// A read deadline would make the library drop the connection without a
+	// close frame; a timer closes it properly instead.
+	timer := time.AfterFunc(c.g.Policy.HandshakeTimeout, func() {
+		c.ws.Close(websocket.StatusPolicyViolation, "handshake timeout")
+	})
+	typ, data, err := c.ws.Read(c.ctx)
+	if !timer.Stop() || err != nil {
+		c.ws.CloseNow() // after the timeout's close, or the library's 1009 for an oversized frame
+		return
+	}
+	var f frame
+	if typ != websocket.MessageText || json.Unmarshal(data, &f) != nil || f.Type != "req" || f.Method != "connect" {
+		c.ws.Close(websocket.StatusPolicyViolation, "first frame must be a connect request")
+		return
+	}
+	hello, err := c.handshake(r, f.Params, nonce)
+	if err != nil {
+		w, _ := toWire(err)
+		c.writeNow(resFrame{Type: "res", ID: f.ID, OK: false, Error: &w})
+		reason := "unauthorized"
+		switch moltgate.ErrorCode(err) {
+		case moltgate.ENOTPAIRED:
+			reason = "pairing required"
+		case moltgate.EINVALID:
+			reason = "invalid connect"
+		case moltgate.EUNAVAILABLE:
+			reason = "unavailable"
+		}
+		c.ws.Close(websocket.StatusPolicyViolation, reason)
+		return
+	}
+	if c.writeNow(resFrame{Type: "res", ID: f.ID, OK: true, Payload: hello}) != nil {
+		return
+	}
+
+	c.ws.SetReadLimit(c.g.Policy.MaxPayload)
+	c.g.add(c)
+	defer c.g.remove(c)
+	go c.writeLoop()
+	go c.tickLoop()
+	c.readLoop()
+}
+
+// readLoop dispatches requests until the connection ends. Each request runs
+// in its own goroutine (bounded) so a slow one does not hold up the others.
+func (c *conn) readLoop() {
+	defer c.cancel()
+	for {
+		typ, data, err := c.ws.Read(c.ctx)
+		if err != nil {
+			var ce websocket.CloseError
+			if !errors.As(err, &ce) && c.ctx.Err() == nil {
+				c.closeWith(websocket.StatusMessageTooBig, "frame too large or unreadable") // the library already sent 1009 when it was the size
+			}
+			return
+		}
+		var f frame
+		if typ != websocket.MessageText || json.Unmarshal(data, &f) != nil || f.Type != "req" || f.ID == "" {
+			id := ""
+			if f.ID != "" {
+				id = f.ID
+			}
+			c.respond(id, nil, moltgate.Errorf(moltgate.EINVALID, "frames must be JSON requests {type:\"req\", id, method, params}"))
+			continue
+		}
+		select {
+		case c.inflight <- struct{}{}:
+		case <-c.ctx.Done():
+			return
+		}
+		go func() {
+			defer func() { <-c.inflight }()
+			payload, err := c.g.dispatch(c.ctx, c, f.Method, f.Params)
+			c.respond(f.ID, payload, err)
+		}()
+	}
+}
+
+func (c *conn) respond(id string, payload any, err error) {
+	res := resFrame{Type: "res", ID: id, OK: err == nil, Payload: payload}
+	if err != nil {
+		w, _ := toWire(err)
+		res.Error = &w
+		res.Payload = nil
+	}
+	data, merr := json.Marshal(res)
+	if merr != nil {
+		c.g.Logger.Error("cannot encode response", "error", merr)
+		return
+	}
+	c.enqueue(data)
+}
+
+func (c *conn) sendEvent(event string, payload json.RawMessage) {
+	data, err := json.Marshal(eventFrame{Type: "event", Event: event, Payload: payload, Seq: c.eventSeq.Add(1)})
+	if err == nil {
+		c.enqueue(data)
+	}
+}
+
+// enqueue queues a frame; a client that cannot keep up (queue full or more
+// than MaxBufferedBytes waiting) is disconnected rather than allowed to
+// hold up anyone else.
+func (c *conn) enqueue(data []byte) {
+	if c.ctx.Err() != nil {
+		return
+	}
+	if c.buffered.Add(int64(len(data))) > c.g.Policy.MaxBufferedBytes {
+		c.closeWith(websocket.StatusPolicyViolation, "slow consumer")
+		return
+	}
+	select {
+	case c.send <- data:
+	default:
+		c.closeWith(websocket.StatusPolicyViolation, "slow consumer")
+	}
+}
+
+func (c *conn) writeLoop() {
+	for {
+		select {
+		case data := <-c.send:
+			ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
+			err := c.ws.Write(ctx, websocket.MessageText, data)
+			cancel()
+			c.buffered.Add(-int64(len(data)))
+			if err != nil {
+				c.cancel()
+				return
+			}
+		case <-c.ctx.Done():
+			code, msg := c.closeCode, c.closeMsg
+			if code == 0 {
+				code, msg = websocket.StatusNormalClosure, ""
+			}
+			c.ws.Close(code, msg)
+			return
+		}
+	}
+}
+
+func (c *conn) tickLoop() {
+	t := time.NewTicker(c.g.Policy.TickInterval)
+	defer t.Stop()
+	for {
+		select {
+		case now := <-t.C:
+			payload, _ := json.Marshal(map[string]any{"ts": now.UnixMilli()})
+			c.sendEvent("tick", payload)
+		case <-c.ctx.Done():
+			return
+		}
+	}
+}
+
+// closeWith ends the connection with a close code and reason.
+func (c *conn) closeWith(code websocket.StatusCode, reason string) {
+	c.closeOnce.Do(func() {
+		c.closeCode, c.closeMsg = code, reason
+		c.cancel()
+	})
+}
+
+// writeNow writes a frame directly; only before the writer starts.
+func (c *conn) writeNow(v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
+	defer cancel()
+	return c.ws.Write(ctx, websocket.MessageText, data)
+}
+
+// allowed reports whether the connection holds scope ("" = any).
+func (c *conn) allowed(scope string) bool {
+	if scope == "" || c.scopes[scopeAdmin] || c.scopes[scope] {
+		return true
+	}
+	// Write access includes reading.
+	return scope == scopeRead && c.scopes[scopeWrite]
+}
+
+func randomNonce() string {
+	var b [24]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}

@@ -1,0 +1,389 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"strings"
+	"time"
+
+	moltgate "github.com/moltgate/moltgate"
+	"github.com/moltgate/moltgate/projections"
+)
+
+// method is one RPC: the scope it needs and its handler, which parses
+// params, calls the services and returns the payload.
+type method struct {
+	scope string
+	fn    func(g *Gateway, ctx context.Context, c *conn, params json.RawMessage) (any, error)
+}
+
+var methods = map[string]method{
+	"health":              {"", (*Gateway).health},
+	"status":              {scopeRead, (*Gateway).status},
+	"models.list":         {scopeRead, (*Gateway).modelsList},
+	"config.get":          {scopeRead, (*Gateway).configGet},
+	"config.apply":        {scopeAdmin, (*Gateway).configApply},
+	"config.patch":        {scopeAdmin, (*Gateway).configPatch},
+	"sessions.list":       {scopeRead, (*Gateway).sessionsList},
+	"sessions.reset":      {scopeWrite, (*Gateway).sessionsReset},
+	"chat.history":        {scopeRead, (*Gateway).chatHistory},
+	"chat.send":           {scopeWrite, (*Gateway).chatSend},
+	"chat.abort":          {scopeWrite, (*Gateway).chatAbort},
+	"chat.inject":         {scopeWrite, (*Gateway).chatInject},
+	"device.pair.list":    {scopePairing, (*Gateway).devicePairList},
+	"device.pair.approve": {scopePairing, (*Gateway).devicePairApprove},
+	"device.pair.reject":  {scopePairing, (*Gateway).devicePairReject},
+	"device.pair.remove":  {scopePairing, (*Gateway).devicePairRemove},
+}
+
+func (g *Gateway) methodNames() []string {
+	names := make([]string, 0, len(methods))
+	for n := range methods {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+func (g *Gateway) dispatch(ctx context.Context, c *conn, name string, params json.RawMessage) (any, error) {
+	m, ok := methods[name]
+	if !ok {
+		return nil, moltgate.Errorf(moltgate.EINVALID, "unknown method %q", name)
+	}
+	if !c.allowed(m.scope) {
+		return nil, &moltgate.Error{Code: moltgate.EFORBIDDEN, Message: "missing scope: " + m.scope,
+			Details: map[string]any{"code": "MISSING_SCOPE", "missingScope": m.scope, "requiredScopes": []string{m.scope}}}
+	}
+	if len(params) == 0 || string(params) == "null" {
+		params = json.RawMessage(`{}`)
+	}
+	return m.fn(g, ctx, c, params)
+}
+
+// decode parses params into v, naming what is wrong.
+func decode(params json.RawMessage, v any) error {
+	if err := json.Unmarshal(params, v); err != nil {
+		return moltgate.Errorf(moltgate.EINVALID, "invalid params: %v", err)
+	}
+	return nil
+}
+
+func required(name, value string) error {
+	if strings.TrimSpace(value) == "" {
+		return moltgate.Errorf(moltgate.EINVALID, "%s is required", name)
+	}
+	return nil
+}
+
+func (c *conn) meta() moltgate.Meta {
+	return moltgate.Meta{Actor: c.actor, Source: moltgate.SourceWS, RemoteIP: c.ip, CorrelationID: c.id}
+}
+
+func (g *Gateway) health(ctx context.Context, c *conn, _ json.RawMessage) (any, error) {
+	st := g.Log.Status(ctx)
+	return map[string]any{"ok": true, "ts": time.Now().UnixMilli(), "uptimeMs": time.Since(g.started).Milliseconds(),
+		"events": st.LocalSeq, "replica": map[string]any{"configured": st.Configured, "lagEvents": st.LagEvents, "lastError": st.LastError}}, nil
+}
+
+func (g *Gateway) status(ctx context.Context, c *conn, _ json.RawMessage) (any, error) {
+	st := g.Log.Status(ctx)
+	return map[string]any{
+		"version": moltgate.Version, "uptimeMs": time.Since(g.started).Milliseconds(), "connections": g.Connections(),
+		"events": st.LocalSeq, "storage": st, "model": g.modelInfo(),
+		"sessions": len(g.Models.Sessions.List()),
+		"devices":  map[string]int{"pending": len(g.Models.Devices.Pending(time.Now())), "paired": len(g.Models.Devices.Paired())},
+	}, nil
+}
+
+func (g *Gateway) modelsList(ctx context.Context, c *conn, _ json.RawMessage) (any, error) {
+	info := g.modelInfo()
+	var models []map[string]any
+	for i, name := range append([]string{info.Active}, info.Fallbacks...) {
+		provider, model, _ := strings.Cut(name, "/")
+		models = append(models, map[string]any{"id": name, "provider": provider, "name": model, "active": i == 0})
+	}
+	return map[string]any{"models": models, "configured": info.Configured, "notice": info.Notice}, nil
+}
+
+func (g *Gateway) configGet(ctx context.Context, c *conn, _ json.RawMessage) (any, error) {
+	doc, hash := g.Models.Config.Current()
+	if len(doc) == 0 {
+		return map[string]any{"exists": false, "hash": "", "config": map[string]any{}, "raw": "{}"}, nil
+	}
+	return map[string]any{"exists": true, "hash": hash, "config": doc, "raw": string(doc)}, nil
+}
+
+// configWrite reads {raw: "<json>"} (OpenClaw's shape) or {config: {…}} /
+// {patch: {…}}, plus baseHash.
+type configWrite struct {
+	Raw      *string         `json:"raw"`
+	Config   json.RawMessage `json:"config"`
+	Patch    json.RawMessage `json:"patch"`
+	BaseHash string          `json:"baseHash"`
+}
+
+func (w configWrite) body(field json.RawMessage) (json.RawMessage, error) {
+	switch {
+	case w.Raw != nil:
+		return json.RawMessage(*w.Raw), nil
+	case len(field) > 0:
+		return field, nil
+	}
+	return nil, moltgate.Errorf(moltgate.EINVALID, "raw (a JSON string) is required")
+}
+
+func (g *Gateway) configApply(ctx context.Context, c *conn, params json.RawMessage) (any, error) {
+	var w configWrite
+	if err := decode(params, &w); err != nil {
+		return nil, err
+	}
+	doc, err := w.body(w.Config)
+	if err != nil {
+		return nil, err
+	}
+	hash, err := g.Config.ApplyConfig(ctx, doc, w.BaseHash, c.meta())
+	if err != nil {
+		return nil, err
+	}
+	cur, _ := g.Models.Config.Current()
+	return map[string]any{"ok": true, "hash": hash, "config": cur}, nil
+}
+
+func (g *Gateway) configPatch(ctx context.Context, c *conn, params json.RawMessage) (any, error) {
+	var w configWrite
+	if err := decode(params, &w); err != nil {
+		return nil, err
+	}
+	patch, err := w.body(w.Patch)
+	if err != nil {
+		return nil, err
+	}
+	hash, err := g.Config.PatchConfig(ctx, patch, w.BaseHash, c.meta())
+	if err != nil {
+		return nil, err
+	}
+	cur, _ := g.Models.Config.Current()
+	return map[string]any{"ok": true, "hash": hash, "config": cur}, nil
+}
+
+// sessionParams accepts OpenClaw's sessionKey and the older key.
+type sessionParams struct {
+	SessionKey     string `json:"sessionKey"`
+	Key            string `json:"key"`
+	Limit          int    `json:"limit"`
+	Message        string `json:"message"`
+	IdempotencyKey string `json:"idempotencyKey"`
+	RunID          string `json:"runId"`
+	Role           string `json:"role"`
+}
+
+func (p sessionParams) key() string {
+	if p.SessionKey != "" {
+		return p.SessionKey
+	}
+	return p.Key
+}
+
+func (g *Gateway) sessionsList(ctx context.Context, c *conn, _ json.RawMessage) (any, error) {
+	list := g.Models.Sessions.List()
+	out := make([]map[string]any, 0, len(list))
+	for _, s := range list {
+		active := g.Agent.Active(s.Key)
+		out = append(out, map[string]any{"key": s.Key, "sessionId": s.ID, "updatedAt": s.LastActivity.UnixMilli(),
+			"messageCount": s.MessageCount, "hasActiveRun": len(active) > 0, "activeRunIds": nonNil(active)})
+	}
+	return map[string]any{"sessions": out}, nil
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+func (g *Gateway) sessionsReset(ctx context.Context, c *conn, params json.RawMessage) (any, error) {
+	var p sessionParams
+	if err := decode(params, &p); err != nil {
+		return nil, err
+	}
+	if err := required("sessionKey", p.key()); err != nil {
+		return nil, err
+	}
+	g.Agent.Abort(p.key(), "")
+	id, err := g.Chat.ResetSession(ctx, p.key(), c.meta())
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{"ok": true, "key": p.key(), "sessionId": id}, nil
+}
+
+func (g *Gateway) chatHistory(ctx context.Context, c *conn, params json.RawMessage) (any, error) {
+	var p sessionParams
+	if err := decode(params, &p); err != nil {
+		return nil, err
+	}
+	if err := required("sessionKey", p.key()); err != nil {
+		return nil, err
+	}
+	if p.Limit <= 0 || p.Limit > 1000 {
+		p.Limit = 200
+	}
+	msgs, err := g.Chat.Transcript(ctx, p.key(), p.Limit)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]map[string]any, 0, len(msgs))
+	for _, m := range msgs {
+		wm := chatMessage(m.Role, m.Content, m.Timestamp)
+		wm["id"] = m.ID
+		if m.RunID != "" {
+			wm["runId"] = m.RunID
+		}
+		if m.Model != "" {
+			wm["model"] = m.Model
+		}
+		if m.Usage != nil {
+			wm["usage"] = m.Usage
+		}
+		out = append(out, wm)
+	}
+	sess, _ := g.Models.Sessions.Get(p.key())
+	active := g.Agent.Active(p.key())
+	return map[string]any{"sessionKey": p.key(), "sessionId": sess.ID, "messages": out,
+		"sessionInfo": map[string]any{"hasActiveRun": len(active) > 0, "activeRunIds": nonNil(active)}}, nil
+}
+
+func (g *Gateway) chatSend(ctx context.Context, c *conn, params json.RawMessage) (any, error) {
+	var p sessionParams
+	if err := decode(params, &p); err != nil {
+		return nil, err
+	}
+	if err := required("sessionKey", p.key()); err != nil {
+		return nil, err
+	}
+	if err := required("message", p.Message); err != nil {
+		return nil, err
+	}
+	runID, created, err := g.Chat.StartRun(ctx, moltgate.RunRequest{SessionKey: p.key(), Message: p.Message, IdempotencyKey: p.IdempotencyKey}, c.meta())
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		if err := g.Agent.Enqueue(p.key(), runID); err != nil {
+			return nil, err
+		}
+	}
+	return map[string]any{"runId": runID, "status": "started"}, nil
+}
+
+func (g *Gateway) chatAbort(ctx context.Context, c *conn, params json.RawMessage) (any, error) {
+	var p sessionParams
+	if err := decode(params, &p); err != nil {
+		return nil, err
+	}
+	if p.key() == "" && p.RunID == "" {
+		return nil, moltgate.Errorf(moltgate.EINVALID, "sessionKey or runId is required")
+	}
+	n := g.Agent.Abort(p.key(), p.RunID)
+	return map[string]any{"ok": true, "aborted": n > 0, "count": n}, nil
+}
+
+func (g *Gateway) chatInject(ctx context.Context, c *conn, params json.RawMessage) (any, error) {
+	var p sessionParams
+	if err := decode(params, &p); err != nil {
+		return nil, err
+	}
+	if err := required("sessionKey", p.key()); err != nil {
+		return nil, err
+	}
+	if err := required("message", p.Message); err != nil {
+		return nil, err
+	}
+	msg, err := g.Chat.Inject(ctx, p.key(), moltgate.ChatMessage{Role: p.Role, Content: p.Message}, c.meta())
+	if err != nil {
+		return nil, err
+	}
+	g.broadcast("chat", map[string]any{"runId": "inject-" + msg.ID, "sessionKey": p.key(), "seq": 1, "state": "final",
+		"message": chatMessage(msg.Role, msg.Content, msg.Timestamp)}, scopeRead)
+	return map[string]any{"ok": true, "messageId": msg.ID}, nil
+}
+
+// pendingWire is a pending device as device.pair.list and the
+// device.pair.requested event send it (Moltworker's admin shape too).
+func pendingWire(p projections.PendingDevice) map[string]any {
+	return map[string]any{"requestId": p.RequestID, "deviceId": p.DeviceID, "publicKey": p.PublicKey,
+		"displayName": p.DisplayName, "platform": p.Platform, "clientId": p.ClientID, "clientMode": p.ClientMode,
+		"role": p.Role, "scopes": nonNil(p.Scopes), "remoteIp": p.RemoteIP, "ts": p.RequestedAt.UnixMilli()}
+}
+
+func pairedWire(d projections.PairedDevice) map[string]any {
+	return map[string]any{"deviceId": d.DeviceID, "publicKey": d.PublicKey, "displayName": d.DisplayName,
+		"platform": d.Platform, "clientId": d.ClientID, "clientMode": d.ClientMode, "role": d.Role,
+		"roles": []string{d.Role}, "scopes": nonNil(d.Scopes), "createdAtMs": d.CreatedAt.UnixMilli(),
+		"approvedAtMs": d.ApprovedAt.UnixMilli(), "hasToken": d.TokenHash != ""}
+}
+
+func (g *Gateway) devicePairList(ctx context.Context, c *conn, _ json.RawMessage) (any, error) {
+	pending := []map[string]any{}
+	for _, p := range g.Models.Devices.Pending(time.Now()) {
+		pending = append(pending, pendingWire(p))
+	}
+	paired := []map[string]any{}
+	for _, d := range g.Models.Devices.Paired() {
+		paired = append(paired, pairedWire(d))
+	}
+	return map[string]any{"pending": pending, "paired": paired}, nil
+}
+
+type pairParams struct {
+	RequestID string `json:"requestId"`
+	DeviceID  string `json:"deviceId"`
+	Reason    string `json:"reason"`
+}
+
+func (g *Gateway) devicePairApprove(ctx context.Context, c *conn, params json.RawMessage) (any, error) {
+	var p pairParams
+	if err := decode(params, &p); err != nil {
+		return nil, err
+	}
+	if err := required("requestId", p.RequestID); err != nil {
+		return nil, err
+	}
+	deviceID, err := g.Devices.ApprovePairing(ctx, p.RequestID, c.meta())
+	if err != nil {
+		return nil, err
+	}
+	d, _ := g.Models.Devices.Device(deviceID)
+	return map[string]any{"requestId": p.RequestID, "device": pairedWire(d)}, nil
+}
+
+func (g *Gateway) devicePairReject(ctx context.Context, c *conn, params json.RawMessage) (any, error) {
+	var p pairParams
+	if err := decode(params, &p); err != nil {
+		return nil, err
+	}
+	if err := required("requestId", p.RequestID); err != nil {
+		return nil, err
+	}
+	req, _ := g.Models.Devices.PendingRequest(p.RequestID)
+	if err := g.Devices.RejectPairing(ctx, p.RequestID, p.Reason, c.meta()); err != nil {
+		return nil, err
+	}
+	return map[string]any{"requestId": p.RequestID, "deviceId": req.DeviceID}, nil
+}
+
+func (g *Gateway) devicePairRemove(ctx context.Context, c *conn, params json.RawMessage) (any, error) {
+	var p pairParams
+	if err := decode(params, &p); err != nil {
+		return nil, err
+	}
+	if err := required("deviceId", p.DeviceID); err != nil {
+		return nil, err
+	}
+	if err := g.Devices.RemoveDevice(ctx, p.DeviceID, p.Reason, c.meta()); err != nil {
+		return nil, err
+	}
+	return map[string]any{"deviceId": p.DeviceID}, nil
+}
