@@ -129,13 +129,16 @@ func (c *conn) serve(r *http.Request) {
 		c.ws.Close(websocket.StatusPolicyViolation, reason)
 		return
 	}
+	// Join the hub before hello-ok goes out, so no event that follows the
+	// client's view of the gateway is missed; events wait in the queue
+	// until the writer starts after hello-ok.
+	c.g.add(c)
+	defer c.g.remove(c)
 	if c.writeNow(resFrame{Type: "res", ID: f.ID, OK: true, Payload: hello}) != nil {
 		return
 	}
 
 	c.ws.SetReadLimit(c.g.Policy.MaxPayload)
-	c.g.add(c)
-	defer c.g.remove(c)
 	go c.writeLoop()
 	go c.tickLoop()
 	c.readLoop()
@@ -146,7 +149,9 @@ func (c *conn) serve(r *http.Request) {
 func (c *conn) readLoop() {
 	defer c.cancel()
 	for {
-		typ, data, err := c.ws.Read(c.ctx)
+		// Not c.ctx: cancelling a read drops the connection without a close
+		// frame. The writer closes the socket properly, which ends the read.
+		typ, data, err := c.ws.Read(context.Background())
 		if err != nil {
 			var ce websocket.CloseError
 			if !errors.As(err, &ce) && c.ctx.Err() == nil {
@@ -226,6 +231,7 @@ func (c *conn) writeLoop() {
 			c.buffered.Add(-int64(len(data)))
 			if err != nil {
 				c.cancel()
+				c.ws.CloseNow()
 				return
 			}
 		case <-c.ctx.Done():
