@@ -291,8 +291,8 @@ func TestGateway_DeviceSignatures(t *testing.T) {
 		"OtherKey": {connectOpts{token: testToken, device: dev, tamper: func(p map[string]any) {
 			p["device"].(map[string]any)["publicKey"] = "AAAA"
 		}}, "DEVICE_AUTH_PUBLIC_KEY_INVALID"},
-		"Stale":          {connectOpts{token: testToken, device: dev, signedAt: time.Now().Add(-11 * time.Minute).UnixMilli()}, "DEVICE_AUTH_SIGNATURE_EXPIRED"},
-		"ReplayedNonce":  {connectOpts{token: testToken, device: dev, nonce: "a-nonce-from-another-connection"}, "DEVICE_AUTH_NONCE_MISMATCH"},
+		"Stale":         {connectOpts{token: testToken, device: dev, signedAt: time.Now().Add(-11 * time.Minute).UnixMilli()}, "DEVICE_AUTH_SIGNATURE_EXPIRED"},
+		"ReplayedNonce": {connectOpts{token: testToken, device: dev, nonce: "a-nonce-from-another-connection"}, "DEVICE_AUTH_NONCE_MISMATCH"},
 		"NoNonce": {connectOpts{token: testToken, device: dev, tamper: func(p map[string]any) {
 			delete(p["device"].(map[string]any), "nonce")
 		}}, "DEVICE_AUTH_NONCE_REQUIRED"},
