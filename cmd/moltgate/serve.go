@@ -138,7 +138,12 @@ func (g *gateway) open(ctx context.Context) error {
 	g.gw.Devices, g.gw.Config, g.gw.Chat = g.service, g.service, g.service
 	g.gw.Models, g.gw.Log, g.gw.Logger = g.set, g.log, g.logger
 	g.gw.TokenHash = commands.HashToken
-	g.agent = agent.NewRunner(g.service, g.gw, func() []agent.Choice { return nil })
+	models := func() []agent.Choice {
+		doc, _ := g.set.Config.Current()
+		return agent.Resolve(doc, g.env)
+	}
+	g.gw.ModelInfo = func() api.ModelInfo { return modelInfo(models()) }
+	g.agent = agent.NewRunner(g.service, g.gw, models)
 	g.agent.Logger = g.logger
 	g.gw.Agent = g.agent
 	g.server.MountGateway(g.gw, api.WebChat)
@@ -192,4 +197,16 @@ func (g *gateway) close(ctx context.Context) error {
 		g.logger.Info("stopped cleanly")
 	}
 	return err
+}
+
+// modelInfo describes the models in use for clients.
+func modelInfo(choices []agent.Choice) api.ModelInfo {
+	if len(choices) == 0 {
+		return api.ModelInfo{Active: agent.EchoModel, Fallbacks: []string{}, Notice: agent.NoModelNotice}
+	}
+	info := api.ModelInfo{Active: choices[0].Name, Fallbacks: []string{}, Configured: true}
+	for _, c := range choices[1:] {
+		info.Fallbacks = append(info.Fallbacks, c.Name)
+	}
+	return info
 }

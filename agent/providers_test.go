@@ -1,0 +1,115 @@
+package agent_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	moltgate "github.com/moltgate/moltgate"
+	"github.com/moltgate/moltgate/agent"
+	"github.com/moltgate/moltgate/internal/fakellm"
+)
+
+type providerCase struct {
+	name   string
+	server func(testing.TB) *fakellm.Server
+	make   func(url string) agent.Provider
+}
+
+var providerCases = []providerCase{
+	{"Anthropic", fakellm.NewAnthropic, func(url string) agent.Provider { return agent.NewAnthropic("sk-ant-test", url, nil) }},
+	{"OpenAI", fakellm.NewOpenAI, func(url string) agent.Provider { return agent.NewOpenAI("sk-test", url, nil) }},
+}
+
+var req = agent.Request{Model: "m", System: "be brief", MaxTokens: 100, Messages: []moltgate.ChatMessage{
+	{Role: "user", Content: "hi"}, {Role: "assistant", Content: "hello"}, {Role: "user", Content: "how are you?"}}}
+
+func TestProviders(t *testing.T) {
+	for _, pc := range providerCases {
+		t.Run(pc.name, func(t *testing.T) {
+			t.Run("Streams", func(t *testing.T) {
+				s := pc.server(t)
+				var deltas []string
+				reply, err := pc.make(s.URL).Stream(context.Background(), req, func(d string) { deltas = append(deltas, d) })
+				if err != nil {
+					t.Fatal(err)
+				}
+				if reply.Text != "Hello from the fake model." || strings.Join(deltas, "") != reply.Text || len(deltas) != 5 {
+					t.Fatalf("reply %q deltas %q", reply.Text, deltas)
+				}
+				if reply.Usage.OutputTokens != 5 || reply.Usage.InputTokens == 0 {
+					t.Fatalf("usage = %+v", reply.Usage)
+				}
+				body := s.Requests()[0]
+				if body["stream"] != true || !strings.Contains(mustString(body), "how are you?") || !strings.Contains(mustString(body), "be brief") {
+					t.Fatalf("request body = %v", body)
+				}
+			})
+			t.Run("RetriesOn429WithRetryAfter", func(t *testing.T) {
+				s := pc.server(t)
+				s.Script(fakellm.Step{Status: 429, RetryAfter: "1"}, fakellm.Step{Tokens: fakellm.Tokens("after the wait")})
+				start := time.Now()
+				reply, err := pc.make(s.URL).Stream(context.Background(), req, func(string) {})
+				if err != nil || reply.Text != "after the wait" {
+					t.Fatalf("reply %q err %v", reply.Text, err)
+				}
+				if n := len(s.Requests()); n != 2 {
+					t.Fatalf("%d requests, want 2", n)
+				}
+				if waited := time.Since(start); waited < 900*time.Millisecond {
+					t.Fatalf("retried after %s, before retry-after's second", waited)
+				}
+			})
+			t.Run("GivesUpOn500", func(t *testing.T) {
+				s := pc.server(t)
+				s.Script(fakellm.Step{Status: 500, RetryAfter: "0"})
+				_, err := pc.make(s.URL).Stream(context.Background(), req, func(string) {})
+				if err == nil || !strings.Contains(err.Error(), "500") {
+					t.Fatalf("err = %v", err)
+				}
+				if n := len(s.Requests()); n != 4 {
+					t.Fatalf("%d requests, want 1 + 3 retries", n)
+				}
+			})
+			t.Run("StreamCutMidway", func(t *testing.T) {
+				s := pc.server(t)
+				s.Script(fakellm.Step{Tokens: fakellm.Tokens("one two three four"), CutAfter: 2})
+				var got string
+				_, err := pc.make(s.URL).Stream(context.Background(), req, func(d string) { got += d })
+				if err == nil {
+					t.Fatalf("a cut stream succeeded with %q", got)
+				}
+			})
+			t.Run("SlowFirstToken", func(t *testing.T) {
+				s := pc.server(t)
+				s.Script(fakellm.Step{Tokens: fakellm.Tokens("late but fine"), FirstDelay: 300 * time.Millisecond})
+				reply, err := pc.make(s.URL).Stream(context.Background(), req, func(string) {})
+				if err != nil || reply.Text != "late but fine" {
+					t.Fatalf("%q %v", reply.Text, err)
+				}
+			})
+			t.Run("Abort", func(t *testing.T) {
+				s := pc.server(t)
+				s.Script(fakellm.Step{Tokens: fakellm.Tokens(strings.Repeat("word ", 100)), Delay: 20 * time.Millisecond})
+				ctx, cancel := context.WithCancel(context.Background())
+				n := 0
+				_, err := pc.make(s.URL).Stream(ctx, req, func(string) {
+					if n++; n == 3 {
+						cancel()
+					}
+				})
+				if !errors.Is(err, context.Canceled) {
+					t.Fatalf("err = %v, want context.Canceled", err)
+				}
+			})
+		})
+	}
+}
+
+func mustString(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
