@@ -65,7 +65,7 @@ func (e Echo) Stream(ctx context.Context, req Request, onDelta func(string)) (Re
 			break
 		}
 	}
-	text := "You said: " + last + "\n\n_" + NoModelNotice + "_"
+	text := "You said: " + last + "\n\n*" + NoModelNotice + "*"
 	var out strings.Builder
 	for i, word := range strings.SplitAfter(text, " ") {
 		if i > 0 && e.Delay > 0 {

@@ -4,6 +4,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Debian's Chromium drives the web UI tests (chromedp).
+if ! command -v chromium >/dev/null 2>&1; then
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq chromium >/dev/null
+fi
+
 # Go modules (through the module proxy).
 go mod download
 
