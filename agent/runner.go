@@ -22,6 +22,9 @@ type Sink interface {
 // DefaultRunTimeout bounds one run, provider retries included.
 const DefaultRunTimeout = 5 * time.Minute
 
+// DefaultDeltaInterval is how often a run's streamed text is sent at most.
+const DefaultDeltaInterval = 50 * time.Millisecond
+
 // DefaultSystemPrompt is what the model is told before the conversation.
 const DefaultSystemPrompt = "You are a helpful personal assistant. Answer concisely; use Markdown where it helps."
 
@@ -34,7 +37,12 @@ type Runner struct {
 	Models       func() []Choice
 	SystemPrompt string
 	Timeout      time.Duration
-	Logger       *slog.Logger
+	// DeltaInterval coalesces streamed text: the first piece goes out at
+	// once, later ones at most this often per run. Each `chat` delta carries
+	// the whole reply so far, so fewer, larger frames cost far less than one
+	// per token when many sessions stream at once.
+	DeltaInterval time.Duration
+	Logger        *slog.Logger
 
 	mu       sync.Mutex
 	sessions map[string]*session
@@ -56,7 +64,7 @@ type run struct {
 
 // NewRunner returns a runner that records through chat and streams to sink.
 func NewRunner(chat moltgate.ChatService, sink Sink, models func() []Choice) *Runner {
-	return &Runner{Chat: chat, Sink: sink, Models: models, SystemPrompt: DefaultSystemPrompt, Timeout: DefaultRunTimeout,
+	return &Runner{Chat: chat, Sink: sink, Models: models, SystemPrompt: DefaultSystemPrompt, Timeout: DefaultRunTimeout, DeltaInterval: DefaultDeltaInterval,
 		Logger: slog.Default(), sessions: map[string]*session{}, runs: map[string]*run{}}
 }
 
@@ -164,15 +172,13 @@ func (r *Runner) execute(ru *run) {
 	meta := moltgate.Meta{Actor: "agent", Source: moltgate.SourceAgent, CorrelationID: ru.id}
 	seq := 0
 	var cumulative strings.Builder
-	onDelta := func(text string) {
-		if text == "" {
-			return
-		}
+	deltas := newCoalescer(r.DeltaInterval, func(text string) {
 		seq++
-		cumulative.WriteString(text)
 		r.Sink.RunDelta(ru.sessionKey, ru.id, seq, text, cumulative.String())
-	}
+	}, &cumulative)
+	onDelta := deltas.add
 	finish := func(reply *moltgate.ChatMessage, status, errMsg string) {
+		deltas.stop() // every streamed token reaches clients before the end
 		// Record even when the run's own context is gone (aborted).
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -209,8 +215,8 @@ func (r *Runner) execute(ru *run) {
 		case ru.ctx.Err() != nil:
 			// Aborted: keep what was streamed, so the transcript shows what the user saw.
 			var partial *moltgate.ChatMessage
-			if cumulative.Len() > 0 {
-				partial = &moltgate.ChatMessage{Role: "assistant", Content: cumulative.String(), Model: c.Name}
+			if text := deltas.streamed(); text != "" {
+				partial = &moltgate.ChatMessage{Role: "assistant", Content: text, Model: c.Name}
 			}
 			finish(partial, moltgate.RunAborted, "")
 			return
@@ -220,7 +226,7 @@ func (r *Runner) execute(ru *run) {
 		}
 		lastErr = err
 		r.Logger.Warn("model failed", "model", c.Name, "run", ru.id, "error", err)
-		if cumulative.Len() > 0 {
+		if deltas.streamed() != "" {
 			break // text already reached the user: no silent switch to another model
 		}
 	}
@@ -241,4 +247,75 @@ func safeError(err error) string {
 		msg = msg[:300] + "…"
 	}
 	return msg
+}
+
+// coalescer batches streamed text for one run. add and stop may be called
+// from the provider's goroutine while the flush timer fires on another.
+type coalescer struct {
+	mu         sync.Mutex
+	interval   time.Duration
+	send       func(text string)
+	cumulative *strings.Builder
+	pending    strings.Builder
+	last       time.Time
+	timer      *time.Timer
+	stopped    bool
+}
+
+func newCoalescer(interval time.Duration, send func(string), cumulative *strings.Builder) *coalescer {
+	return &coalescer{interval: interval, send: send, cumulative: cumulative}
+}
+
+func (c *coalescer) add(text string) {
+	if text == "" {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopped {
+		return
+	}
+	c.cumulative.WriteString(text)
+	c.pending.WriteString(text)
+	if wait := c.interval - time.Since(c.last); wait <= 0 {
+		c.flushLocked()
+	} else if c.timer == nil {
+		c.timer = time.AfterFunc(wait, func() {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			c.timer = nil
+			if !c.stopped {
+				c.flushLocked()
+			}
+		})
+	}
+}
+
+func (c *coalescer) flushLocked() {
+	if c.pending.Len() == 0 {
+		return
+	}
+	text := c.pending.String()
+	c.pending.Reset()
+	c.last = time.Now()
+	c.send(text)
+}
+
+// stop sends what is pending and stops sending.
+func (c *coalescer) stop() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.timer != nil {
+		c.timer.Stop()
+		c.timer = nil
+	}
+	c.flushLocked()
+	c.stopped = true
+}
+
+// streamed returns the text streamed so far.
+func (c *coalescer) streamed() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cumulative.String()
 }

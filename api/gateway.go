@@ -61,15 +61,16 @@ type Gateway struct {
 	started time.Time
 	limiter *failLimiter
 
-	mu    sync.Mutex
-	conns map[*conn]struct{}
+	mu        sync.Mutex
+	conns     map[*conn]struct{}
+	followers map[string]map[*conn]struct{} // session key → connections following it
 }
 
 // NewGateway returns a gateway with the default policy; set the services
 // before serving.
 func NewGateway(token string) *Gateway {
 	return &Gateway{Token: token, Policy: DefaultPolicy, Logger: slog.Default(), started: time.Now(),
-		limiter: newFailLimiter(10, time.Minute), conns: map[*conn]struct{}{}}
+		limiter: newFailLimiter(10, time.Minute), conns: map[*conn]struct{}{}, followers: map[string]map[*conn]struct{}{}}
 }
 
 func (g *Gateway) modelInfo() ModelInfo {
@@ -88,7 +89,27 @@ func (g *Gateway) add(c *conn) {
 func (g *Gateway) remove(c *conn) {
 	g.mu.Lock()
 	delete(g.conns, c)
+	for key := range c.following {
+		delete(g.followers[key], c)
+		if len(g.followers[key]) == 0 {
+			delete(g.followers, key)
+		}
+	}
 	g.mu.Unlock()
+}
+
+// follow subscribes c to a session's chat events.
+func (g *Gateway) follow(c *conn, sessionKey string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if _, live := g.conns[c]; !live || c.following[sessionKey] {
+		return
+	}
+	c.following[sessionKey] = true
+	if g.followers[sessionKey] == nil {
+		g.followers[sessionKey] = map[*conn]struct{}{}
+	}
+	g.followers[sessionKey][c] = struct{}{}
 }
 
 // Connections returns how many clients are connected.
@@ -100,19 +121,46 @@ func (g *Gateway) Connections() int {
 
 // broadcast sends an event to every connection holding scope.
 func (g *Gateway) broadcast(event string, payload any, scope string) {
+	g.broadcastTo(event, payload, func(c *conn) bool { return c.allowed(scope) })
+}
+
+// broadcastChat sends a `chat` event to the connections that follow the
+// session (they sent to it or read its history). OpenClaw sends every chat
+// event to every reader; with many sessions streaming at once that is
+// n² frames, so moltgate scopes them to the session's followers.
+func (g *Gateway) broadcastChat(sessionKey string, payload any) {
+	g.mu.Lock()
+	conns := make([]*conn, 0, len(g.followers[sessionKey]))
+	for c := range g.followers[sessionKey] {
+		if c.allowed(scopeRead) {
+			conns = append(conns, c)
+		}
+	}
+	g.mu.Unlock()
+	g.sendTo(conns, "chat", payload)
+}
+
+func (g *Gateway) broadcastTo(event string, payload any, want func(*conn) bool) {
+	g.mu.Lock()
+	conns := make([]*conn, 0, len(g.conns))
+	for c := range g.conns {
+		if want(c) {
+			conns = append(conns, c)
+		}
+	}
+	g.mu.Unlock()
+	g.sendTo(conns, event, payload)
+}
+
+func (g *Gateway) sendTo(conns []*conn, event string, payload any) {
+	if len(conns) == 0 {
+		return
+	}
 	data, err := json.Marshal(payload)
 	if err != nil {
 		g.Logger.Error("cannot encode event", "event", event, "error", err)
 		return
 	}
-	g.mu.Lock()
-	conns := make([]*conn, 0, len(g.conns))
-	for c := range g.conns {
-		if c.allowed(scope) {
-			conns = append(conns, c)
-		}
-	}
-	g.mu.Unlock()
 	for _, c := range conns {
 		c.sendEvent(event, data)
 	}
@@ -189,16 +237,43 @@ func (g *Gateway) publish(e moltgate.Event) {
 	}
 }
 
-// chatMessage is a transcript message as the protocol sends it.
+// wireMessage is a transcript message as the protocol sends it.
+type wireMessage struct {
+	Role      string     `json:"role"`
+	Content   []textPart `json:"content"`
+	Timestamp int64      `json:"timestamp"`
+}
+
+type textPart struct {
+	Type string `json:"type"`
+	Text string `json:"text"`
+}
+
+func newWireMessage(role, text string, at time.Time) wireMessage {
+	return wireMessage{Role: role, Content: []textPart{{Type: "text", Text: text}}, Timestamp: at.UnixMilli()}
+}
+
+// chatMessage is a transcript message as a map, for payloads that add fields.
 func chatMessage(role, text string, at time.Time) map[string]any {
-	return map[string]any{"role": role, "content": []map[string]string{{"type": "text", "text": text}}, "timestamp": at.UnixMilli()}
+	return map[string]any{"role": role, "content": []textPart{{Type: "text", Text: text}}, "timestamp": at.UnixMilli()}
+}
+
+// chatDelta is the payload of a streaming `chat` event. A struct, not a
+// map: deltas are the hottest frames the gateway sends.
+type chatDelta struct {
+	RunID      string      `json:"runId"`
+	SessionKey string      `json:"sessionKey"`
+	Seq        int         `json:"seq"`
+	State      string      `json:"state"`
+	DeltaText  string      `json:"deltaText"`
+	Message    wireMessage `json:"message"`
 }
 
 // RunDelta implements agent.Sink: a `chat` event in state delta, with the
 // v4 deltaText and the cumulative message.
 func (g *Gateway) RunDelta(sessionKey, runID string, seq int, delta, cumulative string) {
-	g.broadcast("chat", map[string]any{"runId": runID, "sessionKey": sessionKey, "seq": seq, "state": "delta",
-		"deltaText": delta, "message": chatMessage("assistant", cumulative, time.Now())}, scopeRead)
+	g.broadcastChat(sessionKey, chatDelta{RunID: runID, SessionKey: sessionKey, Seq: seq, State: "delta",
+		DeltaText: delta, Message: newWireMessage("assistant", cumulative, time.Now())})
 }
 
 // RunDone implements agent.Sink: a `chat` event in state final, aborted or
@@ -212,5 +287,5 @@ func (g *Gateway) RunDone(sessionKey, runID string, seq int, status, text, errMs
 	if errMsg != "" {
 		p["errorMessage"] = errMsg
 	}
-	g.broadcast("chat", p, scopeRead)
+	g.broadcastChat(sessionKey, p)
 }

@@ -211,6 +211,7 @@ func (g *Gateway) sessionsReset(ctx context.Context, c *conn, params json.RawMes
 	if err := required("sessionKey", p.key()); err != nil {
 		return nil, err
 	}
+	c.follow(p.key())
 	g.Agent.Abort(p.key(), "")
 	id, err := g.Chat.ResetSession(ctx, p.key(), c.meta())
 	if err != nil {
@@ -227,6 +228,7 @@ func (g *Gateway) chatHistory(ctx context.Context, c *conn, params json.RawMessa
 	if err := required("sessionKey", p.key()); err != nil {
 		return nil, err
 	}
+	c.follow(p.key())
 	if p.Limit <= 0 || p.Limit > 1000 {
 		p.Limit = 200
 	}
@@ -263,6 +265,7 @@ func (g *Gateway) chatSend(ctx context.Context, c *conn, params json.RawMessage)
 	if err := required("sessionKey", p.key()); err != nil {
 		return nil, err
 	}
+	c.follow(p.key())
 	if err := required("message", p.Message); err != nil {
 		return nil, err
 	}
@@ -286,6 +289,9 @@ func (g *Gateway) chatAbort(ctx context.Context, c *conn, params json.RawMessage
 	if p.key() == "" && p.RunID == "" {
 		return nil, moltgate.Errorf(moltgate.EINVALID, "sessionKey or runId is required")
 	}
+	if p.key() != "" {
+		c.follow(p.key())
+	}
 	n := g.Agent.Abort(p.key(), p.RunID)
 	return map[string]any{"ok": true, "aborted": n > 0, "count": n}, nil
 }
@@ -298,6 +304,7 @@ func (g *Gateway) chatInject(ctx context.Context, c *conn, params json.RawMessag
 	if err := required("sessionKey", p.key()); err != nil {
 		return nil, err
 	}
+	c.follow(p.key())
 	if err := required("message", p.Message); err != nil {
 		return nil, err
 	}
@@ -305,8 +312,8 @@ func (g *Gateway) chatInject(ctx context.Context, c *conn, params json.RawMessag
 	if err != nil {
 		return nil, err
 	}
-	g.broadcast("chat", map[string]any{"runId": "inject-" + msg.ID, "sessionKey": p.key(), "seq": 1, "state": "final",
-		"message": chatMessage(msg.Role, msg.Content, msg.Timestamp)}, scopeRead)
+	g.broadcastChat(p.key(), map[string]any{"runId": "inject-" + msg.ID, "sessionKey": p.key(), "seq": 1, "state": "final",
+		"message": chatMessage(msg.Role, msg.Content, msg.Timestamp)})
 	return map[string]any{"ok": true, "messageId": msg.ID}, nil
 }
 

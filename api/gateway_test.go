@@ -30,7 +30,7 @@ const testToken = "test-gateway-token-0123456789"
 
 // harness is a running gateway over a real log in a temp dir.
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	path   string
 	url    string
 	log    *eventlog.Log
@@ -42,7 +42,7 @@ type harness struct {
 	cancel context.CancelFunc
 }
 
-func newHarness(t *testing.T, path string, provider agent.Provider) *harness {
+func newHarness(t testing.TB, path string, provider agent.Provider) *harness {
 	t.Helper()
 	if path == "" {
 		path = filepath.Join(t.TempDir(), "moltgate.db")
@@ -70,6 +70,7 @@ func newHarness(t *testing.T, path string, provider agent.Provider) *harness {
 		return []agent.Choice{{Name: "test/model", Model: "model", Provider: provider}}
 	})
 	h.agent.Logger = h.log.Logger
+	h.agent.DeltaInterval = 0 // one chat event per token, so tests can count them
 	h.gw.Agent = h.agent
 	h.server = api.NewServer("127.0.0.1:0")
 	h.server.MountGateway(h.gw, api.WebChat)
@@ -100,7 +101,7 @@ func (h *harness) close() {
 
 // client is a real WebSocket client speaking the protocol.
 type client struct {
-	t      *testing.T
+	t      testing.TB
 	ws     *websocket.Conn
 	nonce  string
 	ts     int64
@@ -112,7 +113,7 @@ type client struct {
 }
 
 // dial opens a connection and reads the challenge.
-func dial(t *testing.T, url string) *client {
+func dial(t testing.TB, url string) *client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -177,6 +178,7 @@ type connectOpts struct {
 	signedAt int64
 	nonce    string
 	v2       bool
+	raw      bool // the caller reads frames itself: no pump
 }
 
 // connect sends connect and returns the response frame.
@@ -213,7 +215,9 @@ func (c *client) connect(o connectOpts) map[string]any {
 	res := c.readRes()
 	if res["ok"] == true {
 		c.hello = res["payload"].(map[string]any)
-		c.pump()
+		if !o.raw {
+			c.pump()
+		}
 	}
 	return res
 }
