@@ -8,3 +8,5 @@ go test ./eventlog -run '^$' -bench 'Append' -benchtime 100000x -count 5 2>/dev/
 go test ./projections -run '^$' -bench 'Rebuild' -benchtime 3x -count 3 2>/dev/null | grep -E '^Benchmark'
 go test ./cmd/moltgate -run '^$' -bench 'ServeReady' -benchtime 5x -count 1 2>/dev/null | grep -E '^Benchmark'
 go test ./eventlog -run '^$' -bench 'Restore' -benchtime 2x -count 1 2>/dev/null | grep -E '^Benchmark|MB/s'
+go test ./api -run '^$' -bench 'TimeToFirstToken|PairApprove' -benchtime 300x -count 3 2>/dev/null | grep -E '^Benchmark'
+go test ./api -run '^$' -bench 'ConcurrentSessions' -benchtime 1x -count 3 -timeout 20m 2>/dev/null | grep -E '^Benchmark'

@@ -41,9 +41,11 @@ func testEnv(t *testing.T, extra map[string]string) (map[string]string, Env) {
 	return m, EnvFromMap(m)
 }
 
+func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
 func mustOpenGateway(t *testing.T, env Env) *gateway {
 	t.Helper()
-	g := &gateway{env: env, logger: slog.New(slog.NewTextHandler(io.Discard, nil)), stderr: io.Discard}
+	g := &gateway{env: env, logger: discardLogger(), stderr: io.Discard}
 	if err := g.open(context.Background()); err != nil {
 		t.Fatal(err)
 	}
