@@ -1,10 +1,14 @@
 package agent
 
 import (
+	"context"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	moltgate "github.com/moltgate/moltgate"
 )
 
 func TestCoalescer(t *testing.T) {
@@ -34,5 +38,86 @@ func TestCoalescer(t *testing.T) {
 	c.add("after stop")
 	if strings.Contains(strings.Join(sent, ""), "after") {
 		t.Fatal("sent after stop")
+	}
+}
+
+type failingProvider struct{ err error }
+
+func (f failingProvider) Stream(context.Context, Request, func(string)) (Reply, error) {
+	return Reply{}, f.err
+}
+
+// recorder is a ChatService and Sink that remembers what a run did.
+type recorder struct {
+	mu       sync.Mutex
+	finished []string
+	replies  []string
+	done     chan struct{}
+}
+
+func (r *recorder) StartRun(context.Context, moltgate.RunRequest, moltgate.Meta) (string, bool, error) {
+	return "", false, nil
+}
+func (r *recorder) FinishRun(_ context.Context, _, _ string, reply *moltgate.ChatMessage, status, errMsg string, _ moltgate.Meta) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.finished = append(r.finished, status+":"+errMsg)
+	if reply != nil {
+		r.replies = append(r.replies, reply.Model+"|"+reply.Content)
+	}
+	return nil
+}
+func (r *recorder) Inject(context.Context, string, moltgate.ChatMessage, moltgate.Meta) (moltgate.ChatMessage, error) {
+	return moltgate.ChatMessage{}, nil
+}
+func (r *recorder) ResetSession(context.Context, string, moltgate.Meta) (string, error) {
+	return "", nil
+}
+func (r *recorder) Transcript(context.Context, string, int) ([]moltgate.ChatMessage, error) {
+	return []moltgate.ChatMessage{{Role: "user", Content: "hi"}}, nil
+}
+func (r *recorder) RunDelta(string, string, int, string, string)        {}
+func (r *recorder) RunDone(string, string, int, string, string, string) { close(r.done) }
+
+func runOnce(t *testing.T, choices []Choice, timeout time.Duration) *recorder {
+	t.Helper()
+	rec := &recorder{done: make(chan struct{})}
+	r := NewRunner(rec, rec, func() []Choice { return choices })
+	if timeout > 0 {
+		r.Timeout = timeout
+	}
+	if err := r.Enqueue("s", "run1"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-rec.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("run did not end")
+	}
+	r.Close(context.Background())
+	return rec
+}
+
+func TestRunner_FallsBackToTheNextModel(t *testing.T) {
+	rec := runOnce(t, []Choice{
+		{Name: "a/primary", Model: "primary", Provider: failingProvider{errors.New("500 Internal Server Error")}},
+		{Name: "echo/echo", Model: "echo", Provider: Echo{}},
+	}, 0)
+	if len(rec.replies) != 1 || !strings.HasPrefix(rec.replies[0], "echo/echo|You said: hi") || rec.finished[0] != moltgate.RunCompleted+":" {
+		t.Fatalf("finished %v replies %v", rec.finished, rec.replies)
+	}
+}
+
+func TestRunner_AllModelsFail(t *testing.T) {
+	rec := runOnce(t, []Choice{{Name: "a/m", Model: "m", Provider: failingProvider{errors.New("429 Too Many Requests\nbody")}}}, 0)
+	if len(rec.finished) != 1 || rec.finished[0] != moltgate.RunFailed+":the model failed: 429 Too Many Requests" {
+		t.Fatalf("finished %v", rec.finished)
+	}
+}
+
+func TestRunner_Timeout(t *testing.T) {
+	rec := runOnce(t, []Choice{{Name: "slow/m", Model: "m", Provider: Echo{Delay: time.Second}}}, 100*time.Millisecond)
+	if len(rec.finished) != 1 || rec.finished[0] != moltgate.RunFailed+":the model did not answer in time" {
+		t.Fatalf("finished %v", rec.finished)
 	}
 }

@@ -365,3 +365,17 @@ func mustJSON(v any) []byte {
 }
 
 var _ = moltgate.RunCompleted
+
+func TestGateway_FailedAttemptsAreRateLimited(t *testing.T) {
+	h := newHarness(t, "", agent.Echo{})
+	for i := 0; i < 10; i++ {
+		if res := dial(t, h.url).connect(connectOpts{token: "guess-" + strings.Repeat("x", i)}); res["ok"] != false {
+			t.Fatalf("attempt %d succeeded", i)
+		}
+	}
+	// Even the right token is refused for a while after ten failures.
+	res := dial(t, h.url).connect(connectOpts{token: testToken})
+	if res["ok"] != false || errDetail(res, "code") != "AUTH_RATE_LIMITED" {
+		t.Fatalf("11th attempt = %v", res)
+	}
+}

@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/moltgate/moltgate/agent"
+	"github.com/moltgate/moltgate/api"
 )
 
 // newBrowser starts Debian's headless Chromium for one test.
@@ -150,4 +152,29 @@ func TestWebChat_NoToken(t *testing.T) {
 	if example := text(t, ctx, "#example"); !strings.Contains(example, "/?token=") {
 		t.Fatalf("the page does not say what to add: %q", example)
 	}
+}
+
+type brokenProvider struct{}
+
+func (brokenProvider) Stream(context.Context, agent.Request, func(string)) (agent.Reply, error) {
+	return agent.Reply{}, errors.New("500 Internal Server Error: upstream is down")
+}
+
+func TestWebChat_ProviderErrorIsShown(t *testing.T) {
+	h := newHarness(t, "", brokenProvider{})
+	h.gw.DevMode = true // approve the browser at once
+	h.gw.ModelInfo = func() api.ModelInfo { return api.ModelInfo{Active: "test/model", Fallbacks: []string{}, Configured: true} }
+	ctx := newBrowser(t)
+	base := strings.Replace(h.url, "ws://", "http://", 1)
+	within(t, ctx, 20*time.Second, "connect",
+		chromedp.Navigate(base+"/?token="+testToken),
+		chromedp.Poll[chromedp.Void](`document.getElementById("state").textContent === "connected"`),
+		chromedp.SendKeys(chromedp.ID("input"), "are you there?"),
+		chromedp.Click(chromedp.ID("send")),
+		chromedp.WaitVisible(chromedp.ID("error")),
+	)
+	if msg := text(t, ctx, "#error"); !strings.Contains(msg, "upstream is down") {
+		t.Fatalf("error shown = %q", msg)
+	}
+	screenshot(t, ctx, "webchat-error.png")
 }
