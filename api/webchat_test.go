@@ -163,7 +163,9 @@ func (brokenProvider) Stream(context.Context, agent.Request, func(string)) (agen
 func TestWebChat_ProviderErrorIsShown(t *testing.T) {
 	h := newHarness(t, "", brokenProvider{})
 	h.gw.DevMode = true // approve the browser at once
-	h.gw.ModelInfo = func() api.ModelInfo { return api.ModelInfo{Active: "test/model", Fallbacks: []string{}, Configured: true} }
+	h.gw.ModelInfo = func() api.ModelInfo {
+		return api.ModelInfo{Active: "test/model", Fallbacks: []string{}, Configured: true}
+	}
 	ctx := newBrowser(t)
 	base := strings.Replace(h.url, "ws://", "http://", 1)
 	within(t, ctx, 20*time.Second, "connect",
