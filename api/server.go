@@ -40,7 +40,7 @@ func NewServer(addr string) *Server {
 	gin.SetMode(gin.ReleaseMode)
 	s := &Server{Addr: addr, Logger: slog.Default(), stage: "starting"}
 	s.router = gin.New()
-	s.router.Use(gin.Recovery())
+	s.router.Use(gin.Recovery(), s.logRequest)
 	s.router.GET("/healthz", s.handleHealth)
 	s.router.GET("/readyz", s.handleReady)
 	s.router.NoRoute(s.handleNotReady)

@@ -3,8 +3,10 @@ package api_test
 import (
 	"context"
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/moltgate/moltgate/api"
@@ -63,4 +65,32 @@ func TestServer_StageIsEscaped(t *testing.T) {
 	if _, body := get(t, s.URL()+"/", "text/html"); strings.Contains(body, "<script>alert") {
 		t.Fatal("stage text reached the page unescaped")
 	}
+}
+
+func TestServer_AccessLogHasNoQuery(t *testing.T) {
+	var buf strings.Builder
+	s := api.NewServer("127.0.0.1:0")
+	s.Logger = slog.New(slog.NewTextHandler(&syncWriter{w: &buf}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	if err := s.Open(); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	s.Ready()
+	get(t, s.URL()+"/readyz?token=super-secret-token", "")
+	s.Close(context.Background())
+	out := buf.String()
+	if !strings.Contains(out, "path=/readyz") || strings.Contains(out, "super-secret-token") {
+		t.Fatalf("access log = %q", out)
+	}
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
 }
