@@ -11,6 +11,10 @@ if ! command -v chromium >/dev/null 2>&1; then
 	apt-get install -y -qq chromium >/dev/null
 fi
 
+# The real OpenClaw CLI (and the Node 24 it needs, as an npm package) for
+# the compatibility test: pinned in compat/openclaw.
+(cd compat/openclaw && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+
 # Go modules (through the module proxy).
 go mod download
 
