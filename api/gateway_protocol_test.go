@@ -379,3 +379,33 @@ func TestGateway_FailedAttemptsAreRateLimited(t *testing.T) {
 		t.Fatalf("11th attempt = %v", res)
 	}
 }
+
+// A client that stops reading is dropped once its queue passes
+// maxBufferedBytes; everyone else carries on.
+func TestGateway_SlowConsumerIsDisconnected(t *testing.T) {
+	h := newHarness(t, "", agent.Echo{})
+	h.gw.Policy.MaxBufferedBytes = 256 << 10
+	fast := h.operator()
+	slow := dial(t, h.url)
+	if res := slow.connect(connectOpts{token: testToken, raw: true}); res["ok"] != true {
+		t.Fatal(res)
+	}
+	// The slow client follows the session, reads the answer, then never reads again.
+	slow.write(map[string]any{"type": "req", "id": "h", "method": "chat.history", "params": map[string]any{"sessionKey": "flood"}})
+	slow.readRes()
+	if h.gw.Connections() != 2 {
+		t.Fatalf("%d connections", h.gw.Connections())
+	}
+	big := strings.Repeat("x", 200<<10)
+	deadline := time.Now().Add(30 * time.Second)
+	for h.gw.Connections() > 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the slow client was never disconnected")
+		}
+		fast.ok("chat.inject", map[string]any{"sessionKey": "flood", "message": big})
+	}
+	// The fast client is unaffected.
+	if p := fast.ok("health", nil); p["ok"] != true {
+		t.Fatal("the fast client stopped working")
+	}
+}
