@@ -359,3 +359,40 @@ func TestServe_SIGTERM(t *testing.T) {
 		t.Fatalf("replica holds %d events after SIGTERM, want the gateway.started", l.LastSeq())
 	}
 }
+
+// Backup now answers only when the replica holds everything: a restore
+// from the bucket alone then has every event.
+func TestAdmin_BackupNow(t *testing.T) {
+	s3 := fakes3.New(t)
+	extra := s3.Env("backup-now")
+	extra["DEV_MODE"] = "true"
+	_, env := testEnv(t, extra)
+	g := mustOpenGateway(t, env)
+	defer g.close(context.Background())
+	someHistory(t, g.log, 5)
+	req, _ := http.NewRequest(http.MethodPost, g.server.URL()+"/api/admin/storage/sync", nil)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("backup now = %d", res.StatusCode)
+	}
+	out := filepath.Join(t.TempDir(), "from-bucket.db")
+	if err := eventlog.Restore(context.Background(), s3.Config("backup-now"), eventlog.RestoreOptions{OutputPath: out}); err != nil {
+		t.Fatal(err)
+	}
+	l := eventlog.NewLog(out)
+	l.ReadOnly = true
+	if err := l.Open(); err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close(context.Background())
+	if l.LastSeq() != g.log.LastSeq() {
+		t.Fatalf("the bucket holds %d events, the log %d", l.LastSeq(), g.log.LastSeq())
+	}
+	if st := g.log.Status(context.Background()); st.LastSnapshotAt.IsZero() {
+		t.Fatal("no snapshot recorded")
+	}
+}

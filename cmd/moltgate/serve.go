@@ -147,6 +147,11 @@ func (g *gateway) open(ctx context.Context) error {
 	g.agent.Logger = g.logger
 	g.gw.Agent = g.agent
 	g.server.MountGateway(g.gw, api.WebChat)
+	admin, err := g.admin(missing)
+	if err != nil {
+		return err
+	}
+	g.server.MountAdmin(admin)
 	var tailCtx context.Context
 	tailCtx, g.stopTail = context.WithCancel(context.Background())
 	g.gw.Follow(tailCtx, g.log.LastSeq())
@@ -209,4 +214,28 @@ func modelInfo(choices []agent.Choice) api.ModelInfo {
 		info.Fallbacks = append(info.Fallbacks, c.Name)
 	}
 	return info
+}
+
+// admin configures the admin API: Cloudflare Access from
+// CF_ACCESS_TEAM_DOMAIN and CF_ACCESS_AUD when set, DEV_MODE, or else the
+// loopback-with-token fallback.
+func (g *gateway) admin(storageMissing []string) (*api.Admin, error) {
+	a := &api.Admin{Gateway: g.gw, Token: g.token, DevMode: g.gw.DevMode, StorageMissing: storageMissing}
+	team, aud := g.env.get("CF_ACCESS_TEAM_DOMAIN", ""), g.env.get("CF_ACCESS_AUD", "")
+	if team == "" {
+		a.AccessMissing = append(a.AccessMissing, "CF_ACCESS_TEAM_DOMAIN")
+	}
+	if aud == "" {
+		a.AccessMissing = append(a.AccessMissing, "CF_ACCESS_AUD")
+	}
+	if len(a.AccessMissing) == 0 {
+		access, err := api.NewAccess(context.Background(), team, aud, nil)
+		if err != nil {
+			return nil, err
+		}
+		a.Access = access
+	} else if !g.gw.DevMode {
+		g.logger.Info("Cloudflare Access is not configured: the admin answers only loopback requests with the gateway token", "missing", strings.Join(a.AccessMissing, ", "))
+	}
+	return a, nil
 }

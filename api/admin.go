@@ -1,0 +1,267 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	moltgate "github.com/moltgate/moltgate"
+	"github.com/moltgate/moltgate/eventlog"
+)
+
+// Admin is the owner's JSON API under /api/admin (Moltworker's paths and
+// shapes where it has them). Every action is an event whose actor is the
+// authenticated person.
+type Admin struct {
+	// Access verifies Cloudflare Access; nil when it is not configured.
+	Access *Access
+	// AccessMissing names the variables that would configure Access.
+	AccessMissing []string
+	DevMode       bool
+	// Token is the gateway token: without Access, the admin answers only
+	// direct loopback requests that carry it.
+	Token string
+	// StorageMissing names the variables a partial replica config lacks.
+	StorageMissing []string
+
+	Gateway *Gateway // its services, read models and log
+}
+
+// MountAdmin adds the admin API and the public status to the server.
+func (s *Server) MountAdmin(a *Admin) {
+	s.router.GET("/api/status", a.status(s))
+	g := s.router.Group("/api/admin", a.guard())
+	g.GET("/devices", a.listDevices)
+	g.POST("/devices/approve-all", a.approveAll)
+	g.POST("/devices/:requestId/approve", a.approveDevice)
+	g.POST("/devices/:requestId/reject", a.rejectDevice)
+	g.DELETE("/devices/:deviceId", a.removeDevice)
+	g.GET("/storage", a.storage)
+	g.POST("/storage/sync", a.backupNow)
+	g.GET("/config", a.getConfig)
+	g.PUT("/config", a.putConfig)
+	g.GET("/events", a.listEvents)
+	g.GET("/sessions", a.listSessions)
+	g.GET("/sessions/:key", a.transcript)
+	g.POST("/sessions/:key/reset", a.resetSession)
+}
+
+// guard admits the owner: through Cloudflare Access when configured, on
+// DEV_MODE, or — on a laptop or a self-hosted box without Access — a direct
+// loopback request carrying the gateway token. Everything else gets 503
+// naming what to configure; the gateway itself keeps working.
+func (a *Admin) guard() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		switch {
+		case a.DevMode:
+			c.Set(ActorKey, "dev-mode")
+			c.Next()
+		case a.Access != nil:
+			a.Access.Middleware()(c)
+		case isDirectLoopback(c.Request) && tokenEqual(bearer(c.Request), a.Token):
+			c.Set(ActorKey, "local-admin")
+			c.Next()
+		case isDirectLoopback(c.Request):
+			writeError(c, moltgate.Errorf(moltgate.EUNAUTHORIZED, "send the gateway token as Authorization: Bearer <token>"))
+		default:
+			writeError(c, &moltgate.Error{Code: moltgate.EUNAVAILABLE,
+				Message: "the admin needs Cloudflare Access: set " + strings.Join(a.AccessMissing, " and "),
+				Details: map[string]any{"missing": a.AccessMissing}})
+		}
+	}
+}
+
+func bearer(r *http.Request) string {
+	if t, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+		return strings.TrimSpace(t)
+	}
+	return ""
+}
+
+func actorMeta(c *gin.Context) moltgate.Meta {
+	return moltgate.Meta{Actor: c.GetString(ActorKey), Source: moltgate.SourceUI, RemoteIP: clientIP(c.Request)}
+}
+
+func (a *Admin) status(s *Server) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		ready, stage := s.IsReady()
+		out := gin.H{"ready": ready, "stage": stage, "version": moltgate.Version}
+		if ready {
+			st := a.Gateway.Log.Status(c.Request.Context())
+			out["storage"] = gin.H{"configured": st.Configured, "lastSyncAt": st.LastSyncAt, "lagEvents": st.LagEvents, "healthy": st.LastError == ""}
+		}
+		c.JSON(http.StatusOK, out)
+	}
+}
+
+func (a *Admin) listDevices(c *gin.Context) {
+	out, _ := a.Gateway.devicePairList(c.Request.Context(), nil, nil)
+	c.JSON(http.StatusOK, out)
+}
+
+func (a *Admin) approveDevice(c *gin.Context) {
+	deviceID, err := a.Gateway.Devices.ApprovePairing(c.Request.Context(), c.Param("requestId"), actorMeta(c))
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	d, _ := a.Gateway.Models.Devices.Device(deviceID)
+	c.JSON(http.StatusOK, gin.H{"success": true, "requestId": c.Param("requestId"), "device": pairedWire(d)})
+}
+
+// approveAll approves every pending request (Moltworker's approve-all).
+func (a *Admin) approveAll(c *gin.Context) {
+	approved, failed := []gin.H{}, []gin.H{}
+	for _, p := range a.Gateway.Models.Devices.Pending(time.Now()) {
+		if _, err := a.Gateway.Devices.ApprovePairing(c.Request.Context(), p.RequestID, actorMeta(c)); err != nil {
+			failed = append(failed, gin.H{"requestId": p.RequestID, "deviceId": p.DeviceID, "error": moltgate.ErrorMessage(err)})
+			continue
+		}
+		approved = append(approved, gin.H{"requestId": p.RequestID, "deviceId": p.DeviceID})
+	}
+	c.JSON(http.StatusOK, gin.H{"approved": approved, "failed": failed})
+}
+
+func (a *Admin) rejectDevice(c *gin.Context) {
+	var body struct {
+		Reason string `json:"reason"`
+	}
+	if c.Request.ContentLength > 0 && c.ShouldBindJSON(&body) != nil {
+		writeError(c, moltgate.Errorf(moltgate.EINVALID, "body must be JSON: {\"reason\": \"…\"}"))
+		return
+	}
+	if err := a.Gateway.Devices.RejectPairing(c.Request.Context(), c.Param("requestId"), body.Reason, actorMeta(c)); err != nil {
+		writeError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"success": true, "requestId": c.Param("requestId")})
+}
+
+func (a *Admin) removeDevice(c *gin.Context) {
+	if err := a.Gateway.Devices.RemoveDevice(c.Request.Context(), c.Param("deviceId"), "removed in the admin", actorMeta(c)); err != nil {
+		writeError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"success": true, "deviceId": c.Param("deviceId")})
+}
+
+func (a *Admin) storage(c *gin.Context) {
+	st := a.Gateway.Log.Status(c.Request.Context())
+	out := gin.H{"configured": st.Configured, "status": st, "lastSync": st.LastSyncAt}
+	if !st.Configured {
+		out["missing"] = a.StorageMissing
+		if len(a.StorageMissing) == 0 {
+			out["missing"] = []string{"R2_ACCESS_KEY_ID", "R2_SECRET_ACCESS_KEY", "CF_ACCOUNT_ID"}
+		}
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+// backupNow syncs and snapshots, answering only when the replica holds
+// every event.
+func (a *Admin) backupNow(c *gin.Context) {
+	ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Minute)
+	defer cancel()
+	if err := a.Gateway.Log.SnapshotNow(ctx); err != nil {
+		if err == eventlog.ErrNoReplica {
+			writeError(c, moltgate.Errorf(moltgate.EUNAVAILABLE, "no replica is configured: set R2_ACCESS_KEY_ID, R2_SECRET_ACCESS_KEY and CF_ACCOUNT_ID"))
+			return
+		}
+		writeError(c, moltgate.Errorf(moltgate.EUNAVAILABLE, "backup failed: %v", err))
+		return
+	}
+	st := a.Gateway.Log.Status(ctx)
+	c.JSON(http.StatusOK, gin.H{"success": true, "lastSync": st.LastSyncAt, "status": st})
+}
+
+func (a *Admin) getConfig(c *gin.Context) {
+	doc, hash := a.Gateway.Models.Config.Current()
+	if doc == nil {
+		doc = json.RawMessage(`{}`)
+	}
+	c.JSON(http.StatusOK, gin.H{"config": doc, "hash": hash, "history": a.Gateway.Models.Config.History(), "model": a.Gateway.modelInfo()})
+}
+
+func (a *Admin) putConfig(c *gin.Context) {
+	var body struct {
+		Config   json.RawMessage `json:"config"`
+		BaseHash string          `json:"baseHash"`
+	}
+	if err := c.ShouldBindJSON(&body); err != nil || len(body.Config) == 0 {
+		writeError(c, moltgate.Errorf(moltgate.EINVALID, "body must be JSON: {\"config\": {…}, \"baseHash\": \"…\"}"))
+		return
+	}
+	hash, err := a.Gateway.Config.ApplyConfig(c.Request.Context(), body.Config, body.BaseHash, actorMeta(c))
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"success": true, "hash": hash})
+}
+
+// listEvents pages through the log, newest first, with the CLI's filters.
+func (a *Admin) listEvents(c *gin.Context) {
+	f := eventlog.Filter{TypePrefix: c.Query("type"), Stream: c.Query("stream"), Desc: true, Limit: 100}
+	var err error
+	for name, dst := range map[string]*int64{"before": &f.UntilSeq, "after": &f.AfterSeq} {
+		if v := c.Query(name); v != "" {
+			if *dst, err = strconv.ParseInt(v, 10, 64); err != nil {
+				writeError(c, moltgate.Errorf(moltgate.EINVALID, "%s must be a seq", name))
+				return
+			}
+		}
+	}
+	if f.UntilSeq > 0 {
+		f.UntilSeq-- // "before" is exclusive
+	}
+	if v := c.Query("limit"); v != "" {
+		if f.Limit, err = strconv.Atoi(v); err != nil || f.Limit < 1 || f.Limit > 1000 {
+			writeError(c, moltgate.Errorf(moltgate.EINVALID, "limit must be 1-1000"))
+			return
+		}
+	}
+	events, err := a.Gateway.Log.Query(c.Request.Context(), f)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	if events == nil {
+		events = []moltgate.Event{}
+	}
+	out := gin.H{"events": events}
+	if len(events) == f.Limit {
+		out["nextBefore"] = events[len(events)-1].Seq
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+func (a *Admin) listSessions(c *gin.Context) {
+	c.JSON(http.StatusOK, gin.H{"sessions": a.Gateway.Models.Sessions.List()})
+}
+
+func (a *Admin) transcript(c *gin.Context) {
+	if _, ok := a.Gateway.Models.Sessions.Get(c.Param("key")); !ok {
+		writeError(c, moltgate.Errorf(moltgate.ENOTFOUND, "no session %q", c.Param("key")))
+		return
+	}
+	msgs, err := a.Gateway.Chat.Transcript(c.Request.Context(), c.Param("key"), 0)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"sessionKey": c.Param("key"), "messages": msgs})
+}
+
+func (a *Admin) resetSession(c *gin.Context) {
+	a.Gateway.Agent.Abort(c.Param("key"), "")
+	id, err := a.Gateway.Chat.ResetSession(c.Request.Context(), c.Param("key"), actorMeta(c))
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"success": true, "sessionId": id})
+}

@@ -1,0 +1,161 @@
+package api_test
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	moltgate "github.com/moltgate/moltgate"
+	"github.com/moltgate/moltgate/agent"
+	"github.com/moltgate/moltgate/api"
+	"github.com/moltgate/moltgate/eventlog"
+)
+
+// adminHarness is a gateway with the admin mounted behind Access.
+func adminHarness(t *testing.T) (*harness, *idp, string) {
+	h := newHarness(t, "", agent.Echo{})
+	p := newIDP(t)
+	access, err := api.NewAccess(t.Context(), p.url, testAud, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.server.MountAdmin(&api.Admin{Access: access, Token: testToken, Gateway: h.gw})
+	good := p.sign(t, jwt.SigningMethodRS256, "rsa-1", p.rsaKey, p.claims(nil))
+	return h, p, good
+}
+
+func adminDo(t *testing.T, h *harness, method, path, jwtToken, body string, headers ...string) (int, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest(method, strings.Replace(h.url, "ws://", "http://", 1)+path, strings.NewReader(body))
+	if jwtToken != "" {
+		req.Header.Set("Cf-Access-Jwt-Assertion", jwtToken)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	var out map[string]any
+	json.Unmarshal(b, &out)
+	return res.StatusCode, out
+}
+
+// Every protected route, taken from the router itself so that a new route
+// cannot be added unprotected, refuses a missing or forged credential and
+// admits a good one.
+func TestAdmin_EveryProtectedRoute(t *testing.T) {
+	h, p, good := adminHarness(t)
+	other, _ := rsa.GenerateKey(rand.Reader, 2048)
+	forged := p.sign(t, jwt.SigningMethodRS256, "rsa-1", other, p.claims(nil))
+	expired := p.sign(t, jwt.SigningMethodRS256, "rsa-1", p.rsaKey, p.claims(func(c jwt.MapClaims) { c["exp"] = time.Now().Add(-time.Hour).Unix() }))
+	n := 0
+	for _, r := range h.server.Router().Routes() {
+		if !strings.HasPrefix(r.Path, "/api/admin") && !strings.HasPrefix(r.Path, "/_admin") && !strings.HasPrefix(r.Path, "/debug") {
+			continue
+		}
+		n++
+		path := strings.NewReplacer(":requestId", "unknown-request", ":deviceId", "unknown-device", ":key", "unknown-session").Replace(r.Path)
+		for name, tok := range map[string]string{"none": "", "forged": forged, "expired": expired} {
+			if code, _ := adminDo(t, h, r.Method, path, tok, ""); code != http.StatusUnauthorized {
+				t.Errorf("%s %s with %s credential: %d, want 401", r.Method, r.Path, name, code)
+			}
+		}
+		if code, _ := adminDo(t, h, r.Method, path, good, ""); code == http.StatusUnauthorized || code == http.StatusForbidden {
+			t.Errorf("%s %s with a good credential: %d", r.Method, r.Path, code)
+		}
+	}
+	if n < 10 {
+		t.Fatalf("only %d protected routes found", n)
+	}
+}
+
+func TestAdmin_Actions(t *testing.T) {
+	h, _, good := adminHarness(t)
+	ctx := context.Background()
+	res := dial(t, h.url).connect(connectOpts{token: testToken, device: newDevice()})
+	requestID := errDetail(res, "requestId").(string)
+
+	code, list := adminDo(t, h, "GET", "/api/admin/devices", good, "")
+	if code != 200 || len(list["pending"].([]any)) != 1 {
+		t.Fatalf("devices = %d %v", code, list)
+	}
+	if code, out := adminDo(t, h, "POST", "/api/admin/devices/"+requestID+"/approve", good, ""); code != 200 || out["success"] != true {
+		t.Fatalf("approve = %d %v", code, out)
+	}
+	if code, _ := adminDo(t, h, "POST", "/api/admin/devices/"+requestID+"/approve", good, ""); code != 200 {
+		t.Fatalf("double approval = %d, want idempotent 200", code)
+	}
+	if code, out := adminDo(t, h, "POST", "/api/admin/devices/nope/approve", good, ""); code != 404 || !strings.Contains(out["error"].(map[string]any)["message"].(string), "nope") {
+		t.Fatalf("unknown id = %d %v", code, out)
+	}
+	events, _ := h.log.Query(ctx, eventlog.Filter{TypePrefix: moltgate.EventDevicePairingApproved})
+	if len(events) != 1 || events[0].Meta.Actor != "owner@example.com" || events[0].Meta.Source != moltgate.SourceUI {
+		t.Fatalf("approval event = %+v", events)
+	}
+
+	// Approve-all.
+	for i := 0; i < 3; i++ {
+		dial(t, h.url).connect(connectOpts{token: testToken, device: newDevice()})
+	}
+	if code, out := adminDo(t, h, "POST", "/api/admin/devices/approve-all", good, ""); code != 200 || len(out["approved"].([]any)) != 3 || len(out["failed"].([]any)) != 0 {
+		t.Fatalf("approve-all = %d %v", code, out)
+	}
+
+	// Config: malformed body, stale baseHash, success.
+	if code, _ := adminDo(t, h, "PUT", "/api/admin/config", good, `{"config": `); code != 400 {
+		t.Fatalf("malformed body = %d", code)
+	}
+	code, out := adminDo(t, h, "PUT", "/api/admin/config", good, `{"config":{"agents":{}}}`)
+	if code != 200 {
+		t.Fatalf("apply = %d %v", code, out)
+	}
+	hash := out["hash"].(string)
+	code, out = adminDo(t, h, "PUT", "/api/admin/config", good, `{"config":{"agents":{"x":1}},"baseHash":"stale"}`)
+	if code != 409 || out["error"].(map[string]any)["details"].(map[string]any)["currentHash"] != hash {
+		t.Fatalf("stale baseHash = %d %v", code, out)
+	}
+
+	// Events page.
+	code, out = adminDo(t, h, "GET", "/api/admin/events?type=device.&limit=2", good, "")
+	if code != 200 || len(out["events"].([]any)) != 2 || out["nextBefore"] == nil {
+		t.Fatalf("events = %d %v", code, out)
+	}
+	if code, _ := adminDo(t, h, "GET", "/api/admin/events?limit=0", good, ""); code != 400 {
+		t.Fatalf("bad limit = %d", code)
+	}
+	if code, out := adminDo(t, h, "POST", "/api/admin/storage/sync", good, ""); code != 503 || !strings.Contains(out["error"].(map[string]any)["message"].(string), "R2_ACCESS_KEY_ID") {
+		t.Fatalf("backup without replica = %d %v", code, out)
+	}
+	if code, out := adminDo(t, h, "GET", "/api/status", "", ""); code != 200 || out["ready"] != true {
+		t.Fatalf("public status = %d %v", code, out)
+	}
+}
+
+func TestAdmin_WithoutAccess(t *testing.T) {
+	h := newHarness(t, "", agent.Echo{})
+	h.server.MountAdmin(&api.Admin{Token: testToken, Gateway: h.gw, AccessMissing: []string{"CF_ACCESS_TEAM_DOMAIN", "CF_ACCESS_AUD"}})
+	if code, _ := adminDo(t, h, "GET", "/api/admin/devices", "", "", "Authorization", "Bearer "+testToken); code != 200 {
+		t.Fatalf("loopback with token = %d", code)
+	}
+	if code, _ := adminDo(t, h, "GET", "/api/admin/devices", "", "", "Authorization", "Bearer wrong"); code != 401 {
+		t.Fatalf("loopback with a wrong token = %d", code)
+	}
+	code, out := adminDo(t, h, "GET", "/api/admin/devices", "", "", "Authorization", "Bearer "+testToken, "X-Forwarded-For", "203.0.113.5")
+	if code != 503 || !strings.Contains(out["error"].(map[string]any)["message"].(string), "CF_ACCESS_TEAM_DOMAIN") {
+		t.Fatalf("through a proxy = %d %v", code, out)
+	}
+}
