@@ -11,6 +11,7 @@ import (
 	"github.com/gin-gonic/gin"
 	moltgate "github.com/moltgate/moltgate"
 	"github.com/moltgate/moltgate/eventlog"
+	"github.com/moltgate/moltgate/projections"
 )
 
 // Admin is the owner's JSON API under /api/admin (Moltworker's paths and
@@ -45,6 +46,7 @@ func (s *Server) MountAdmin(a *Admin) {
 	g.GET("/config", a.getConfig)
 	g.PUT("/config", a.putConfig)
 	g.GET("/events", a.listEvents)
+	g.GET("/replay", a.replay)
 	g.GET("/sessions", a.listSessions)
 	g.GET("/sessions/:key", a.transcript)
 	g.POST("/sessions/:key/reset", a.resetSession)
@@ -264,4 +266,46 @@ func (a *Admin) resetSession(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusOK, gin.H{"success": true, "sessionId": id})
+}
+
+// replay rebuilds the read models as they were at ?seq=N (or ?at=RFC3339)
+// and returns them beside the current ones: the time machine.
+func (a *Admin) replay(c *gin.Context) {
+	ctx := c.Request.Context()
+	seq := a.Gateway.Log.LastSeq()
+	at := time.Now()
+	if v := c.Query("seq"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 || n > seq {
+			writeError(c, moltgate.Errorf(moltgate.EINVALID, "seq must be between 0 and %d", seq))
+			return
+		}
+		seq = n
+	} else if v := c.Query("at"); v != "" {
+		t, err := time.Parse(time.RFC3339, v)
+		if err != nil {
+			writeError(c, moltgate.Errorf(moltgate.EINVALID, "at must be an RFC 3339 time"))
+			return
+		}
+		if seq, err = a.Gateway.Log.SeqAt(ctx, t); err != nil {
+			writeError(c, err)
+			return
+		}
+		at = t
+	}
+	then := projections.NewSet()
+	r := projections.NewRunner(a.Gateway.Log, then.All()...)
+	r.Logger = a.Gateway.Logger
+	if seq > 0 {
+		if _, err := r.RunUntil(ctx, seq); err != nil {
+			writeError(c, err)
+			return
+		}
+		if e, err := a.Gateway.Log.GetSeq(ctx, seq); err == nil && c.Query("at") == "" {
+			at = e.RecordedAt // judge expiry at that moment
+		}
+	}
+	view := then.View(seq, at)
+	view.Errors = r.Errors()
+	c.JSON(http.StatusOK, gin.H{"then": view, "now": a.Gateway.Models.View(a.Gateway.Log.LastSeq(), time.Now())})
 }

@@ -134,6 +134,14 @@ func TestAdmin_Actions(t *testing.T) {
 	if code != 200 || len(out["events"].([]any)) != 2 || out["nextBefore"] == nil {
 		t.Fatalf("events = %d %v", code, out)
 	}
+	code, out = adminDo(t, h, "GET", "/api/admin/replay?seq=1", good, "")
+	then := out["then"].(map[string]any)
+	if code != 200 || len(then["devices"].(map[string]any)["pending"].([]any)) != 1 || len(out["now"].(map[string]any)["devices"].(map[string]any)["paired"].([]any)) != 4 {
+		t.Fatalf("replay = %d %v", code, out)
+	}
+	if code, _ := adminDo(t, h, "GET", "/api/admin/replay?seq=999999", good, ""); code != 400 {
+		t.Fatalf("replay past the end = %d", code)
+	}
 	if code, _ := adminDo(t, h, "GET", "/api/admin/events?limit=0", good, ""); code != 400 {
 		t.Fatalf("bad limit = %d", code)
 	}

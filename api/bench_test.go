@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"runtime"
 	"slices"
 	"strconv"
@@ -15,6 +16,7 @@ import (
 	"github.com/coder/websocket"
 	moltgate "github.com/moltgate/moltgate"
 	"github.com/moltgate/moltgate/agent"
+	"github.com/moltgate/moltgate/api"
 	"github.com/moltgate/moltgate/internal/fakellm"
 )
 
@@ -210,3 +212,32 @@ func BenchmarkPairApprove(b *testing.B) {
 }
 
 var req0 = agent.Request{Model: "m", MaxTokens: 100, Messages: []moltgate.ChatMessage{{Role: "user", Content: "hi"}}}
+
+// BenchmarkApproveAll approves 100 pending devices with one admin call
+// (Moltworker runs one CLI process per device, 10–15 s each).
+func BenchmarkApproveAll(b *testing.B) {
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		h := newHarness(b, "", agent.Echo{})
+		h.server.MountAdmin(&api.Admin{DevMode: true, Gateway: h.gw})
+		for j := 0; j < 100; j++ {
+			dial(b, h.url).connect(connectOpts{token: testToken, device: newDevice()})
+		}
+		base := strings.Replace(h.url, "ws://", "http://", 1)
+		b.StartTimer()
+		start := time.Now()
+		res, err := http.Post(base+"/api/admin/devices/approve-all", "application/json", nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var out struct{ Approved, Failed []any }
+		json.NewDecoder(res.Body).Decode(&out)
+		res.Body.Close()
+		if len(out.Approved) != 100 || len(out.Failed) != 0 {
+			b.Fatalf("approved %d failed %d", len(out.Approved), len(out.Failed))
+		}
+		b.ReportMetric(float64(time.Since(start).Microseconds())/1000, "ms-for-100")
+		b.StopTimer()
+		h.close()
+	}
+}

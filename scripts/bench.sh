@@ -10,3 +10,6 @@ go test ./cmd/moltgate -run '^$' -bench 'ServeReady' -benchtime 5x -count 1 2>/d
 go test ./eventlog -run '^$' -bench 'Restore' -benchtime 2x -count 1 2>/dev/null | grep -E '^Benchmark|MB/s'
 go test ./api -run '^$' -bench 'TimeToFirstToken|PairApprove' -benchtime 300x -count 3 2>/dev/null | grep -E '^Benchmark'
 go test ./api -run '^$' -bench 'ConcurrentSessions' -benchtime 1x -count 3 -timeout 20m 2>/dev/null | grep -E '^Benchmark'
+go test ./api -run '^$' -bench ApproveAll -benchtime 3x 2>/dev/null | grep -E '^Benchmark'
+go test ./eventlog -run '^$' -bench EventsPage -benchtime 300x 2>/dev/null | grep -E '^Benchmark'
+go test ./projections -run '^$' -bench ReplayToMiddle -benchtime 3x 2>/dev/null | grep -E '^Benchmark'
