@@ -167,3 +167,35 @@ func TestAdmin_WithoutAccess(t *testing.T) {
 		t.Fatalf("through a proxy = %d %v", code, out)
 	}
 }
+
+func TestMetrics(t *testing.T) {
+	h := newHarness(t, "", agent.Echo{})
+	h.server.MountMetrics(h.gw, nil)
+	c := h.operator()
+	runID := c.ok("chat.send", map[string]any{"sessionKey": "m", "message": "count me", "idempotencyKey": "m1"})["runId"]
+	c.event("chat", func(p map[string]any) bool { return p["runId"] == runID && p["state"] == "final" })
+	base := strings.Replace(h.url, "ws://", "http://", 1)
+	if res, _ := http.Get(base + "/metrics"); res.StatusCode != 401 {
+		t.Fatalf("/metrics without token = %d", res.StatusCode)
+	}
+	req, _ := http.NewRequest("GET", base+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		body := string(b)
+		if strings.Contains(body, `moltgate_events_appended_total{type="chat.run.finished"} 1`) &&
+			strings.Contains(body, `moltgate_runs_total{state="final"} 1`) && strings.Contains(body, "moltgate_ws_connections 1") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("metrics:\n%s", body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

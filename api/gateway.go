@@ -60,6 +60,7 @@ type Gateway struct {
 
 	started time.Time
 	limiter *failLimiter
+	metrics *metrics
 
 	mu        sync.Mutex
 	conns     map[*conn]struct{}
@@ -69,8 +70,10 @@ type Gateway struct {
 // NewGateway returns a gateway with the default policy; set the services
 // before serving.
 func NewGateway(token string) *Gateway {
-	return &Gateway{Token: token, Policy: DefaultPolicy, Logger: slog.Default(), started: time.Now(),
+	g := &Gateway{Token: token, Policy: DefaultPolicy, Logger: slog.Default(), started: time.Now(),
 		limiter: newFailLimiter(10, time.Minute), conns: map[*conn]struct{}{}, followers: map[string]map[*conn]struct{}{}}
+	g.metrics = newMetrics(g)
+	return g
 }
 
 func (g *Gateway) modelInfo() ModelInfo {
@@ -200,6 +203,7 @@ func (g *Gateway) Follow(ctx context.Context, fromSeq int64) {
 }
 
 func (g *Gateway) publish(e moltgate.Event) {
+	g.metrics.events.WithLabelValues(e.Type).Inc()
 	switch e.Type {
 	case moltgate.EventDevicePairingRequested:
 		var d moltgate.DevicePairingRequestedData
@@ -280,6 +284,7 @@ func (g *Gateway) RunDelta(sessionKey, runID string, seq int, delta, cumulative 
 // error.
 func (g *Gateway) RunDone(sessionKey, runID string, seq int, status, text, errMsg string) {
 	state := map[string]string{moltgate.RunCompleted: "final", moltgate.RunAborted: "aborted", moltgate.RunFailed: "error"}[status]
+	g.metrics.runs.WithLabelValues(state).Inc()
 	p := map[string]any{"runId": runID, "sessionKey": sessionKey, "seq": seq, "state": state}
 	if text != "" || state == "final" {
 		p["message"] = chatMessage("assistant", text, time.Now())

@@ -152,6 +152,7 @@ func (g *gateway) open(ctx context.Context) error {
 		return err
 	}
 	g.server.MountAdmin(admin)
+	g.server.MountMetrics(g.gw, admin.Access)
 	var tailCtx context.Context
 	tailCtx, g.stopTail = context.WithCancel(context.Background())
 	g.gw.Follow(tailCtx, g.log.LastSeq())
