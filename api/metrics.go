@@ -13,9 +13,9 @@ import (
 // registry (no global state) and are served with Litestream's, which
 // registers globally.
 type metrics struct {
-	registry  *prometheus.Registry
-	events    *prometheus.CounterVec
-	runs      *prometheus.CounterVec
+	registry *prometheus.Registry
+	events   *prometheus.CounterVec
+	runs     *prometheus.CounterVec
 }
 
 func newMetrics(g *Gateway) *metrics {
