@@ -134,32 +134,26 @@ func (w configWrite) body(field json.RawMessage) (json.RawMessage, error) {
 }
 
 func (g *Gateway) configApply(ctx context.Context, c *conn, params json.RawMessage) (any, error) {
-	var w configWrite
-	if err := decode(params, &w); err != nil {
-		return nil, err
-	}
-	doc, err := w.body(w.Config)
-	if err != nil {
-		return nil, err
-	}
-	hash, err := g.Config.ApplyConfig(ctx, doc, w.BaseHash, c.meta())
-	if err != nil {
-		return nil, err
-	}
-	cur, _ := g.Models.Config.Current()
-	return map[string]any{"ok": true, "hash": hash, "config": cur}, nil
+	return g.configWrite(ctx, c, params, func(w configWrite) json.RawMessage { return w.Config }, g.Config.ApplyConfig)
 }
 
 func (g *Gateway) configPatch(ctx context.Context, c *conn, params json.RawMessage) (any, error) {
+	return g.configWrite(ctx, c, params, func(w configWrite) json.RawMessage { return w.Patch }, g.Config.PatchConfig)
+}
+
+// configWrite is config.apply and config.patch: the same params, a
+// different write.
+func (g *Gateway) configWrite(ctx context.Context, c *conn, params json.RawMessage, field func(configWrite) json.RawMessage,
+	write func(context.Context, json.RawMessage, string, moltgate.Meta) (string, error)) (any, error) {
 	var w configWrite
 	if err := decode(params, &w); err != nil {
 		return nil, err
 	}
-	patch, err := w.body(w.Patch)
+	body, err := w.body(field(w))
 	if err != nil {
 		return nil, err
 	}
-	hash, err := g.Config.PatchConfig(ctx, patch, w.BaseHash, c.meta())
+	hash, err := write(ctx, body, w.BaseHash, c.meta())
 	if err != nil {
 		return nil, err
 	}
