@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	_ "embed"
 	"encoding/json"
 	"net/http"
 	"strconv"
@@ -35,7 +36,10 @@ type Admin struct {
 // MountAdmin adds the admin API and the public status to the server.
 func (s *Server) MountAdmin(a *Admin) {
 	s.router.GET("/api/status", a.status(s))
+	s.router.GET("/_admin/", a.page)
+	s.router.GET("/_admin", func(c *gin.Context) { c.Redirect(http.StatusFound, "/_admin/") })
 	g := s.router.Group("/api/admin", a.guard())
+	g.GET("/whoami", a.whoami)
 	g.GET("/devices", a.listDevices)
 	g.POST("/devices/approve-all", a.approveAll)
 	g.POST("/devices/:requestId/approve", a.approveDevice)
@@ -308,4 +312,31 @@ func (a *Admin) replay(c *gin.Context) {
 	view := then.View(seq, at)
 	view.Errors = r.Errors()
 	c.JSON(http.StatusOK, gin.H{"then": view, "now": a.Gateway.Models.View(a.Gateway.Log.LastSeq(), time.Now())})
+}
+
+//go:embed web/admin.html
+var adminPage []byte
+
+// page serves the admin UI. With Access it is guarded like the API; on a
+// loopback box without Access the page itself holds nothing and its API
+// calls carry the token it was opened with (?token=).
+func (a *Admin) page(c *gin.Context) {
+	if a.Access != nil && !a.DevMode {
+		a.Access.Middleware()(c)
+		if c.IsAborted() {
+			return
+		}
+	} else if !a.DevMode && !isDirectLoopback(c.Request) {
+		writeError(c, &moltgate.Error{Code: moltgate.EUNAVAILABLE,
+			Message: "the admin needs Cloudflare Access: set " + strings.Join(a.AccessMissing, " and ")})
+		return
+	}
+	c.Header("Cache-Control", "no-store")
+	c.Header("Content-Security-Policy", "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+	c.Header("X-Content-Type-Options", "nosniff")
+	c.Data(http.StatusOK, "text/html; charset=utf-8", adminPage)
+}
+
+func (a *Admin) whoami(c *gin.Context) {
+	c.JSON(http.StatusOK, gin.H{"actor": c.GetString(ActorKey), "devMode": a.DevMode})
 }

@@ -1,0 +1,77 @@
+package api_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/moltgate/moltgate/agent"
+	"github.com/moltgate/moltgate/api"
+)
+
+func TestAdminUI(t *testing.T) {
+	h := newHarness(t, "", agent.Echo{})
+	h.server.MountAdmin(&api.Admin{DevMode: true, Gateway: h.gw})
+	ctx := newBrowser(t)
+	base := strings.Replace(h.url, "ws://", "http://", 1)
+
+	within(t, ctx, 20*time.Second, "open the admin",
+		chromedp.Navigate(base+"/_admin/"),
+		chromedp.Poll[chromedp.Void](`document.getElementById("who").textContent === "dev-mode"`),
+		chromedp.WaitVisible(chromedp.ID("devbanner")),
+		chromedp.Evaluate[chromedp.Void](`window.confirm = () => true`),
+	)
+
+	// A device connecting elsewhere shows up without a reload.
+	res := dial(t, h.url).connect(connectOpts{token: testToken, device: newDevice()})
+	requestID := errDetail(res, "requestId").(string)
+	within(t, ctx, 10*time.Second, "see the request in the queue",
+		chromedp.Poll[chromedp.Void](`document.querySelector('#pending tr[data-request-id="`+requestID+`"]') !== null`),
+	)
+	screenshot(t, ctx, "admin-queue.png")
+	within(t, ctx, 10*time.Second, "approve it and see it paired",
+		chromedp.Click(chromedp.CSS(`#pending tr[data-request-id="`+requestID+`"] button`)),
+		chromedp.Poll[chromedp.Void](`document.querySelectorAll("#pending tr").length === 0 && document.querySelectorAll("#paired tr").length === 1`),
+	)
+
+	// The config editor shows syntax errors before anything is sent, and
+	// the server's issues after.
+	within(t, ctx, 10*time.Second, "type broken JSON",
+		chromedp.SetValue(chromedp.ID("config-text"), `{"agents": {`),
+		chromedp.Evaluate[chromedp.Void](`document.getElementById("config-text").dispatchEvent(new Event("input"))`),
+		chromedp.Poll[chromedp.Void](`document.getElementById("config-error").textContent.includes("JSON syntax error")`),
+		chromedp.SetValue(chromedp.ID("config-text"), `{"models":{"providers":{"x":{"api":"soap"}}}}`),
+		chromedp.Evaluate[chromedp.Void](`document.getElementById("config-text").dispatchEvent(new Event("input"))`),
+		chromedp.Click(chromedp.ID("apply")),
+		chromedp.Poll[chromedp.Void](`document.getElementById("config-error").textContent.includes("models.providers.x.api")`),
+	)
+	screenshot(t, ctx, "admin-config-error.png")
+	within(t, ctx, 10*time.Second, "fix it and apply",
+		chromedp.SetValue(chromedp.ID("config-text"), `{"agents":{"defaults":{"model":{"primary":"anthropic/claude-sonnet-4-5"}}}}`),
+		chromedp.Evaluate[chromedp.Void](`document.getElementById("config-text").dispatchEvent(new Event("input"))`),
+		chromedp.Click(chromedp.ID("apply")),
+		chromedp.Poll[chromedp.Void](`document.getElementById("config-ok").textContent.startsWith("Applied")`),
+	)
+	if _, hash := h.models.Config.Current(); hash == "" || !strings.Contains(text(t, ctx, "#config-hash"), hash) {
+		t.Fatalf("config hash shown %q, stored %q", text(t, ctx, "#config-hash"), hash)
+	}
+
+	// Move the replay slider back to the first event: one device waiting,
+	// none paired, no config — against the current state.
+	within(t, ctx, 10*time.Second, "replay to seq 1",
+		chromedp.Poll[chromedp.Void](`Number(document.getElementById("replay").max) >= 3`),
+		chromedp.Evaluate[chromedp.Void](`const r = document.getElementById("replay"); r.value = 1; r.dispatchEvent(new Event("input"))`),
+		chromedp.Poll[chromedp.Void](`document.getElementById("replay-seq").textContent === "1" && document.getElementById("replay-then").textContent.includes('"pendingDevices": 1')`),
+	)
+	then, now := text(t, ctx, "#replay-then"), text(t, ctx, "#replay-now")
+	if !strings.Contains(then, `"pairedDevices": 0`) || !strings.Contains(now, `"pairedDevices": 1`) || !strings.Contains(then, `"configHash": ""`) {
+		t.Fatalf("replay then %s now %s", then, now)
+	}
+	screenshot(t, ctx, "admin-replay.png")
+	within(t, ctx, 10*time.Second, "phone width",
+		chromedp.EmulateViewport(390, 844),
+		chromedp.Poll[chromedp.Void](`document.getElementById("apply").getBoundingClientRect().right <= 390`),
+	)
+	screenshot(t, ctx, "admin-phone.png")
+}
