@@ -42,14 +42,20 @@ func (s *Server) MountAdmin(a *Admin) {
 	g.GET("/whoami", a.whoami)
 	g.GET("/devices", a.listDevices)
 	g.POST("/devices/approve-all", a.approveAll)
-	g.POST("/devices/:requestId/approve", a.approveDevice)
-	g.POST("/devices/:requestId/reject", a.rejectDevice)
-	g.DELETE("/devices/:deviceId", a.removeDevice)
+	// One wildcard name per segment (gin's rule): :id is a request id for
+	// approve/reject and a device id for the rest.
+	g.POST("/devices/:id/approve", a.approveDevice)
+	g.POST("/devices/:id/reject", a.rejectDevice)
+	g.DELETE("/devices/:id", a.removeDevice)
+	g.POST("/devices/:id/token/rotate", a.revokeToken) // the new token is handed over at the next signed connect
+	g.POST("/devices/:id/token/revoke", a.revokeToken)
 	g.GET("/storage", a.storage)
 	g.POST("/storage/sync", a.backupNow)
 	g.GET("/config", a.getConfig)
 	g.PUT("/config", a.putConfig)
 	g.GET("/events", a.listEvents)
+	g.GET("/events/export", a.exportEvents)
+	g.GET("/events/:seq", a.showEvent)
 	g.GET("/replay", a.replay)
 	g.GET("/sessions", a.listSessions)
 	g.GET("/sessions/:key", a.transcript)
@@ -110,13 +116,13 @@ func (a *Admin) listDevices(c *gin.Context) {
 }
 
 func (a *Admin) approveDevice(c *gin.Context) {
-	deviceID, err := a.Gateway.Devices.ApprovePairing(c.Request.Context(), c.Param("requestId"), actorMeta(c))
+	deviceID, err := a.Gateway.Devices.ApprovePairing(c.Request.Context(), c.Param("id"), actorMeta(c))
 	if err != nil {
 		writeError(c, err)
 		return
 	}
 	d, _ := a.Gateway.Models.Devices.Device(deviceID)
-	c.JSON(http.StatusOK, gin.H{"success": true, "requestId": c.Param("requestId"), "device": pairedWire(d)})
+	c.JSON(http.StatusOK, gin.H{"success": true, "requestId": c.Param("id"), "device": pairedWire(d)})
 }
 
 // approveAll approves every pending request (Moltworker's approve-all).
@@ -140,19 +146,19 @@ func (a *Admin) rejectDevice(c *gin.Context) {
 		writeError(c, moltgate.Errorf(moltgate.EINVALID, "body must be JSON: {\"reason\": \"…\"}"))
 		return
 	}
-	if err := a.Gateway.Devices.RejectPairing(c.Request.Context(), c.Param("requestId"), body.Reason, actorMeta(c)); err != nil {
+	if err := a.Gateway.Devices.RejectPairing(c.Request.Context(), c.Param("id"), body.Reason, actorMeta(c)); err != nil {
 		writeError(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, gin.H{"success": true, "requestId": c.Param("requestId")})
+	c.JSON(http.StatusOK, gin.H{"success": true, "requestId": c.Param("id")})
 }
 
 func (a *Admin) removeDevice(c *gin.Context) {
-	if err := a.Gateway.Devices.RemoveDevice(c.Request.Context(), c.Param("deviceId"), "removed in the admin", actorMeta(c)); err != nil {
+	if err := a.Gateway.Devices.RemoveDevice(c.Request.Context(), c.Param("id"), "removed in the admin", actorMeta(c)); err != nil {
 		writeError(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, gin.H{"success": true, "deviceId": c.Param("deviceId")})
+	c.JSON(http.StatusOK, gin.H{"success": true, "deviceId": c.Param("id")})
 }
 
 func (a *Admin) storage(c *gin.Context) {
@@ -339,4 +345,43 @@ func (a *Admin) page(c *gin.Context) {
 
 func (a *Admin) whoami(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"actor": c.GetString(ActorKey), "devMode": a.DevMode})
+}
+
+// revokeToken revokes the device token and disconnects the device. It is
+// also the rotation: a paired device without a token is handed a new one,
+// once, on its next signed connect, so no token is ever shown here.
+func (a *Admin) revokeToken(c *gin.Context) {
+	if err := a.Gateway.Devices.RevokeToken(c.Request.Context(), c.Param("id"), actorMeta(c)); err != nil {
+		writeError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"success": true, "deviceId": c.Param("id")})
+}
+
+func (a *Admin) showEvent(c *gin.Context) {
+	seq, err := strconv.ParseInt(c.Param("seq"), 10, 64)
+	if err != nil {
+		writeError(c, moltgate.Errorf(moltgate.EINVALID, "seq must be a number"))
+		return
+	}
+	e, err := a.Gateway.Log.GetSeq(c.Request.Context(), seq)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, e)
+}
+
+// exportEvents streams the log (optionally filtered by type and stream) as
+// JSON lines, oldest first.
+func (a *Admin) exportEvents(c *gin.Context) {
+	c.Header("Content-Type", "application/x-ndjson")
+	c.Header("Content-Disposition", `attachment; filename="moltgate-events.jsonl"`)
+	enc := json.NewEncoder(c.Writer)
+	err := a.Gateway.Log.Scan(c.Request.Context(), eventlog.Filter{TypePrefix: c.Query("type"), Stream: c.Query("stream")}, func(e moltgate.Event) error {
+		return enc.Encode(e)
+	})
+	if err != nil {
+		a.Gateway.Logger.Error("event export stopped", "error", err)
+	}
 }

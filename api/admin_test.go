@@ -68,7 +68,7 @@ func TestAdmin_EveryProtectedRoute(t *testing.T) {
 			continue
 		}
 		n++
-		path := strings.NewReplacer(":requestId", "unknown-request", ":deviceId", "unknown-device", ":key", "unknown-session").Replace(r.Path)
+		path := strings.NewReplacer(":id", "unknown-id", ":key", "unknown-session", ":seq", "999999").Replace(r.Path)
 		for name, tok := range map[string]string{"none": "", "forged": forged, "expired": expired} {
 			if code, _ := adminDo(t, h, r.Method, path, tok, ""); code != http.StatusUnauthorized {
 				t.Errorf("%s %s with %s credential: %d, want 401", r.Method, r.Path, name, code)
@@ -147,6 +147,20 @@ func TestAdmin_Actions(t *testing.T) {
 	}
 	if code, out := adminDo(t, h, "POST", "/api/admin/storage/sync", good, ""); code != 503 || !strings.Contains(out["error"].(map[string]any)["message"].(string), "R2_ACCESS_KEY_ID") {
 		t.Fatalf("backup without replica = %d %v", code, out)
+	}
+	if code, out := adminDo(t, h, "GET", "/api/admin/events/1", good, ""); code != 200 || out["type"] != moltgate.EventDevicePairingRequested {
+		t.Fatalf("event 1 = %d %v", code, out)
+	}
+	if code, _ := adminDo(t, h, "GET", "/api/admin/events/999999", good, ""); code != 404 {
+		t.Fatalf("unknown event = %d", code)
+	}
+	deviceID := events[0].Stream[len("device:"):]
+	if code, _ := adminDo(t, h, "POST", "/api/admin/devices/"+deviceID+"/token/revoke", good, ""); code != 200 {
+		t.Fatalf("revoke = %d", code)
+	}
+	revoked, _ := h.log.Query(ctx, eventlog.Filter{TypePrefix: moltgate.EventDeviceTokenRevoked})
+	if len(revoked) != 1 || revoked[0].Meta.Actor != "owner@example.com" {
+		t.Fatalf("revoke events = %+v", revoked)
 	}
 	if code, out := adminDo(t, h, "GET", "/api/status", "", ""); code != 200 || out["ready"] != true {
 		t.Fatalf("public status = %d %v", code, out)
