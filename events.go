@@ -8,8 +8,9 @@ import (
 // Event types. Dotted, past tense; the first segment names the area so that
 // a type prefix ("device.") selects an area in queries.
 const (
-	EventGatewayStarted = "gateway.started"
-	EventConfigApplied  = "config.applied"
+	EventGatewayStarted   = "gateway.started"
+	EventGatewayRestarted = "gateway.restarted"
+	EventConfigApplied    = "config.applied"
 
 	EventDevicePairingRequested = "device.pairing.requested"
 	EventDevicePairingApproved  = "device.pairing.approved"
@@ -33,7 +34,7 @@ const (
 
 // EventTypes lists every type in the catalogue above.
 var EventTypes = []string{
-	EventGatewayStarted, EventConfigApplied,
+	EventGatewayStarted, EventGatewayRestarted, EventConfigApplied,
 	EventDevicePairingRequested, EventDevicePairingApproved, EventDevicePairingRejected,
 	EventDeviceRemoved, EventDeviceTokenRotated, EventDeviceTokenRevoked,
 	EventChannelPairingRequested, EventChannelPairingApproved, EventChannelPairingRejected,
@@ -75,6 +76,12 @@ type GatewayStartedData struct {
 	EventsReplayed int64  `json:"eventsReplayed"`
 	StartupMs      int64  `json:"startupMs"`
 	Replica        string `json:"replica"` // "none" or a description without credentials
+}
+
+// GatewayRestartedData is the payload of gateway.restarted: the agent (and
+// channel adapters) restarted in-process from the admin.
+type GatewayRestartedData struct {
+	RunsAborted int `json:"runsAborted"`
 }
 
 // ConfigAppliedData is the payload of config.applied: the whole new document

@@ -127,19 +127,36 @@ func (r *Runner) Abort(sessionKey, runID string) int {
 // Close aborts every run, waits for them to be recorded (bounded by ctx)
 // and refuses new ones.
 func (r *Runner) Close(ctx context.Context) error {
+	_, err := r.stop(ctx)
+	return err
+}
+
+// Restart aborts every run, waits until each is recorded, and serves again.
+// It returns how many runs it aborted.
+func (r *Runner) Restart(ctx context.Context) (int, error) {
+	n, err := r.stop(ctx)
+	r.mu.Lock()
+	r.closed = false
+	r.mu.Unlock()
+	return n, err
+}
+
+func (r *Runner) stop(ctx context.Context) (int, error) {
 	r.mu.Lock()
 	r.closed = true
+	n := 0
 	for _, ru := range r.runs {
 		ru.cancel()
+		n++
 	}
 	r.mu.Unlock()
 	done := make(chan struct{})
 	go func() { r.wg.Wait(); close(done) }()
 	select {
 	case <-done:
-		return nil
+		return n, nil
 	case <-ctx.Done():
-		return ctx.Err()
+		return n, ctx.Err()
 	}
 }
 

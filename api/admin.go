@@ -4,7 +4,9 @@ import (
 	"context"
 	_ "embed"
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -29,6 +31,9 @@ type Admin struct {
 	Token string
 	// StorageMissing names the variables a partial replica config lacks.
 	StorageMissing []string
+	// Restart restarts the agent runner (and, later, the channel adapters)
+	// in-process and records gateway.restarted.
+	Restart func(ctx context.Context, meta moltgate.Meta) error
 
 	Gateway *Gateway // its services, read models and log
 }
@@ -53,6 +58,10 @@ func (s *Server) MountAdmin(a *Admin) {
 	g.POST("/storage/sync", a.backupNow)
 	g.GET("/config", a.getConfig)
 	g.PUT("/config", a.putConfig)
+	g.GET("/config/versions/:seq", a.configVersion)
+	g.GET("/config/diff", a.configDiff)
+	g.POST("/config/revert", a.revertConfig)
+	g.POST("/gateway/restart", a.restart)
 	g.GET("/events", a.listEvents)
 	g.GET("/events/export", a.exportEvents)
 	g.GET("/events/:seq", a.showEvent)
@@ -383,5 +392,146 @@ func (a *Admin) exportEvents(c *gin.Context) {
 	})
 	if err != nil {
 		a.Gateway.Logger.Error("event export stopped", "error", err)
+	}
+}
+
+// configAt returns the document a config.applied event at seq stored.
+func (a *Admin) configAt(ctx context.Context, seqText string) (json.RawMessage, error) {
+	seq, err := strconv.ParseInt(seqText, 10, 64)
+	if err != nil {
+		return nil, moltgate.Errorf(moltgate.EINVALID, "seq must be a number")
+	}
+	e, err := a.Gateway.Log.GetSeq(ctx, seq)
+	if err != nil {
+		return nil, err
+	}
+	if e.Type != moltgate.EventConfigApplied {
+		return nil, moltgate.Errorf(moltgate.ENOTFOUND, "seq %d is a %s, not a config version", seq, e.Type)
+	}
+	var d moltgate.ConfigAppliedData
+	if err := e.Decode(&d); err != nil {
+		return nil, err
+	}
+	return d.Document, nil
+}
+
+func (a *Admin) configVersion(c *gin.Context) {
+	doc, err := a.configAt(c.Request.Context(), c.Param("seq"))
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"seq": c.Param("seq"), "config": doc})
+}
+
+// configDiff compares two versions (?from=SEQ&to=SEQ, to defaults to the
+// current document) path by path.
+func (a *Admin) configDiff(c *gin.Context) {
+	from, err := a.configAt(c.Request.Context(), c.Query("from"))
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	to, _ := a.Gateway.Models.Config.Current()
+	if c.Query("to") != "" {
+		if to, err = a.configAt(c.Request.Context(), c.Query("to")); err != nil {
+			writeError(c, err)
+			return
+		}
+	}
+	c.JSON(http.StatusOK, gin.H{"changes": diffJSON(from, to)})
+}
+
+// revertConfig applies an old version again, as a new config.applied event.
+func (a *Admin) revertConfig(c *gin.Context) {
+	var body struct {
+		Seq      int64  `json:"seq"`
+		BaseHash string `json:"baseHash"`
+	}
+	if err := c.ShouldBindJSON(&body); err != nil || body.Seq <= 0 {
+		writeError(c, moltgate.Errorf(moltgate.EINVALID, "body must be JSON: {\"seq\": N, \"baseHash\": \"…\"}"))
+		return
+	}
+	doc, err := a.configAt(c.Request.Context(), strconv.FormatInt(body.Seq, 10))
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	hash, err := a.Gateway.Config.ApplyConfig(c.Request.Context(), doc, body.BaseHash, actorMeta(c))
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"success": true, "hash": hash, "revertedTo": body.Seq})
+}
+
+// restart restarts the agent in-process: in-flight runs are aborted and
+// recorded, then new messages are served again.
+func (a *Admin) restart(c *gin.Context) {
+	if a.Restart == nil {
+		writeError(c, moltgate.Errorf(moltgate.EUNAVAILABLE, "restart is not available"))
+		return
+	}
+	if err := a.Restart(c.Request.Context(), actorMeta(c)); err != nil {
+		writeError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"success": true})
+}
+
+// diffJSON lists the paths whose values differ between two documents.
+func diffJSON(from, to json.RawMessage) []gin.H {
+	a, b := map[string]string{}, map[string]string{}
+	flatten("", decodeAny(from), a)
+	flatten("", decodeAny(to), b)
+	var paths []string
+	for p := range a {
+		paths = append(paths, p)
+	}
+	for p := range b {
+		if _, ok := a[p]; !ok {
+			paths = append(paths, p)
+		}
+	}
+	sort.Strings(paths)
+	changes := []gin.H{}
+	for _, p := range paths {
+		va, inA := a[p]
+		vb, inB := b[p]
+		switch {
+		case !inA:
+			changes = append(changes, gin.H{"path": p, "op": "added", "to": vb})
+		case !inB:
+			changes = append(changes, gin.H{"path": p, "op": "removed", "from": va})
+		case va != vb:
+			changes = append(changes, gin.H{"path": p, "op": "changed", "from": va, "to": vb})
+		}
+	}
+	return changes
+}
+
+func decodeAny(raw json.RawMessage) any {
+	var v any
+	_ = json.Unmarshal(raw, &v)
+	return v
+}
+
+func flatten(prefix string, v any, out map[string]string) {
+	switch v := v.(type) {
+	case map[string]any:
+		for k, x := range v {
+			p := k
+			if prefix != "" {
+				p = prefix + "." + k
+			}
+			flatten(p, x, out)
+		}
+	case []any:
+		for i, x := range v {
+			flatten(fmt.Sprintf("%s[%d]", prefix, i), x, out)
+		}
+	default:
+		b, _ := json.Marshal(v)
+		out[prefix] = string(b)
 	}
 }

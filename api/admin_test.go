@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -127,6 +128,33 @@ func TestAdmin_Actions(t *testing.T) {
 	code, out = adminDo(t, h, "PUT", "/api/admin/config", good, `{"config":{"agents":{"x":1}},"baseHash":"stale"}`)
 	if code != 409 || out["error"].(map[string]any)["details"].(map[string]any)["currentHash"] != hash {
 		t.Fatalf("stale baseHash = %d %v", code, out)
+	}
+
+	// History: diff, one version, revert.
+	first := h.models.Config.History()[0].Seq
+	code, out = adminDo(t, h, "GET", "/api/admin/config/diff?from="+strconv.FormatInt(first, 10), good, "")
+	if code != 200 || len(out["changes"].([]any)) != 0 {
+		t.Fatalf("diff against itself = %d %v", code, out)
+	}
+	code, out = adminDo(t, h, "PUT", "/api/admin/config", good, `{"config":{"agents":{"defaults":{"model":{"primary":"openai/gpt-4o"}}}},"baseHash":"`+hash+`"}`)
+	if code != 200 {
+		t.Fatalf("second apply = %d %v", code, out)
+	}
+	code, out = adminDo(t, h, "GET", "/api/admin/config/diff?from="+strconv.FormatInt(first, 10), good, "")
+	if changes := out["changes"].([]any); code != 200 || len(changes) != 1 || changes[0].(map[string]any)["path"] != "agents.defaults.model.primary" {
+		t.Fatalf("diff = %d %v", code, out)
+	}
+	code, out = adminDo(t, h, "POST", "/api/admin/config/revert", good, `{"seq":`+strconv.FormatInt(first, 10)+`,"baseHash":"stale-hash"}`)
+	if code != 409 {
+		t.Fatalf("revert with a wrong baseHash = %d %v", code, out)
+	}
+	_, current := h.models.Config.Current()
+	code, out = adminDo(t, h, "POST", "/api/admin/config/revert", good, `{"seq":`+strconv.FormatInt(first, 10)+`,"baseHash":"`+current+`"}`)
+	if _, now := h.models.Config.Current(); code != 200 || now != hash {
+		t.Fatalf("revert = %d %v (hash %s, want %s)", code, out, now, hash)
+	}
+	if code, _ := adminDo(t, h, "GET", "/api/admin/config/versions/1", good, ""); code != 404 {
+		t.Fatalf("a non-config seq as a version = %d", code)
 	}
 
 	// Events page.

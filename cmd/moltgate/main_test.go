@@ -396,3 +396,25 @@ func TestAdmin_BackupNow(t *testing.T) {
 		t.Fatal("no snapshot recorded")
 	}
 }
+
+func TestAdmin_Restart(t *testing.T) {
+	_, env := testEnv(t, map[string]string{"DEV_MODE": "true"})
+	g := mustOpenGateway(t, env)
+	defer g.close(context.Background())
+	res, err := http.Post(g.server.URL()+"/api/admin/gateway/restart", "application/json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("restart = %d", res.StatusCode)
+	}
+	events, _ := g.log.Query(context.Background(), eventlog.Filter{TypePrefix: moltgate.EventGatewayRestarted})
+	if len(events) != 1 || events[0].Meta.Actor != "dev-mode" {
+		t.Fatalf("restart events = %+v", events)
+	}
+	// The agent serves again after the restart.
+	if err := g.agent.Enqueue("after-restart", "run-x"); err != nil {
+		t.Fatalf("enqueue after restart: %v", err)
+	}
+}

@@ -222,6 +222,15 @@ func modelInfo(choices []agent.Choice) api.ModelInfo {
 // loopback-with-token fallback.
 func (g *gateway) admin(storageMissing []string) (*api.Admin, error) {
 	a := &api.Admin{Gateway: g.gw, Token: g.token, DevMode: g.gw.DevMode, StorageMissing: storageMissing}
+	a.Restart = func(ctx context.Context, meta moltgate.Meta) error {
+		n, err := g.agent.Restart(ctx)
+		if err != nil {
+			return err
+		}
+		e := moltgate.MustEvent(moltgate.StreamGateway, moltgate.EventGatewayRestarted, moltgate.GatewayRestartedData{RunsAborted: n}, meta)
+		_, err = g.log.Append(ctx, e)
+		return err
+	}
 	team, aud := g.env.get("CF_ACCESS_TEAM_DOMAIN", ""), g.env.get("CF_ACCESS_AUD", "")
 	if team == "" {
 		a.AccessMissing = append(a.AccessMissing, "CF_ACCESS_TEAM_DOMAIN")
