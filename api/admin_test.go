@@ -27,7 +27,9 @@ func adminHarness(t *testing.T) (*harness, *idp, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.server.MountAdmin(&api.Admin{Access: access, Token: testToken, Gateway: h.gw})
+	admin := &api.Admin{Access: access, Token: testToken, Gateway: h.gw}
+	h.server.MountAdmin(admin)
+	h.server.MountDebug(admin)
 	good := p.sign(t, jwt.SigningMethodRS256, "rsa-1", p.rsaKey, p.claims(nil))
 	return h, p, good
 }
@@ -79,7 +81,7 @@ func TestAdmin_EveryProtectedRoute(t *testing.T) {
 			t.Errorf("%s %s with a good credential: %d", r.Method, r.Path, code)
 		}
 	}
-	if n < 10 {
+	if n < 20 {
 		t.Fatalf("only %d protected routes found", n)
 	}
 }
@@ -239,5 +241,30 @@ func TestMetrics(t *testing.T) {
 			t.Fatalf("metrics:\n%s", body)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestDebug(t *testing.T) {
+	h, _, good := adminHarness(t)
+	code, out := adminDo(t, h, "GET", "/debug/models", good, "")
+	if code != 200 || out["devices"] == nil {
+		t.Fatalf("/debug/models = %d %v", code, out)
+	}
+	if code, out := adminDo(t, h, "GET", "/debug/build", good, ""); code != 200 || out["go"] == nil {
+		t.Fatalf("/debug/build = %d %v", code, out)
+	}
+	if code, _ := adminDo(t, h, "GET", "/debug/pprof/cmdline", good, ""); code != 404 {
+		t.Fatalf("/debug/pprof/cmdline = %d, want 404", code)
+	}
+	req, _ := http.NewRequest("GET", strings.Replace(h.url, "ws://", "http://", 1)+"/debug/pprof/heap?debug=1", nil)
+	req.Header.Set("Cf-Access-Jwt-Assertion", good)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 200 || !strings.Contains(string(body), "heap profile") {
+		t.Fatalf("heap profile = %d", res.StatusCode)
 	}
 }

@@ -153,6 +153,9 @@ func (g *gateway) open(ctx context.Context) error {
 	}
 	g.server.MountAdmin(admin)
 	g.server.MountMetrics(g.gw, admin.Access)
+	if g.env.get("DEBUG_ROUTES", "") == "true" {
+		g.server.MountDebug(admin)
+	}
 	var tailCtx context.Context
 	tailCtx, g.stopTail = context.WithCancel(context.Background())
 	g.gw.Follow(tailCtx, g.log.LastSeq())
