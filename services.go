@@ -93,3 +93,13 @@ type ChatService interface {
 	// most limit (0 = all) of the newest.
 	Transcript(ctx context.Context, sessionKey string, limit int) ([]ChatMessage, error)
 }
+
+// ChannelAccessService decides who may talk to the assistant on the chat
+// platforms (Telegram, Discord, Slack).
+type ChannelAccessService interface {
+	// RequestChannelPairing gives a stranger a pairing code to show the owner.
+	RequestChannelPairing(ctx context.Context, channel, senderID, senderName string, meta Meta) (code string, err error)
+	ApproveChannelPairing(ctx context.Context, channel, code string, meta Meta) error
+	RejectChannelPairing(ctx context.Context, channel, code string, meta Meta) error
+	ChangeAllowlist(ctx context.Context, channel string, add, remove []string, meta Meta) error
+}

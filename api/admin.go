@@ -36,6 +36,8 @@ type Admin struct {
 	Restart func(ctx context.Context, meta moltgate.Meta) error
 
 	Gateway *Gateway // its services, read models and log
+	// Channels decides chat-platform access.
+	Channels moltgate.ChannelAccessService
 }
 
 // MountAdmin adds the admin API and the public status to the server.
@@ -54,6 +56,10 @@ func (s *Server) MountAdmin(a *Admin) {
 	g.DELETE("/devices/:id", a.removeDevice)
 	g.POST("/devices/:id/token/rotate", a.revokeToken) // the new token is handed over at the next signed connect
 	g.POST("/devices/:id/token/revoke", a.revokeToken)
+	g.GET("/channels", a.listChannels)
+	g.POST("/channels/:channel/pairing/:code/approve", a.channelPairing(true))
+	g.POST("/channels/:channel/pairing/:code/reject", a.channelPairing(false))
+	g.PUT("/channels/:channel/allowlist", a.changeAllowlist)
 	g.GET("/storage", a.storage)
 	g.POST("/storage/sync", a.backupNow)
 	g.GET("/config", a.getConfig)
@@ -534,4 +540,48 @@ func flatten(prefix string, v any, out map[string]string) {
 		b, _ := json.Marshal(v)
 		out[prefix] = string(b)
 	}
+}
+
+func (a *Admin) listChannels(c *gin.Context) {
+	now := time.Now()
+	pending := []gin.H{}
+	for _, p := range a.Gateway.Models.Channels.Pending("", now) {
+		pending = append(pending, gin.H{"channel": p.Channel, "senderId": p.SenderID, "senderName": p.SenderName, "code": p.Code,
+			"ageMs": now.Sub(p.RequestedAt).Milliseconds(), "expiresAtMs": p.ExpiresAt.UnixMilli()})
+	}
+	allow := gin.H{}
+	for _, ch := range []string{"telegram", "discord", "slack"} {
+		allow[ch] = a.Gateway.Models.Channels.Allowlist(ch)
+	}
+	c.JSON(http.StatusOK, gin.H{"pending": pending, "allowlists": allow})
+}
+
+func (a *Admin) channelPairing(approve bool) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		decide := a.Channels.RejectChannelPairing
+		if approve {
+			decide = a.Channels.ApproveChannelPairing
+		}
+		if err := decide(c.Request.Context(), c.Param("channel"), c.Param("code"), actorMeta(c)); err != nil {
+			writeError(c, err)
+			return
+		}
+		c.JSON(http.StatusOK, gin.H{"success": true, "channel": c.Param("channel"), "code": c.Param("code")})
+	}
+}
+
+func (a *Admin) changeAllowlist(c *gin.Context) {
+	var body struct {
+		Add    []string `json:"add"`
+		Remove []string `json:"remove"`
+	}
+	if err := c.ShouldBindJSON(&body); err != nil {
+		writeError(c, moltgate.Errorf(moltgate.EINVALID, "body must be JSON: {\"add\": [ids], \"remove\": [ids]}"))
+		return
+	}
+	if err := a.Channels.ChangeAllowlist(c.Request.Context(), c.Param("channel"), body.Add, body.Remove, actorMeta(c)); err != nil {
+		writeError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"success": true, "allowlist": a.Gateway.Models.Channels.Allowlist(c.Param("channel"))})
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -27,7 +28,7 @@ func adminHarness(t *testing.T) (*harness, *idp, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	admin := &api.Admin{Access: access, Token: testToken, Gateway: h.gw}
+	admin := &api.Admin{Access: access, Token: testToken, Gateway: h.gw, Channels: h.svc}
 	h.server.MountAdmin(admin)
 	h.server.MountDebug(admin)
 	good := p.sign(t, jwt.SigningMethodRS256, "rsa-1", p.rsaKey, p.claims(nil))
@@ -266,5 +267,46 @@ func TestDebug(t *testing.T) {
 	res.Body.Close()
 	if res.StatusCode != 200 || !strings.Contains(string(body), "heap profile") {
 		t.Fatalf("heap profile = %d", res.StatusCode)
+	}
+}
+
+func TestAdmin_Channels(t *testing.T) {
+	h, _, good := adminHarness(t)
+	ctx := context.Background()
+	code, err := h.svc.RequestChannelPairing(ctx, "telegram", "4242", "Ada", moltgate.Meta{Source: moltgate.SourceChannel})
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, _ := h.svc.RequestChannelPairing(ctx, "telegram", "4242", "Ada", moltgate.Meta{})
+	if again != code {
+		t.Fatalf("a second request got code %s, want %s", again, code)
+	}
+	st, out := adminDo(t, h, "GET", "/api/admin/channels", good, "")
+	pending := out["pending"].([]any)
+	if st != 200 || len(pending) != 1 || pending[0].(map[string]any)["senderName"] != "Ada" {
+		t.Fatalf("channels = %d %v", st, out)
+	}
+	if st, _ := adminDo(t, h, "POST", "/api/admin/channels/telegram/pairing/WRONG123/approve", good, ""); st != 404 {
+		t.Fatalf("unknown code = %d", st)
+	}
+	if st, _ := adminDo(t, h, "POST", "/api/admin/channels/myspace/pairing/"+code+"/approve", good, ""); st != 400 {
+		t.Fatalf("unknown channel = %d", st)
+	}
+	if st, out := adminDo(t, h, "POST", "/api/admin/channels/telegram/pairing/"+code+"/approve", good, ""); st != 200 {
+		t.Fatalf("approve = %d %v", st, out)
+	}
+	if !h.models.Channels.Allowed("telegram", "4242") {
+		t.Fatal("approved sender not allowed")
+	}
+	st, out = adminDo(t, h, "PUT", "/api/admin/channels/telegram/allowlist", good, `{"add":["7"],"remove":["4242"]}`)
+	if st != 200 || fmt.Sprint(out["allowlist"]) != "[7]" {
+		t.Fatalf("allowlist = %d %v", st, out)
+	}
+	if st, _ := adminDo(t, h, "PUT", "/api/admin/channels/telegram/allowlist", good, `{"add":`); st != 400 {
+		t.Fatalf("malformed body = %d", st)
+	}
+	events, _ := h.log.Query(ctx, eventlog.Filter{TypePrefix: "channel."})
+	if len(events) != 3 || events[1].Meta.Actor != "owner@example.com" || events[2].Meta.Actor != "owner@example.com" {
+		t.Fatalf("channel events = %+v", events)
 	}
 }

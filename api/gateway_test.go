@@ -38,6 +38,7 @@ type harness struct {
 	runner *projections.Runner
 	agent  *agent.Runner
 	gw     *api.Gateway
+	svc    *commands.Service
 	server *api.Server
 	cancel context.CancelFunc
 }
@@ -60,6 +61,7 @@ func newHarness(t testing.TB, path string, provider agent.Provider) *harness {
 	}
 	h.runner.Start(context.Background())
 	svc := commands.New(h.log, h.runner, h.models)
+	h.svc = svc
 	h.gw = api.NewGateway(testToken)
 	h.gw.Policy.TickInterval = 200 * time.Millisecond
 	h.gw.Policy.HandshakeTimeout = 2 * time.Second

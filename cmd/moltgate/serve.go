@@ -224,7 +224,7 @@ func modelInfo(choices []agent.Choice) api.ModelInfo {
 // CF_ACCESS_TEAM_DOMAIN and CF_ACCESS_AUD when set, DEV_MODE, or else the
 // loopback-with-token fallback.
 func (g *gateway) admin(storageMissing []string) (*api.Admin, error) {
-	a := &api.Admin{Gateway: g.gw, Token: g.token, DevMode: g.gw.DevMode, StorageMissing: storageMissing}
+	a := &api.Admin{Gateway: g.gw, Channels: g.service, Token: g.token, DevMode: g.gw.DevMode, StorageMissing: storageMissing}
 	a.Restart = func(ctx context.Context, meta moltgate.Meta) error {
 		n, err := g.agent.Restart(ctx)
 		if err != nil {
