@@ -172,6 +172,20 @@ type sessionParams struct {
 	Role           string `json:"role"`
 }
 
+// sessionRequest decodes params that name a session, requires the key,
+// and subscribes the connection to that session's chat events.
+func sessionRequest(c *conn, params json.RawMessage) (sessionParams, error) {
+	var p sessionParams
+	if err := decode(params, &p); err != nil {
+		return p, err
+	}
+	if err := required("sessionKey", p.key()); err != nil {
+		return p, err
+	}
+	c.follow(p.key())
+	return p, nil
+}
+
 func (p sessionParams) key() string {
 	if p.SessionKey != "" {
 		return p.SessionKey
@@ -198,14 +212,10 @@ func nonNil(s []string) []string {
 }
 
 func (g *Gateway) sessionsReset(ctx context.Context, c *conn, params json.RawMessage) (any, error) {
-	var p sessionParams
-	if err := decode(params, &p); err != nil {
+	p, err := sessionRequest(c, params)
+	if err != nil {
 		return nil, err
 	}
-	if err := required("sessionKey", p.key()); err != nil {
-		return nil, err
-	}
-	c.follow(p.key())
 	g.Agent.Abort(p.key(), "")
 	id, err := g.Chat.ResetSession(ctx, p.key(), c.meta())
 	if err != nil {
@@ -215,14 +225,10 @@ func (g *Gateway) sessionsReset(ctx context.Context, c *conn, params json.RawMes
 }
 
 func (g *Gateway) chatHistory(ctx context.Context, c *conn, params json.RawMessage) (any, error) {
-	var p sessionParams
-	if err := decode(params, &p); err != nil {
+	p, err := sessionRequest(c, params)
+	if err != nil {
 		return nil, err
 	}
-	if err := required("sessionKey", p.key()); err != nil {
-		return nil, err
-	}
-	c.follow(p.key())
 	if p.Limit <= 0 || p.Limit > 1000 {
 		p.Limit = 200
 	}
@@ -252,14 +258,10 @@ func (g *Gateway) chatHistory(ctx context.Context, c *conn, params json.RawMessa
 }
 
 func (g *Gateway) chatSend(ctx context.Context, c *conn, params json.RawMessage) (any, error) {
-	var p sessionParams
-	if err := decode(params, &p); err != nil {
+	p, err := sessionRequest(c, params)
+	if err != nil {
 		return nil, err
 	}
-	if err := required("sessionKey", p.key()); err != nil {
-		return nil, err
-	}
-	c.follow(p.key())
 	if err := required("message", p.Message); err != nil {
 		return nil, err
 	}
@@ -291,14 +293,10 @@ func (g *Gateway) chatAbort(ctx context.Context, c *conn, params json.RawMessage
 }
 
 func (g *Gateway) chatInject(ctx context.Context, c *conn, params json.RawMessage) (any, error) {
-	var p sessionParams
-	if err := decode(params, &p); err != nil {
+	p, err := sessionRequest(c, params)
+	if err != nil {
 		return nil, err
 	}
-	if err := required("sessionKey", p.key()); err != nil {
-		return nil, err
-	}
-	c.follow(p.key())
 	if err := required("message", p.Message); err != nil {
 		return nil, err
 	}
