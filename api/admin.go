@@ -36,6 +36,10 @@ type Admin struct {
 	Restart func(ctx context.Context, meta moltgate.Meta) error
 
 	Gateway *Gateway // its services, read models and log
+	// EnvOverlay names the environment variables that configure the
+	// gateway at run time; the admin shows them as read-only (never their
+	// values).
+	EnvOverlay []string
 	// Channels decides chat-platform access.
 	Channels moltgate.ChannelAccessService
 }
@@ -179,6 +183,19 @@ func (a *Admin) removeDevice(c *gin.Context) {
 func (a *Admin) storage(c *gin.Context) {
 	st := a.Gateway.Log.Status(c.Request.Context())
 	out := gin.H{"configured": st.Configured, "status": st, "lastSync": st.LastSyncAt}
+	if st.Configured {
+		// Best effort: a slow or dead bucket must not hang the page.
+		ctx, cancel := context.WithTimeout(c.Request.Context(), 10*time.Second)
+		defer cancel()
+		if usage, err := a.Gateway.Log.BucketUsage(ctx); err == nil {
+			out["bucket"] = usage
+		} else {
+			out["bucketError"] = err.Error()
+		}
+		if points, err := a.Gateway.Log.RestorePoints(ctx); err == nil {
+			out["restorePoints"] = points
+		}
+	}
 	if !st.Configured {
 		out["missing"] = a.StorageMissing
 		if len(a.StorageMissing) == 0 {
@@ -210,7 +227,11 @@ func (a *Admin) getConfig(c *gin.Context) {
 	if doc == nil {
 		doc = json.RawMessage(`{}`)
 	}
-	c.JSON(http.StatusOK, gin.H{"config": doc, "hash": hash, "history": a.Gateway.Models.Config.History(), "model": a.Gateway.modelInfo()})
+	env := []gin.H{}
+	for _, name := range a.EnvOverlay {
+		env = append(env, gin.H{"name": name, "readOnly": true})
+	}
+	c.JSON(http.StatusOK, gin.H{"config": doc, "hash": hash, "history": a.Gateway.Models.Config.History(), "model": a.Gateway.modelInfo(), "environment": env})
 }
 
 func (a *Admin) putConfig(c *gin.Context) {

@@ -6,13 +6,14 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	moltgate "github.com/moltgate/moltgate"
 	"github.com/moltgate/moltgate/agent"
 	"github.com/moltgate/moltgate/api"
 )
 
 func TestAdminUI(t *testing.T) {
 	h := newHarness(t, "", agent.Echo{})
-	h.server.MountAdmin(&api.Admin{DevMode: true, Gateway: h.gw})
+	h.server.MountAdmin(&api.Admin{DevMode: true, Gateway: h.gw, Channels: h.svc})
 	ctx := newBrowser(t)
 	base := strings.Replace(h.url, "ws://", "http://", 1)
 
@@ -34,6 +35,20 @@ func TestAdminUI(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`#pending tr[data-request-id="`+requestID+`"] button`)),
 		chromedp.Poll[chromedp.Void](`document.querySelectorAll("#pending tr").length === 0 && document.querySelectorAll("#paired tr").length === 1`),
 	)
+
+	// A Telegram stranger waits too; approving lets them in.
+	code, err := h.svc.RequestChannelPairing(t.Context(), "telegram", "4242", "Ada", moltgate.Meta{Source: moltgate.SourceChannel})
+	if err != nil {
+		t.Fatal(err)
+	}
+	within(t, ctx, 10*time.Second, "approve a chat sender",
+		chromedp.Poll[chromedp.Void](`document.querySelector('#senders tr[data-code="`+code+`"]') !== null`),
+		chromedp.Click(chromedp.CSS(`#senders tr[data-code="`+code+`"] button`)),
+		chromedp.Poll[chromedp.Void](`document.querySelectorAll("#senders tr").length === 0`),
+	)
+	if !h.models.Channels.Allowed("telegram", "4242") {
+		t.Fatal("the sender approved in the UI is not allowed")
+	}
 
 	// The config editor shows syntax errors before anything is sent, and
 	// the server's issues after.

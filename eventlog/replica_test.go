@@ -245,3 +245,28 @@ func TestReplica_NoneIsNormal(t *testing.T) {
 		t.Fatalf("SyncNow = %v, want ErrNoReplica", err)
 	}
 }
+
+func TestReplica_BucketUsageAndRestorePoints(t *testing.T) {
+	s3 := fakes3.New(t)
+	ctx := context.Background()
+	l := openReplicated(t, filepath.Join(t.TempDir(), "m.db"), s3.Config("usage"))
+	appendN(t, l, 20, "a")
+	if err := l.SnapshotNow(ctx); err != nil {
+		t.Fatal(err)
+	}
+	usage, err := l.BucketUsage(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := s3.ObjectCount(ctx, "usage/")
+	if usage.Objects == 0 || usage.Objects != int64(want) || usage.Bytes == 0 {
+		t.Fatalf("usage = %+v, bucket has %d objects", usage, want)
+	}
+	points, err := l.RestorePoints(ctx)
+	if err != nil || len(points) == 0 || points[len(points)-1].CreatedAt.IsZero() {
+		t.Fatalf("restore points = %+v %v", points, err)
+	}
+	if _, err := MustOpenLog(t).BucketUsage(ctx); err != eventlog.ErrNoReplica {
+		t.Fatalf("without a replica: %v", err)
+	}
+}

@@ -395,6 +395,22 @@ func TestAdmin_BackupNow(t *testing.T) {
 	if st := g.log.Status(context.Background()); st.LastSnapshotAt.IsZero() {
 		t.Fatal("no snapshot recorded")
 	}
+	// The storage card: bucket usage, restore points, no secret.
+	res, err = http.Get(g.server.URL() + "/api/admin/storage")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if !strings.Contains(string(body), `"objects":`) || !strings.Contains(string(body), `"restorePoints":[{`) || strings.Contains(string(body), fakes3.SecretAccessKey) {
+		t.Fatalf("storage = %s", body)
+	}
+	res, _ = http.Get(g.server.URL() + "/api/admin/config")
+	body, _ = io.ReadAll(res.Body)
+	res.Body.Close()
+	if !strings.Contains(string(body), `"name":"R2_SECRET_ACCESS_KEY","readOnly":true`) || strings.Contains(string(body), fakes3.SecretAccessKey) {
+		t.Fatalf("config environment = %s", body)
+	}
 }
 
 func TestAdmin_Restart(t *testing.T) {

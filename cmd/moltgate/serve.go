@@ -225,6 +225,11 @@ func modelInfo(choices []agent.Choice) api.ModelInfo {
 // loopback-with-token fallback.
 func (g *gateway) admin(storageMissing []string) (*api.Admin, error) {
 	a := &api.Admin{Gateway: g.gw, Channels: g.service, Token: g.token, DevMode: g.gw.DevMode, StorageMissing: storageMissing}
+	for _, name := range overlayVariables {
+		if g.env(name) != "" {
+			a.EnvOverlay = append(a.EnvOverlay, name)
+		}
+	}
 	a.Restart = func(ctx context.Context, meta moltgate.Meta) error {
 		n, err := g.agent.Restart(ctx)
 		if err != nil {
@@ -251,4 +256,14 @@ func (g *gateway) admin(storageMissing []string) (*api.Admin, error) {
 		g.logger.Info("Cloudflare Access is not configured: the admin answers only loopback requests with the gateway token", "missing", strings.Join(a.AccessMissing, ", "))
 	}
 	return a, nil
+}
+
+// overlayVariables configure the gateway from the environment at run time;
+// the admin lists the ones that are set, without their values.
+var overlayVariables = []string{
+	"ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "OPENAI_API_KEY", "OPENAI_BASE_URL", "AI_GATEWAY_API_KEY", "AI_GATEWAY_BASE_URL",
+	"CLOUDFLARE_AI_GATEWAY_API_KEY", "CF_AI_GATEWAY_ACCOUNT_ID", "CF_AI_GATEWAY_GATEWAY_ID", "CF_AI_GATEWAY_MODEL",
+	"TELEGRAM_BOT_TOKEN", "DISCORD_BOT_TOKEN", "SLACK_BOT_TOKEN", "SLACK_APP_TOKEN",
+	"R2_ACCESS_KEY_ID", "R2_SECRET_ACCESS_KEY", "CF_ACCOUNT_ID", "R2_BUCKET_NAME", "R2_ENDPOINT",
+	"MOLTBOT_GATEWAY_TOKEN", "CF_ACCESS_TEAM_DOMAIN", "CF_ACCESS_AUD", "DEV_MODE", "DEBUG_ROUTES",
 }
