@@ -40,6 +40,8 @@ type Admin struct {
 	// gateway at run time; the admin shows them as read-only (never their
 	// values).
 	EnvOverlay []string
+	// Validate checks a config document without applying it.
+	Validate func(json.RawMessage) []moltgate.ConfigIssue
 	// Channels decides chat-platform access.
 	Channels moltgate.ChannelAccessService
 }
@@ -68,6 +70,7 @@ func (s *Server) MountAdmin(a *Admin) {
 	g.POST("/storage/sync", a.backupNow)
 	g.GET("/config", a.getConfig)
 	g.PUT("/config", a.putConfig)
+	g.POST("/config/validate", a.validateConfig)
 	g.GET("/config/versions/:seq", a.configVersion)
 	g.GET("/config/diff", a.configDiff)
 	g.POST("/config/revert", a.revertConfig)
@@ -253,8 +256,16 @@ func (a *Admin) putConfig(c *gin.Context) {
 
 // listEvents pages through the log, newest first, with the CLI's filters.
 func (a *Admin) listEvents(c *gin.Context) {
-	f := eventlog.Filter{TypePrefix: c.Query("type"), Stream: c.Query("stream"), Desc: true, Limit: 100}
+	f := eventlog.Filter{TypePrefix: c.Query("type"), Stream: c.Query("stream"), Actor: c.Query("actor"), Desc: true, Limit: 100}
 	var err error
+	for name, dst := range map[string]*time.Time{"since": &f.Since, "until": &f.Until} {
+		if v := c.Query(name); v != "" {
+			if *dst, err = time.Parse(time.RFC3339, v); err != nil {
+				writeError(c, moltgate.Errorf(moltgate.EINVALID, "%s must be an RFC 3339 time", name))
+				return
+			}
+		}
+	}
 	for name, dst := range map[string]*int64{"before": &f.UntilSeq, "after": &f.AfterSeq} {
 		if v := c.Query(name); v != "" {
 			if *dst, err = strconv.ParseInt(v, 10, 64); err != nil {
@@ -605,4 +616,18 @@ func (a *Admin) changeAllowlist(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusOK, gin.H{"success": true, "allowlist": a.Gateway.Models.Channels.Allowlist(c.Param("channel"))})
+}
+
+// validateConfig reports what applying a document would say, without
+// applying it.
+func (a *Admin) validateConfig(c *gin.Context) {
+	var body struct {
+		Config json.RawMessage `json:"config"`
+	}
+	if err := c.ShouldBindJSON(&body); err != nil || len(body.Config) == 0 {
+		writeError(c, moltgate.Errorf(moltgate.EINVALID, "body must be JSON: {\"config\": {…}}"))
+		return
+	}
+	issues := a.Validate(body.Config)
+	c.JSON(http.StatusOK, gin.H{"valid": len(issues) == 0, "issues": issues})
 }

@@ -17,6 +17,7 @@ import (
 	moltgate "github.com/moltgate/moltgate"
 	"github.com/moltgate/moltgate/agent"
 	"github.com/moltgate/moltgate/api"
+	"github.com/moltgate/moltgate/commands"
 	"github.com/moltgate/moltgate/eventlog"
 )
 
@@ -28,7 +29,11 @@ func adminHarness(t *testing.T) (*harness, *idp, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	admin := &api.Admin{Access: access, Token: testToken, Gateway: h.gw, Channels: h.svc}
+	admin := &api.Admin{Access: access, Token: testToken, Gateway: h.gw, Channels: h.svc,
+		Validate: func(doc json.RawMessage) []moltgate.ConfigIssue {
+			_, issues := commands.ValidateConfig(doc)
+			return issues
+		}}
 	h.server.MountAdmin(admin)
 	h.server.MountDebug(admin)
 	good := p.sign(t, jwt.SigningMethodRS256, "rsa-1", p.rsaKey, p.claims(nil))
@@ -160,6 +165,26 @@ func TestAdmin_Actions(t *testing.T) {
 		t.Fatalf("a non-config seq as a version = %d", code)
 	}
 
+	// Validate without applying.
+	code, out = adminDo(t, h, "POST", "/api/admin/config/validate", good, `{"config":{"models":{"providers":{"x":{"api":"soap"}}}}}`)
+	if code != 200 || out["valid"] != false || len(out["issues"].([]any)) != 1 {
+		t.Fatalf("validate = %d %v", code, out)
+	}
+
+	// Events by actor and time.
+	code, out = adminDo(t, h, "GET", "/api/admin/events?actor=owner@example.com&since="+time.Now().Add(-time.Hour).UTC().Format(time.RFC3339), good, "")
+	if code != 200 || len(out["events"].([]any)) == 0 {
+		t.Fatalf("events by actor = %d %v", code, out)
+	}
+	for _, e := range out["events"].([]any) {
+		if e.(map[string]any)["meta"].(map[string]any)["actor"] != "owner@example.com" {
+			t.Fatalf("actor filter let through %v", e)
+		}
+	}
+	if code, _ := adminDo(t, h, "GET", "/api/admin/events?since=yesterday", good, ""); code != 400 {
+		t.Fatalf("bad since = %d", code)
+	}
+
 	// Events page.
 	code, out = adminDo(t, h, "GET", "/api/admin/events?type=device.&limit=2", good, "")
 	if code != 200 || len(out["events"].([]any)) != 2 || out["nextBefore"] == nil {
@@ -216,6 +241,7 @@ func TestAdmin_WithoutAccess(t *testing.T) {
 func TestMetrics(t *testing.T) {
 	h := newHarness(t, "", agent.Echo{})
 	h.server.MountMetrics(h.gw, nil)
+	h.svc.OnAppend = h.gw.ObserveAppend
 	c := h.operator()
 	runID := c.ok("chat.send", map[string]any{"sessionKey": "m", "message": "count me", "idempotencyKey": "m1"})["runId"]
 	c.event("chat", func(p map[string]any) bool { return p["runId"] == runID && p["state"] == "final" })
@@ -235,7 +261,8 @@ func TestMetrics(t *testing.T) {
 		res.Body.Close()
 		body := string(b)
 		if strings.Contains(body, `moltgate_events_appended_total{type="chat.run.finished"} 1`) &&
-			strings.Contains(body, `moltgate_runs_total{state="final"} 1`) && strings.Contains(body, "moltgate_ws_connections 1") {
+			strings.Contains(body, `moltgate_runs_total{state="final"} 1`) && strings.Contains(body, "moltgate_ws_connections 1") &&
+			strings.Contains(body, "moltgate_append_seconds_count 2") {
 			break
 		}
 		if time.Now().After(deadline) {

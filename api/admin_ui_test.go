@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -13,7 +14,11 @@ import (
 
 func TestAdminUI(t *testing.T) {
 	h := newHarness(t, "", agent.Echo{})
-	h.server.MountAdmin(&api.Admin{DevMode: true, Gateway: h.gw, Channels: h.svc})
+	restarted := make(chan struct{}, 1)
+	h.server.MountAdmin(&api.Admin{DevMode: true, Gateway: h.gw, Channels: h.svc, Restart: func(context.Context, moltgate.Meta) error {
+		restarted <- struct{}{}
+		return nil
+	}})
 	ctx := newBrowser(t)
 	base := strings.Replace(h.url, "ws://", "http://", 1)
 
@@ -21,8 +26,14 @@ func TestAdminUI(t *testing.T) {
 		chromedp.Navigate(base+"/_admin/"),
 		chromedp.Poll[chromedp.Void](`document.getElementById("who").textContent === "dev-mode"`),
 		chromedp.WaitVisible(chromedp.ID("devbanner")),
-		chromedp.Evaluate[chromedp.Void](`window.confirm = () => true`),
+		chromedp.Evaluate[chromedp.Void](`window.confirm = () => true; window.alert = (m) => { window.__alert = m }`),
 	)
+	within(t, ctx, 10*time.Second, "restart with confirmation", chromedp.Click(chromedp.ID("restart")))
+	select {
+	case <-restarted:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the restart button did not restart")
+	}
 
 	// A device connecting elsewhere shows up without a reload.
 	res := dial(t, h.url).connect(connectOpts{token: testToken, device: newDevice()})

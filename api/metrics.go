@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"net/http"
+	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,13 +17,16 @@ type metrics struct {
 	registry *prometheus.Registry
 	events   *prometheus.CounterVec
 	runs     *prometheus.CounterVec
+	appends  prometheus.Histogram
 }
 
 func newMetrics(g *Gateway) *metrics {
 	m := &metrics{registry: prometheus.NewRegistry()}
 	m.events = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "moltgate_events_appended_total", Help: "Events appended to the log, by type."}, []string{"type"})
 	m.runs = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "moltgate_runs_total", Help: "Agent runs by outcome (final, aborted, error); error counts provider failures."}, []string{"state"})
-	m.registry.MustRegister(m.events, m.runs,
+	m.appends = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "moltgate_append_seconds", Help: "Durable append latency of commands (replica wait included for critical events).",
+		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)})
+	m.registry.MustRegister(m.events, m.runs, m.appends,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "moltgate_ws_connections", Help: "Connected gateway clients."},
 			func() float64 { return float64(g.Connections()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "moltgate_replication_lag_events", Help: "Events committed locally that the replica does not hold yet."},
@@ -51,3 +55,6 @@ func (s *Server) MountMetrics(g *Gateway, access *Access) {
 		handler.ServeHTTP(c.Writer, c.Request)
 	})
 }
+
+// ObserveAppend records how long an append took.
+func (g *Gateway) ObserveAppend(d time.Duration) { g.metrics.appends.Observe(d.Seconds()) }

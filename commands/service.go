@@ -29,6 +29,9 @@ type Service struct {
 	PairingTTL time.Duration
 	Now        func() time.Time
 	Logger     *slog.Logger
+	// OnAppend, when set, is told how long each durable append took (for
+	// the append-latency metric).
+	OnAppend func(time.Duration)
 }
 
 var (
@@ -49,9 +52,13 @@ func (s *Service) append(ctx context.Context, critical bool, events ...moltgate.
 	if critical {
 		appendFn = s.Log.AppendCritical
 	}
+	start := time.Now()
 	stored, err := appendFn(ctx, events...)
 	if err != nil {
 		return nil, err
+	}
+	if s.OnAppend != nil {
+		s.OnAppend(time.Since(start))
 	}
 	var max int64
 	for _, e := range stored {

@@ -18,6 +18,7 @@ type Filter struct {
 	UntilSeq   int64     // seq <= UntilSeq
 	TypePrefix string    // type = TypePrefix, or starts with TypePrefix when it ends in "."
 	Stream     string    // exact stream
+	Actor      string    // meta.actor, exact
 	Since      time.Time // recorded_at >= Since
 	Until      time.Time // recorded_at <= Until
 	Limit      int       // at most Limit events
@@ -50,6 +51,9 @@ func (f Filter) where() (string, []any) {
 	}
 	if f.Stream != "" {
 		conds, args = append(conds, "stream = ?"), append(args, f.Stream)
+	}
+	if f.Actor != "" {
+		conds, args = append(conds, "json_extract(meta, '$.actor') = ?"), append(args, f.Actor)
 	}
 	if !f.Since.IsZero() {
 		conds, args = append(conds, "recorded_at >= ?"), append(args, f.Since.UnixMilli())

@@ -50,14 +50,15 @@ func openReadOnly(env Env) (*eventlog.Log, error) {
 
 // filterFlags registers the flags shared by list and tail.
 type filterFlags struct {
-	typ, stream, since, until string
-	afterSeq, untilSeq        int64
-	asJSON                    bool
+	typ, stream, actor, since, until string
+	afterSeq, untilSeq               int64
+	asJSON                           bool
 }
 
 func (f *filterFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.typ, "type", "", "event type, or a prefix ending in '.' (device.)")
 	fs.StringVar(&f.stream, "stream", "", "exact stream (session:main, device:<id>, config)")
+	fs.StringVar(&f.actor, "actor", "", "who caused it (an email, device:<id>, agent, system)")
 	fs.Int64Var(&f.afterSeq, "after", 0, "only events with seq > N")
 	fs.Int64Var(&f.untilSeq, "until-seq", 0, "only events with seq <= N")
 	fs.StringVar(&f.since, "since", "", "only events at or after TIME (RFC 3339, YYYY-MM-DD, or a duration ago such as 15m)")
@@ -66,7 +67,7 @@ func (f *filterFlags) register(fs *flag.FlagSet) {
 }
 
 func (f *filterFlags) filter(now time.Time) (eventlog.Filter, error) {
-	out := eventlog.Filter{TypePrefix: f.typ, Stream: f.stream, AfterSeq: f.afterSeq, UntilSeq: f.untilSeq}
+	out := eventlog.Filter{TypePrefix: f.typ, Stream: f.stream, Actor: f.actor, AfterSeq: f.afterSeq, UntilSeq: f.untilSeq}
 	var err error
 	if f.since != "" {
 		if out.Since, err = parseTime(f.since, now); err != nil {
@@ -146,6 +147,8 @@ func eventsTail(ctx context.Context, l *eventlog.Log, args []string, stdout, std
 func matches(f eventlog.Filter, e moltgate.Event) bool {
 	switch {
 	case f.Stream != "" && e.Stream != f.Stream:
+		return false
+	case f.Actor != "" && e.Meta.Actor != f.Actor:
 		return false
 	case f.TypePrefix != "" && !(e.Type == f.TypePrefix || strings.HasSuffix(f.TypePrefix, ".") && strings.HasPrefix(e.Type, f.TypePrefix)):
 		return false

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -138,6 +139,7 @@ func (g *gateway) open(ctx context.Context) error {
 	g.gw.Devices, g.gw.Config, g.gw.Chat = g.service, g.service, g.service
 	g.gw.Models, g.gw.Log, g.gw.Logger = g.set, g.log, g.logger
 	g.gw.TokenHash = commands.HashToken
+	g.service.OnAppend = g.gw.ObserveAppend
 	models := func() []agent.Choice {
 		doc, _ := g.set.Config.Current()
 		return agent.Resolve(doc, g.env)
@@ -225,6 +227,10 @@ func modelInfo(choices []agent.Choice) api.ModelInfo {
 // loopback-with-token fallback.
 func (g *gateway) admin(storageMissing []string) (*api.Admin, error) {
 	a := &api.Admin{Gateway: g.gw, Channels: g.service, Token: g.token, DevMode: g.gw.DevMode, StorageMissing: storageMissing}
+	a.Validate = func(doc json.RawMessage) []moltgate.ConfigIssue {
+		_, issues := commands.ValidateConfig(doc)
+		return issues
+	}
 	for _, name := range overlayVariables {
 		if g.env(name) != "" {
 			a.EnvOverlay = append(a.EnvOverlay, name)
