@@ -24,7 +24,15 @@ func TestCoalescer(t *testing.T) {
 		t.Fatalf("first piece should go at once, alone: %q", sent)
 	}
 	mu.Unlock()
-	time.Sleep(120 * time.Millisecond) // the timer flushes the rest
+	// The timer flushes the rest as one piece.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		mu.Lock()
+		n := len(sent)
+		mu.Unlock()
+		if n == 2 || time.Now().After(deadline) {
+			break
+		}
+	}
 	mu.Lock()
 	if len(sent) != 2 || sent[1] != "b c d e f g h " {
 		t.Fatalf("sent %q", sent)
