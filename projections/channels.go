@@ -126,7 +126,12 @@ func (c *ChannelAccess) Pending(channel string, now time.Time) []PendingSender {
 			}
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].RequestedAt.Before(out[j].RequestedAt) })
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].RequestedAt.Equal(out[j].RequestedAt) {
+			return out[i].RequestedAt.Before(out[j].RequestedAt)
+		}
+		return out[i].Code < out[j].Code
+	})
 	return out
 }
 

@@ -189,7 +189,14 @@ func (d *Devices) Pending(now time.Time) []PendingDevice {
 			out = append(out, *p)
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].RequestedAt.Before(out[j].RequestedAt) })
+	// Ties (events in the same millisecond) are broken by id, so the
+	// order does not depend on map iteration.
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].RequestedAt.Equal(out[j].RequestedAt) {
+			return out[i].RequestedAt.Before(out[j].RequestedAt)
+		}
+		return out[i].RequestID < out[j].RequestID
+	})
 	return out
 }
 
@@ -212,7 +219,12 @@ func (d *Devices) Paired() []PairedDevice {
 	for _, p := range d.state.Paired {
 		out = append(out, *p)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ApprovedAt.Before(out[j].ApprovedAt) })
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].ApprovedAt.Equal(out[j].ApprovedAt) {
+			return out[i].ApprovedAt.Before(out[j].ApprovedAt)
+		}
+		return out[i].DeviceID < out[j].DeviceID
+	})
 	return out
 }
 
