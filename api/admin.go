@@ -185,7 +185,10 @@ func (a *Admin) removeDevice(c *gin.Context) {
 
 func (a *Admin) storage(c *gin.Context) {
 	st := a.Gateway.Log.Status(c.Request.Context())
-	out := gin.H{"configured": st.Configured, "status": st, "lastSync": st.LastSyncAt}
+	out := gin.H{"configured": st.Configured, "status": st, "lastSync": nil}
+	if !st.LastSyncAt.IsZero() {
+		out["lastSync"] = st.LastSyncAt
+	}
 	if st.Configured {
 		// Best effort: a slow or dead bucket must not hang the page.
 		ctx, cancel := context.WithTimeout(c.Request.Context(), 10*time.Second)
@@ -222,7 +225,7 @@ func (a *Admin) backupNow(c *gin.Context) {
 		return
 	}
 	st := a.Gateway.Log.Status(ctx)
-	c.JSON(http.StatusOK, gin.H{"success": true, "lastSync": st.LastSyncAt, "status": st})
+	c.JSON(http.StatusOK, gin.H{"success": true, "lastSync": st.LastSyncAt, "status": st}) // a sync just succeeded: never zero
 }
 
 func (a *Admin) getConfig(c *gin.Context) {
