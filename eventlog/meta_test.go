@@ -36,3 +36,22 @@ func TestDecodeMeta(t *testing.T) {
 		t.Error("truncated meta decoded without error")
 	}
 }
+
+// FuzzDecodeMeta checks the hand-written reader against encoding/json: on
+// any input that encoding/json accepts as a Meta, both must agree.
+func FuzzDecodeMeta(f *testing.F) {
+	for _, seed := range []string{`{}`, `{"actor":"a"}`, `{"actor":"\u00e9","source":"ui"}`, `{"actor":"a\"b"}`, ` {"remoteIp" : "1.2.3.4" } `,
+		`{"actor":"x","extra":[1,2]}`, `{"actor":1}`, `{"actor":"\/"}`, `null`, `{"actor":"a","actor":"b"}`} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var want moltgate.Meta
+		if json.Unmarshal(data, &want) != nil {
+			return
+		}
+		var got moltgate.Meta
+		if err := decodeMeta(data, &got); err != nil || got != want {
+			t.Fatalf("decodeMeta(%q) = %+v, %v; encoding/json gives %+v", data, got, err, want)
+		}
+	})
+}
