@@ -2,7 +2,6 @@ package agent
 
 import (
 	"encoding/json"
-	"os"
 	"regexp"
 	"strings"
 )
@@ -127,6 +126,3 @@ func Resolve(doc json.RawMessage, getenv func(string) string) []Choice {
 	}
 	return out
 }
-
-// OSEnv is os.Getenv, for Resolve.
-func OSEnv(k string) string { return os.Getenv(k) }

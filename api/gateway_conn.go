@@ -19,11 +19,10 @@ import (
 
 // Operator scopes.
 const (
-	scopeRead     = "operator.read"
-	scopeWrite    = "operator.write"
-	scopeAdmin    = "operator.admin"
-	scopePairing  = "operator.pairing"
-	scopeApproval = "operator.approvals"
+	scopeRead    = "operator.read"
+	scopeWrite   = "operator.write"
+	scopeAdmin   = "operator.admin"
+	scopePairing = "operator.pairing"
 )
 
 // frame is an incoming frame; only requests are expected from clients.
