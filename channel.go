@@ -58,13 +58,13 @@ type InboundMessage struct {
 	// chat; the router derives event ids from it, so an update delivered
 	// twice (a restart before the platform saw the acknowledgement) is
 	// recorded once.
-	MessageID  string    `json:"messageId"`
-	SenderID   string    `json:"senderId"`
-	SenderName string    `json:"senderName,omitempty"`
-	Text       string    `json:"text"`
-	Direct     bool      `json:"direct"`              // a direct message (DM), not a group or channel
-	Mentioned  bool      `json:"mentioned,omitempty"` // the bot was mentioned (or replied to) in a group
-	ReplyToID  string    `json:"replyToId,omitempty"` // the message it answers, if any
+	MessageID  string `json:"messageId"`
+	SenderID   string `json:"senderId"`
+	SenderName string `json:"senderName,omitempty"`
+	Text       string `json:"text"`
+	Direct     bool   `json:"direct"`              // a direct message (DM), not a group or channel
+	Mentioned  bool   `json:"mentioned,omitempty"` // the bot was mentioned (or replied to) in a group
+	ReplyToID  string `json:"replyToId,omitempty"` // the message it answers, if any
 	// Attachments counts the parts that are not text (photos, files,
 	// stickers): the router tells the sender they are not read yet.
 	Attachments int       `json:"attachments,omitempty"`

@@ -16,6 +16,8 @@ const (
 	ENOTPAIRED    = "not_paired"   // device needs approval
 	EUNAVAILABLE  = "unavailable"  // not ready, dependency down, shutting down
 	ETIMEOUT      = "timeout"      // a bounded wait ran out
+	ETOOLARGE     = "too_large"    // a body, frame or message over its limit
+	ETOOMANY      = "too_many"     // a rate or count limit: try again later
 	EINTERNAL     = "internal"     // a bug or an unexpected failure
 )
 

@@ -154,6 +154,9 @@ type ChannelPairingRequestedData struct {
 	SenderName  string `json:"senderName,omitempty"`
 	Code        string `json:"code"`
 	ExpiresAtMs int64  `json:"expiresAtMs"`
+	// Origin is the chat the request came from, so the sender can be told
+	// when the owner approves.
+	Origin *ChannelAddress `json:"origin,omitempty"`
 }
 
 // ChannelPairingResolvedData is the payload of channel.pairing.approved and
@@ -162,6 +165,8 @@ type ChannelPairingResolvedData struct {
 	Channel  string `json:"channel"`
 	SenderID string `json:"senderId"`
 	Code     string `json:"code"`
+	// Notify asks the channel to tell the sender they were approved.
+	Notify bool `json:"notify,omitempty"`
 }
 
 // ChannelAllowlistChangedData is the payload of channel.allowlist.changed.
@@ -198,6 +203,9 @@ type ChatMessageAddedData struct {
 	RunID      string `json:"runId,omitempty"`
 	Model      string `json:"model,omitempty"`
 	Usage      *Usage `json:"usage,omitempty"`
+	// Origin is the chat-platform chat a user message came from, or an
+	// assistant message is to be delivered to.
+	Origin *ChannelAddress `json:"origin,omitempty"`
 }
 
 // ChatRunStartedData is the payload of chat.run.started.
@@ -206,6 +214,9 @@ type ChatRunStartedData struct {
 	RunID          string `json:"runId"`
 	IdempotencyKey string `json:"idempotencyKey,omitempty"`
 	Model          string `json:"model,omitempty"`
+	// Origin is the chat-platform chat the user's message came from: the
+	// reply is delivered there.
+	Origin *ChannelAddress `json:"origin,omitempty"`
 }
 
 // Run outcomes for ChatRunFinishedData.Status.
@@ -213,6 +224,9 @@ const (
 	RunCompleted = "completed"
 	RunAborted   = "aborted"
 	RunFailed    = "failed"
+	// RunInterrupted closes a run the gateway was writing when it died
+	// (a crash, kill -9, a lost container): found open at the next start.
+	RunInterrupted = "interrupted"
 )
 
 // ChatRunFinishedData is the payload of chat.run.finished.

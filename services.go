@@ -8,33 +8,24 @@ import (
 
 // The write side, as the adapters (api, channels, agent) see it. The
 // commands package implements these interfaces: it validates against the
-// read models, appends events and waits until the read models have applied
-// them, so a caller always reads its own write.
-
-// PairingRequest is what an unknown device told the gateway when it asked
-// to connect.
-type PairingRequest struct {
-	DeviceID     string
-	PublicKey    string
-	DisplayName  string
-	Platform     string
-	DeviceFamily string
-	ClientID     string
-	ClientMode   string
-	Role         string
-	Scopes       []string
-	RemoteIP     string
-}
+// read models, appends its events with the stream's expected version (two
+// writers never both win: the loser gets ECONFLICT or a re-decided answer)
+// and waits until the read models have applied them, so a caller always
+// reads its own write.
 
 // DeviceService changes device pairing state.
 type DeviceService interface {
-	// RequestPairing records (or refreshes) a pending request and returns
-	// its id and whether it is new.
-	RequestPairing(ctx context.Context, req PairingRequest, meta Meta) (requestID string, created bool, err error)
-	// ApprovePairing approves a pending request; approving one that was
-	// already approved returns the same device (idempotent).
-	ApprovePairing(ctx context.Context, requestID string, meta Meta) (deviceID string, err error)
-	RejectPairing(ctx context.Context, requestID, reason string, meta Meta) error
+	// RequestPairing records a pending request for the device described by
+	// req (its identity and what it asks for) and returns the request id
+	// and whether it is new. A device that asks again while its request is
+	// pending keeps its request.
+	RequestPairing(ctx context.Context, req Device, meta Meta) (requestID string, created bool, err error)
+	// ApprovePairing approves a pending request. The approver may grant
+	// only scopes it holds itself (grantor; OwnerScopes for the owner).
+	// Approving a request that is already approved returns the device
+	// (idempotent); one that was rejected is a conflict.
+	ApprovePairing(ctx context.Context, requestID string, grantor []string, meta Meta) (Device, error)
+	RejectPairing(ctx context.Context, requestID, reason string, meta Meta) (Device, error)
 	RemoveDevice(ctx context.Context, deviceID, reason string, meta Meta) error
 	// IssueToken creates a new device token, records only its hash, and
 	// returns the token itself, which the caller hands to the device once.
@@ -42,31 +33,47 @@ type DeviceService interface {
 	RevokeToken(ctx context.Context, deviceID string, meta Meta) error
 }
 
-// ConfigIssue is one reason a config document was refused.
+// ConfigIssue is one reason a config document was refused, or a warning.
 type ConfigIssue struct {
 	Path    string `json:"path"`
 	Message string `json:"message"`
 }
 
-// ConfigService changes the configuration.
+// ConfigResult is the outcome of a config write.
+type ConfigResult struct {
+	Hash    string `json:"hash"`
+	Changed bool   `json:"changed"` // false: the document was already current, no event
+	// Warnings do not stop the write: a ${NAME} reference to a variable
+	// that is not set, a secret that cannot be opened here.
+	Warnings []ConfigIssue `json:"warnings,omitempty"`
+}
+
+// ConfigService changes the configuration. Plaintext secrets in a document
+// are sealed before it is stored; RedactedMarker at a path keeps the value
+// stored there.
 type ConfigService interface {
 	// ApplyConfig replaces the document. baseHash must be the current hash
 	// once a config exists (ECONFLICT otherwise); an invalid document is
 	// refused with EINVALID and Details["issues"].
-	ApplyConfig(ctx context.Context, doc json.RawMessage, baseHash string, meta Meta) (hash string, err error)
+	ApplyConfig(ctx context.Context, doc json.RawMessage, baseHash string, meta Meta) (ConfigResult, error)
 	// PatchConfig applies a JSON merge patch (RFC 7386) to the document.
-	PatchConfig(ctx context.Context, patch json.RawMessage, baseHash string, meta Meta) (hash string, err error)
+	PatchConfig(ctx context.Context, patch json.RawMessage, baseHash string, meta Meta) (ConfigResult, error)
+	// RevertConfig applies the document stored at seq again, as a new version.
+	RevertConfig(ctx context.Context, seq int64, baseHash string, meta Meta) (ConfigResult, error)
+	// CheckConfig says what applying doc would say, without applying it.
+	CheckConfig(ctx context.Context, doc json.RawMessage) (issues, warnings []ConfigIssue)
 }
 
 // ChatMessage is one message of a transcript.
 type ChatMessage struct {
-	ID        string    `json:"id"`
-	Role      string    `json:"role"`
-	Content   string    `json:"content"`
-	RunID     string    `json:"runId,omitempty"`
-	Model     string    `json:"model,omitempty"`
-	Usage     *Usage    `json:"usage,omitempty"`
-	Timestamp time.Time `json:"timestamp"`
+	ID        string          `json:"id"`
+	Role      string          `json:"role"`
+	Content   string          `json:"content"`
+	RunID     string          `json:"runId,omitempty"`
+	Model     string          `json:"model,omitempty"`
+	Usage     *Usage          `json:"usage,omitempty"`
+	Origin    *ChannelAddress `json:"origin,omitempty"`
+	Timestamp time.Time       `json:"timestamp"`
 }
 
 // RunRequest asks for a new assistant run in a session.
@@ -74,16 +81,34 @@ type RunRequest struct {
 	SessionKey     string
 	Message        string
 	IdempotencyKey string
+	// Origin is the chat a message from a chat platform came from; the
+	// reply is delivered back there.
+	Origin *ChannelAddress
+}
+
+// RunReceipt says what became of a RunRequest.
+type RunReceipt struct {
+	RunID string `json:"runId"`
+	// Created is false when the idempotency key named a run that already
+	// existed: the answer is about that run.
+	Created bool `json:"created"`
+	// State is "queued" (accepted and waiting or running) or how the run
+	// ended (completed, aborted, failed, interrupted).
+	State string `json:"state"`
 }
 
 // ChatService records conversations.
 type ChatService interface {
-	// StartRun records the user's message and a run start. The same
-	// idempotency key in the same session returns the first run's id with
-	// created false: a retried send never starts a second run.
-	StartRun(ctx context.Context, req RunRequest, meta Meta) (runID string, created bool, err error)
+	// SendMessage records the user's message and starts a run for it, in
+	// one operation: the run is queued for the agent, or recorded as not
+	// started when the agent refuses it. The same idempotency key in the
+	// same session answers with the first run (queued again if it never
+	// started), so a retried send never starts a second run and never
+	// strands one.
+	SendMessage(ctx context.Context, req RunRequest, meta Meta) (RunReceipt, error)
 	// FinishRun records the assistant's reply (when there is one) and how
-	// the run ended.
+	// the run ended. A run that is not open (finished already) is left as
+	// it is.
 	FinishRun(ctx context.Context, sessionKey, runID string, reply *ChatMessage, status, errMsg string, meta Meta) error
 	// Inject adds a message to a transcript without a run.
 	Inject(ctx context.Context, sessionKey string, msg ChatMessage, meta Meta) (ChatMessage, error)
@@ -94,12 +119,27 @@ type ChatService interface {
 	Transcript(ctx context.Context, sessionKey string, limit int) ([]ChatMessage, error)
 }
 
+// RunQueue is the agent's queue of runs, as the write side sees it.
+type RunQueue interface {
+	// Enqueue schedules a recorded run; enqueueing a run that is already
+	// queued or running is a no-op. It fails (EUNAVAILABLE) while the
+	// agent is stopping.
+	Enqueue(sessionKey, runID string) error
+	// Active returns the ids of the runs queued or running in a session.
+	Active(sessionKey string) []string
+}
+
 // ChannelAccessService decides who may talk to the assistant on the chat
 // platforms (Telegram, Discord, Slack).
 type ChannelAccessService interface {
-	// RequestChannelPairing gives a stranger a pairing code to show the owner.
-	RequestChannelPairing(ctx context.Context, channel, senderID, senderName string, meta Meta) (code string, err error)
-	ApproveChannelPairing(ctx context.Context, channel, code string, meta Meta) error
-	RejectChannelPairing(ctx context.Context, channel, code string, meta Meta) error
+	// RequestChannelPairing gives a stranger a pairing code to show the
+	// owner. A sender with a live code gets the same code back (created
+	// false); a channel with too many pending codes refuses new ones.
+	RequestChannelPairing(ctx context.Context, channel, senderID, senderName string, origin *ChannelAddress, meta Meta) (code string, created bool, err error)
+	// ApproveChannelPairing adds the sender to the allowlist and, with
+	// notify, has the bot tell them; approving an approved code again is
+	// not an error.
+	ApproveChannelPairing(ctx context.Context, channel, code string, notify bool, meta Meta) (PendingSender, error)
+	RejectChannelPairing(ctx context.Context, channel, code string, meta Meta) (PendingSender, error)
 	ChangeAllowlist(ctx context.Context, channel string, add, remove []string, meta Meta) error
 }

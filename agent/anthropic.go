@@ -20,10 +20,13 @@ type Anthropic struct {
 }
 
 // NewAnthropic returns a provider for apiKey at baseURL ("" = Anthropic's).
-func NewAnthropic(apiKey, baseURL string, httpClient *http.Client) *Anthropic {
+func NewAnthropic(apiKey, baseURL string, headers map[string]string, httpClient *http.Client) *Anthropic {
 	opts := []option.RequestOption{option.WithAPIKey(apiKey), option.WithMaxRetries(providerRetries)}
 	if baseURL != "" {
 		opts = append(opts, option.WithBaseURL(baseURL))
+	}
+	for name, v := range headers {
+		opts = append(opts, option.WithHeader(name, v))
 	}
 	if httpClient != nil {
 		opts = append(opts, option.WithHTTPClient(httpClient))

@@ -1,9 +1,11 @@
 package agent
 
 import (
-	"encoding/json"
-	"regexp"
+	"errors"
+	"fmt"
 	"strings"
+
+	moltgate "github.com/moltgate/moltgate"
 )
 
 // Default models when only an API key is given.
@@ -12,58 +14,63 @@ const (
 	DefaultOpenAIModel    = "openai/gpt-4o-mini"
 )
 
-// providerConfig is models.providers.<id> of the config.
-type providerConfig struct {
-	API     string `json:"api"`
-	BaseURL string `json:"baseUrl"`
-	APIKey  string `json:"apiKey"`
+// Resolution is what Resolve found: the models to try, primary first, and
+// why models the config names cannot be used (a key that is not set, a
+// secret that cannot be opened), so a chat can say so instead of
+// answering with the echo model.
+type Resolution struct {
+	Choices  []Choice
+	Problems []string
 }
 
-type modelConfig struct {
-	Models struct {
-		Providers map[string]providerConfig `json:"providers"`
-	} `json:"models"`
-	Agents struct {
-		Defaults struct {
-			Model struct {
-				Primary   string   `json:"primary"`
-				Fallbacks []string `json:"fallbacks"`
-			} `json:"model"`
-		} `json:"defaults"`
-	} `json:"agents"`
+// Info describes the resolution for clients.
+func (r Resolution) Info() moltgate.ModelInfo {
+	info := moltgate.ModelInfo{Active: EchoModel, Fallbacks: []string{}, Notice: NoModelNotice}
+	if len(r.Choices) > 0 {
+		info = moltgate.ModelInfo{Active: r.Choices[0].Name, Fallbacks: []string{}, Configured: true}
+		for _, c := range r.Choices[1:] {
+			info.Fallbacks = append(info.Fallbacks, c.Name)
+		}
+	}
+	if len(r.Problems) > 0 {
+		info.Notice = strings.Join(r.Problems, "; ")
+	}
+	return info
 }
 
-var envRef = regexp.MustCompile(`^\$\{([A-Z][A-Z0-9_]*)\}$`)
+// provider is a provider's settings with its secrets resolved.
+type provider struct {
+	api, baseURL, apiKey string
+	headers              map[string]string
+	models               []moltgate.ModelEntry
+	problem              string // why it cannot be used
+}
 
-// Resolve works out which models to use, in order, from the stored config
-// and the environment. Moltworker's variables configure providers without
+// Resolve works out which models to use, in order, from the config and
+// the environment. Moltworker's variables configure providers without
 // touching the config, as a runtime overlay that is never written back:
 // ANTHROPIC_API_KEY (+ ANTHROPIC_BASE_URL), OPENAI_API_KEY (+
 // OPENAI_BASE_URL), AI_GATEWAY_API_KEY + AI_GATEWAY_BASE_URL (an
 // Anthropic-compatible gateway), and CLOUDFLARE_AI_GATEWAY_API_KEY +
 // CF_AI_GATEWAY_ACCOUNT_ID + CF_AI_GATEWAY_GATEWAY_ID + CF_AI_GATEWAY_MODEL
-// ("provider/model"). Secrets in the config are "${ENV}" references,
-// resolved here from getenv.
+// ("provider/model"). The config's secrets are sealed values or "${NAME}"
+// references, opened by secrets.
 //
-// With nothing configured it returns no choices: the runner falls back to
-// the echo model.
-func Resolve(doc json.RawMessage, getenv func(string) string) []Choice {
-	var cfg modelConfig
-	if len(doc) > 0 {
-		_ = json.Unmarshal(doc, &cfg) // the config was validated when applied
-	}
-	providers := map[string]providerConfig{}
+// With nothing configured it returns no choices and no problems: the
+// runner falls back to the echo model.
+func Resolve(cfg moltgate.Config, getenv func(string) string, secrets moltgate.SecretResolver) Resolution {
+	providers := map[string]provider{}
 	primary := ""
 	// The environment first; the config's own providers override it.
 	if k := getenv("ANTHROPIC_API_KEY"); k != "" {
-		providers["anthropic"] = providerConfig{API: "anthropic-messages", BaseURL: getenv("ANTHROPIC_BASE_URL"), APIKey: k}
+		providers["anthropic"] = provider{api: moltgate.APIAnthropicMessages, baseURL: getenv("ANTHROPIC_BASE_URL"), apiKey: k}
 		primary = DefaultAnthropicModel
 	} else if k := getenv("AI_GATEWAY_API_KEY"); k != "" && getenv("AI_GATEWAY_BASE_URL") != "" {
-		providers["anthropic"] = providerConfig{API: "anthropic-messages", BaseURL: getenv("AI_GATEWAY_BASE_URL"), APIKey: k}
+		providers["anthropic"] = provider{api: moltgate.APIAnthropicMessages, baseURL: getenv("AI_GATEWAY_BASE_URL"), apiKey: k}
 		primary = DefaultAnthropicModel
 	}
 	if k := getenv("OPENAI_API_KEY"); k != "" {
-		providers["openai"] = providerConfig{API: "openai-completions", BaseURL: getenv("OPENAI_BASE_URL"), APIKey: k}
+		providers["openai"] = provider{api: moltgate.APIOpenAICompletions, baseURL: getenv("OPENAI_BASE_URL"), apiKey: k}
 		if primary == "" {
 			primary = DefaultOpenAIModel
 		}
@@ -71,24 +78,18 @@ func Resolve(doc json.RawMessage, getenv func(string) string) []Choice {
 	if k, acct, gw, model := getenv("CLOUDFLARE_AI_GATEWAY_API_KEY"), getenv("CF_AI_GATEWAY_ACCOUNT_ID"), getenv("CF_AI_GATEWAY_GATEWAY_ID"), getenv("CF_AI_GATEWAY_MODEL"); k != "" && acct != "" && gw != "" && strings.Contains(model, "/") {
 		upstream, _, _ := strings.Cut(model, "/")
 		base := "https://gateway.ai.cloudflare.com/v1/" + acct + "/" + gw
-		pc := providerConfig{API: "openai-completions", BaseURL: base + "/compat", APIKey: k}
+		pc := provider{api: moltgate.APIOpenAICompletions, baseURL: base + "/compat", apiKey: k}
 		if upstream == "anthropic" {
-			pc = providerConfig{API: "anthropic-messages", BaseURL: base + "/anthropic", APIKey: k}
+			pc = provider{api: moltgate.APIAnthropicMessages, baseURL: base + "/anthropic", apiKey: k}
 		}
 		providers["cloudflare-ai-gateway"] = pc
 		primary = "cloudflare-ai-gateway/" + model
 	}
 	for id, pc := range cfg.Models.Providers {
-		if m := envRef.FindStringSubmatch(pc.APIKey); m != nil {
-			pc.APIKey = getenv(m[1])
-		}
-		if pc.APIKey == "" {
-			if old, ok := providers[id]; ok {
-				pc.APIKey = old.APIKey // a config entry for a provider whose key is in the environment
-			}
-		}
-		providers[id] = pc
+		providers[id] = configProvider(id, pc, providers[id], secrets)
 	}
+
+	var res Resolution
 	names := []string{}
 	if p := cfg.Agents.Defaults.Model.Primary; p != "" {
 		names = append(names, p)
@@ -96,33 +97,92 @@ func Resolve(doc json.RawMessage, getenv func(string) string) []Choice {
 	} else if primary != "" {
 		names = append(names, primary)
 	}
-	var out []Choice
 	for _, name := range names {
 		if name == EchoModel {
-			out = append(out, Choice{Name: EchoModel, Model: "echo", Provider: Echo{}})
+			res.Choices = append(res.Choices, Choice{Name: EchoModel, Model: "echo", Provider: Echo{}})
 			continue
 		}
 		id, model, ok := strings.Cut(name, "/")
 		pc, known := providers[id]
-		if !ok || !known || pc.APIKey == "" {
-			continue // named but not usable: no provider or no key
+		switch {
+		case !ok || !known:
+			res.Problems = append(res.Problems, fmt.Sprintf("%s: provider %q is not configured", name, id))
+			continue
+		case pc.problem != "":
+			res.Problems = append(res.Problems, name+": "+pc.problem)
+			continue
+		case pc.apiKey == "":
+			res.Problems = append(res.Problems, fmt.Sprintf("%s: provider %q has no apiKey", name, id))
+			continue
 		}
 		// For the Cloudflare gateway the model keeps its upstream provider.
-		if id == "cloudflare-ai-gateway" && pc.API == "openai-completions" {
+		if id == "cloudflare-ai-gateway" && pc.api == moltgate.APIOpenAICompletions {
 			model = strings.TrimPrefix(name, id+"/")
 		} else if id == "cloudflare-ai-gateway" {
 			model = strings.TrimPrefix(strings.TrimPrefix(name, id+"/"), "anthropic/")
 		}
 		var p Provider
-		switch pc.API {
-		case "anthropic-messages":
-			p = NewAnthropic(pc.APIKey, pc.BaseURL, nil)
-		case "openai-completions":
-			p = NewOpenAI(pc.APIKey, pc.BaseURL, nil)
+		switch pc.api {
+		case moltgate.APIAnthropicMessages:
+			p = NewAnthropic(pc.apiKey, pc.baseURL, pc.headers, nil)
+		case moltgate.APIOpenAICompletions:
+			p = NewOpenAI(pc.apiKey, pc.baseURL, pc.headers, nil)
 		default:
+			res.Problems = append(res.Problems, fmt.Sprintf("%s: api %q is not supported", name, pc.api))
 			continue
 		}
-		out = append(out, Choice{Name: name, Model: model, Provider: p})
+		res.Choices = append(res.Choices, Choice{Name: name, Model: model, Provider: p, Entry: entry(pc.models, model)})
+	}
+	return res
+}
+
+// configProvider resolves models.providers.<id>: its key, base URL and
+// headers may be sealed or reference the environment. A provider whose
+// config entry has no key keeps the one the environment gave (env).
+func configProvider(id string, pc moltgate.ProviderConfig, env provider, secrets moltgate.SecretResolver) provider {
+	path := "models.providers." + id
+	out := provider{api: pc.API, models: pc.Models, headers: map[string]string{}}
+	var err error
+	resolve := func(field, value string) string {
+		if err != nil || value == "" {
+			return value
+		}
+		var v string
+		v, err = secrets.Resolve(path+"."+field, value)
+		return v
+	}
+	out.apiKey = resolve("apiKey", pc.APIKey)
+	out.baseURL = resolve("baseUrl", pc.BaseURL)
+	for name, v := range pc.Headers {
+		out.headers[name] = resolve("headers."+name, v)
+	}
+	if err != nil {
+		var missing *moltgate.MissingEnvError
+		if errors.As(err, &missing) {
+			out.problem = "its key is missing: " + missing.Error()
+		} else {
+			out.problem = "its secrets cannot be used: " + moltgate.ErrorMessage(err)
+			if moltgate.ErrorCode(err) == moltgate.EINTERNAL {
+				out.problem = "its secrets cannot be opened: " + err.Error()
+			}
+		}
+		return out
+	}
+	if out.apiKey == "" {
+		out.apiKey = env.apiKey
+	}
+	if out.baseURL == "" && out.api == env.api {
+		out.baseURL = env.baseURL
 	}
 	return out
+}
+
+// entry finds a model's entry (context window, max tokens, inputs).
+func entry(models []moltgate.ModelEntry, id string) moltgate.ModelEntry {
+	for _, m := range models {
+		if m.ID == id {
+			return m
+		}
+	}
+	return moltgate.ModelEntry{ID: id}
 }

@@ -18,10 +18,13 @@ type OpenAI struct {
 }
 
 // NewOpenAI returns a provider for apiKey at baseURL ("" = OpenAI's).
-func NewOpenAI(apiKey, baseURL string, httpClient *http.Client) *OpenAI {
+func NewOpenAI(apiKey, baseURL string, headers map[string]string, httpClient *http.Client) *OpenAI {
 	opts := []option.RequestOption{option.WithAPIKey(apiKey), option.WithMaxRetries(providerRetries)}
 	if baseURL != "" {
 		opts = append(opts, option.WithBaseURL(baseURL))
+	}
+	for name, v := range headers {
+		opts = append(opts, option.WithHeader(name, v))
 	}
 	if httpClient != nil {
 		opts = append(opts, option.WithHTTPClient(httpClient))

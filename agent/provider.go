@@ -39,6 +39,9 @@ type Choice struct {
 	Name     string
 	Model    string
 	Provider Provider
+	// Entry is the model's entry in the config (context window, max
+	// tokens, inputs), or just its id when the config has none.
+	Entry moltgate.ModelEntry
 }
 
 // EchoModel is the model name of the built-in echo provider.

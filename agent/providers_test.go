@@ -20,8 +20,8 @@ type providerCase struct {
 }
 
 var providerCases = []providerCase{
-	{"Anthropic", fakellm.NewAnthropic, func(url string) agent.Provider { return agent.NewAnthropic("sk-ant-test", url, nil) }},
-	{"OpenAI", fakellm.NewOpenAI, func(url string) agent.Provider { return agent.NewOpenAI("sk-test", url, nil) }},
+	{"Anthropic", fakellm.NewAnthropic, func(url string) agent.Provider { return agent.NewAnthropic("sk-ant-test", url, nil, nil) }},
+	{"OpenAI", fakellm.NewOpenAI, func(url string) agent.Provider { return agent.NewOpenAI("sk-test", url, nil, nil) }},
 }
 
 var req = agent.Request{Model: "m", System: "be brief", MaxTokens: 100, Messages: []moltgate.ChatMessage{

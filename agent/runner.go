@@ -33,8 +33,9 @@ const DefaultSystemPrompt = "You are a helpful personal assistant. Answer concis
 type Runner struct {
 	Chat moltgate.ChatService
 	Sink Sink
-	// Models returns the models to try, primary first, then fallbacks.
-	Models       func() []Choice
+	// Models returns the models to try, primary first, then fallbacks,
+	// and why configured models cannot be used.
+	Models       func() Resolution
 	SystemPrompt string
 	Timeout      time.Duration
 	// DeltaInterval coalesces streamed text: the first piece goes out at
@@ -63,7 +64,7 @@ type run struct {
 }
 
 // NewRunner returns a runner that records through chat and streams to sink.
-func NewRunner(chat moltgate.ChatService, sink Sink, models func() []Choice) *Runner {
+func NewRunner(chat moltgate.ChatService, sink Sink, models func() Resolution) *Runner {
 	return &Runner{Chat: chat, Sink: sink, Models: models, SystemPrompt: DefaultSystemPrompt, Timeout: DefaultRunTimeout, DeltaInterval: DefaultDeltaInterval,
 		Logger: slog.Default(), sessions: map[string]*session{}, runs: map[string]*run{}}
 }
@@ -210,14 +211,29 @@ func (r *Runner) execute(ru *run) {
 		r.Sink.RunDone(ru.sessionKey, ru.id, seq, status, text, errMsg)
 	}
 
+	if ru.ctx.Err() != nil {
+		// Stopped while it waited its turn (a shutdown or an abort):
+		// aborted, not failed.
+		finish(nil, moltgate.RunAborted, "")
+		return
+	}
 	ctx, cancel := context.WithTimeout(ru.ctx, r.Timeout)
 	defer cancel()
 	history, err := r.Chat.Transcript(ctx, ru.sessionKey, 0)
 	if err != nil {
+		if ru.ctx.Err() != nil {
+			finish(nil, moltgate.RunAborted, "")
+			return
+		}
 		finish(nil, moltgate.RunFailed, "cannot read the conversation: "+moltgate.ErrorMessage(err))
 		return
 	}
-	choices := r.Models()
+	resolved := r.Models()
+	choices := resolved.Choices
+	if len(choices) == 0 && len(resolved.Problems) > 0 {
+		finish(nil, moltgate.RunFailed, "no model can answer: "+strings.Join(resolved.Problems, "; "))
+		return
+	}
 	if len(choices) == 0 {
 		choices = []Choice{{Name: EchoModel, Model: "echo", Provider: Echo{}}}
 	}

@@ -63,8 +63,8 @@ type recorder struct {
 	done     chan struct{}
 }
 
-func (r *recorder) StartRun(context.Context, moltgate.RunRequest, moltgate.Meta) (string, bool, error) {
-	return "", false, nil
+func (r *recorder) SendMessage(context.Context, moltgate.RunRequest, moltgate.Meta) (moltgate.RunReceipt, error) {
+	return moltgate.RunReceipt{}, nil
 }
 func (r *recorder) FinishRun(_ context.Context, _, _ string, reply *moltgate.ChatMessage, status, errMsg string, _ moltgate.Meta) error {
 	r.mu.Lock()
@@ -89,8 +89,13 @@ func (r *recorder) RunDone(string, string, int, string, string, string) { close(
 
 func runOnce(t *testing.T, choices []Choice, timeout time.Duration) *recorder {
 	t.Helper()
+	return runResolved(t, Resolution{Choices: choices}, timeout)
+}
+
+func runResolved(t *testing.T, res Resolution, timeout time.Duration) *recorder {
+	t.Helper()
 	rec := &recorder{done: make(chan struct{})}
-	r := NewRunner(rec, rec, func() []Choice { return choices })
+	r := NewRunner(rec, rec, func() Resolution { return res })
 	if timeout > 0 {
 		r.Timeout = timeout
 	}
@@ -128,4 +133,59 @@ func TestRunner_Timeout(t *testing.T) {
 	if len(rec.finished) != 1 || rec.finished[0] != moltgate.RunFailed+":the model did not answer in time" {
 		t.Fatalf("finished %v", rec.finished)
 	}
+}
+
+// A configured model whose key is missing says so, instead of the echo
+// model answering as if nothing were configured.
+func TestRunner_MissingKeyIsReported(t *testing.T) {
+	rec := runResolved(t, Resolution{Problems: []string{"deepseek/deepseek-chat: its key is missing: the environment variable DEEPSEEK_API_KEY is not set"}}, 0)
+	if len(rec.finished) != 1 || !strings.Contains(rec.finished[0], "DEEPSEEK_API_KEY is not set") || len(rec.replies) != 0 {
+		t.Fatalf("finished %v replies %v", rec.finished, rec.replies)
+	}
+}
+
+// A run stopped while it waited for its turn (a shutdown) is aborted,
+// not failed.
+func TestRunner_QueuedRunsAreAbortedOnClose(t *testing.T) {
+	rec := &recorder{done: make(chan struct{})}
+	blocked := make(chan struct{})
+	r := NewRunner(rec, &multiSink{}, func() Resolution {
+		return Resolution{Choices: []Choice{{Name: "slow/m", Model: "m", Provider: blockingProvider{blocked}}}}
+	})
+	for _, id := range []string{"run1", "run2", "run3"} {
+		if err := r.Enqueue("s", id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-blocked // run1 is running, run2 and run3 wait
+	if err := r.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if len(rec.finished) != 3 {
+		t.Fatalf("finished %v", rec.finished)
+	}
+	for _, f := range rec.finished {
+		if f != moltgate.RunAborted+":" {
+			t.Fatalf("finished %v: every run should be aborted", rec.finished)
+		}
+	}
+	if err := r.Enqueue("s", "run4"); moltgate.ErrorCode(err) != moltgate.EUNAVAILABLE {
+		t.Fatalf("enqueue after close = %v", err)
+	}
+}
+
+type multiSink struct{}
+
+func (multiSink) RunDelta(string, string, int, string, string)        {}
+func (multiSink) RunDone(string, string, int, string, string, string) {}
+
+// blockingProvider tells it started, then waits for the run to be stopped.
+type blockingProvider struct{ started chan struct{} }
+
+func (b blockingProvider) Stream(ctx context.Context, _ Request, _ func(string)) (Reply, error) {
+	close(b.started)
+	<-ctx.Done()
+	return Reply{}, ctx.Err()
 }

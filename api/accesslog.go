@@ -14,5 +14,5 @@ func (s *Server) logRequest(c *gin.Context) {
 	start := time.Now()
 	c.Next()
 	s.Logger.Debug("http", "method", c.Request.Method, "path", c.Request.URL.Path, "status", c.Writer.Status(),
-		"ms", time.Since(start).Milliseconds(), "ip", clientIP(c.Request))
+		"ms", time.Since(start).Milliseconds(), "ip", s.Trust.ClientIP(c.Request), "requestId", c.GetString(requestIDKey))
 }

@@ -17,8 +17,8 @@ import (
 	moltgate "github.com/moltgate/moltgate"
 	"github.com/moltgate/moltgate/agent"
 	"github.com/moltgate/moltgate/api"
-	"github.com/moltgate/moltgate/commands"
 	"github.com/moltgate/moltgate/eventlog"
+	"github.com/moltgate/moltgate/projections"
 )
 
 // adminHarness is a gateway with the admin mounted behind Access.
@@ -29,11 +29,7 @@ func adminHarness(t *testing.T) (*harness, *idp, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	admin := &api.Admin{Access: access, Token: testToken, Gateway: h.gw, Channels: h.svc,
-		Validate: func(doc json.RawMessage) []moltgate.ConfigIssue {
-			_, issues := commands.ValidateConfig(doc)
-			return issues
-		}}
+	admin := &api.Admin{Access: access, Token: testToken, Gateway: h.gw, Channels: h.svc, History: &projections.History{Log: h.log}}
 	h.server.MountAdmin(admin)
 	h.server.MountDebug(admin)
 	good := p.sign(t, jwt.SigningMethodRS256, "rsa-1", p.rsaKey, p.claims(nil))
@@ -225,7 +221,7 @@ func TestAdmin_Actions(t *testing.T) {
 
 func TestAdmin_WithoutAccess(t *testing.T) {
 	h := newHarness(t, "", agent.Echo{})
-	h.server.MountAdmin(&api.Admin{Token: testToken, Gateway: h.gw, AccessMissing: []string{"CF_ACCESS_TEAM_DOMAIN", "CF_ACCESS_AUD"}})
+	h.server.MountAdmin(&api.Admin{Token: testToken, Gateway: h.gw, History: &projections.History{Log: h.log}, AccessMissing: []string{"CF_ACCESS_TEAM_DOMAIN", "CF_ACCESS_AUD"}})
 	if code, _ := adminDo(t, h, "GET", "/api/admin/devices", "", "", "Authorization", "Bearer "+testToken); code != 200 {
 		t.Fatalf("loopback with token = %d", code)
 	}
@@ -300,11 +296,11 @@ func TestDebug(t *testing.T) {
 func TestAdmin_Channels(t *testing.T) {
 	h, _, good := adminHarness(t)
 	ctx := context.Background()
-	code, err := h.svc.RequestChannelPairing(ctx, "telegram", "4242", "Ada", moltgate.Meta{Source: moltgate.SourceChannel})
+	code, _, err := h.svc.RequestChannelPairing(ctx, "telegram", "4242", "Ada", nil, moltgate.Meta{Source: moltgate.SourceChannel})
 	if err != nil {
 		t.Fatal(err)
 	}
-	again, _ := h.svc.RequestChannelPairing(ctx, "telegram", "4242", "Ada", moltgate.Meta{})
+	again, _, _ := h.svc.RequestChannelPairing(ctx, "telegram", "4242", "Ada", nil, moltgate.Meta{})
 	if again != code {
 		t.Fatalf("a second request got code %s, want %s", again, code)
 	}

@@ -10,12 +10,13 @@ import (
 	moltgate "github.com/moltgate/moltgate"
 	"github.com/moltgate/moltgate/agent"
 	"github.com/moltgate/moltgate/api"
+	"github.com/moltgate/moltgate/projections"
 )
 
 func TestAdminUI(t *testing.T) {
 	h := newHarness(t, "", agent.Echo{})
 	restarted := make(chan struct{}, 1)
-	h.server.MountAdmin(&api.Admin{DevMode: true, Gateway: h.gw, Channels: h.svc, Restart: func(context.Context, moltgate.Meta) error {
+	h.server.MountAdmin(&api.Admin{DevMode: true, Gateway: h.gw, Channels: h.svc, History: &projections.History{Log: h.log}, Restart: func(context.Context, moltgate.Meta) error {
 		restarted <- struct{}{}
 		return nil
 	}})
@@ -48,7 +49,7 @@ func TestAdminUI(t *testing.T) {
 	)
 
 	// A Telegram stranger waits too; approving lets them in.
-	code, err := h.svc.RequestChannelPairing(t.Context(), "telegram", "4242", "Ada", moltgate.Meta{Source: moltgate.SourceChannel})
+	code, _, err := h.svc.RequestChannelPairing(t.Context(), "telegram", "4242", "Ada", nil, moltgate.Meta{Source: moltgate.SourceChannel})
 	if err != nil {
 		t.Fatal(err)
 	}

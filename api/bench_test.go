@@ -18,6 +18,7 @@ import (
 	"github.com/moltgate/moltgate/agent"
 	"github.com/moltgate/moltgate/api"
 	"github.com/moltgate/moltgate/internal/fakellm"
+	"github.com/moltgate/moltgate/projections"
 )
 
 func percentile(d []time.Duration, p int) time.Duration {
@@ -31,7 +32,7 @@ func percentile(d []time.Duration, p int) time.Duration {
 func BenchmarkTimeToFirstToken(b *testing.B) {
 	fake := fakellm.NewOpenAI(b)
 	fake.Script(fakellm.Step{Tokens: fakellm.Tokens("one two three")})
-	provider := agent.NewOpenAI("sk-bench", fake.URL, nil)
+	provider := agent.NewOpenAI("sk-bench", fake.URL, nil, nil)
 
 	direct := make([]time.Duration, 0, b.N)
 	for i := 0; i < b.N; i++ {
@@ -219,7 +220,7 @@ func BenchmarkApproveAll(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		h := newHarness(b, "", agent.Echo{})
-		h.server.MountAdmin(&api.Admin{DevMode: true, Gateway: h.gw})
+		h.server.MountAdmin(&api.Admin{DevMode: true, Gateway: h.gw, History: &projections.History{Log: h.log}})
 		for j := 0; j < 100; j++ {
 			dial(b, h.url).connect(connectOpts{token: testToken, device: newDevice()})
 		}

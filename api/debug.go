@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"runtime/debug"
-	"time"
 
 	"github.com/gin-gonic/gin"
 )
@@ -12,9 +11,9 @@ import (
 // MountDebug adds /debug/* (only when DEBUG_ROUTES=true), behind the same
 // guard as the admin: profiles, read-model dumps, replay, build info.
 // Nothing here runs commands or prints secrets (the read models hold
-// token hashes, never tokens, and the config holds ${ENV} references).
+// token hashes, never tokens, and config secrets are shown redacted).
 func (s *Server) MountDebug(a *Admin) {
-	g := s.router.Group("/debug", a.guard())
+	g := s.router.Group("/debug", limitBody(MaxAdminBody), a.guard(), a.sameOrigin())
 	g.GET("/pprof/*profile", func(c *gin.Context) {
 		switch c.Param("profile") {
 		case "/cmdline":
@@ -30,7 +29,7 @@ func (s *Server) MountDebug(a *Admin) {
 		}
 	})
 	g.GET("/models", func(c *gin.Context) {
-		c.JSON(http.StatusOK, a.Gateway.Models.View(a.Gateway.Log.LastSeq(), time.Now()))
+		c.JSON(http.StatusOK, a.Gateway.currentView())
 	})
 	g.GET("/replay", a.replay)
 	g.GET("/build", func(c *gin.Context) {

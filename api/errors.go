@@ -2,6 +2,7 @@ package api
 
 import (
 	"errors"
+	"log/slog"
 	"net/http"
 
 	"github.com/gin-gonic/gin"
@@ -26,9 +27,17 @@ type wireError struct {
 	RetryAfterMs int64          `json:"retryAfterMs,omitempty"`
 }
 
+// isInternal reports whether err is a bug or an unexpected failure, whose
+// text must not reach a client.
+func isInternal(err error) bool {
+	var e *moltgate.Error
+	return !errors.As(err, &e) || e.Code == moltgate.EINTERNAL
+}
+
 // toWire is the one place that turns an error into what a client sees:
 // moltgate codes map onto protocol codes and HTTP statuses, and anything
-// that is not a *moltgate.Error is reported without its internals.
+// that is not a *moltgate.Error is reported without its internals (the
+// caller logs it with the request id first).
 func toWire(err error) (wireError, int) {
 	var e *moltgate.Error
 	if !errors.As(err, &e) {
@@ -40,7 +49,9 @@ func toWire(err error) (wireError, int) {
 		if w.Details == nil {
 			w.Details = map[string]any{}
 		}
-		w.Details["code"] = code
+		if _, set := w.Details["code"]; !set {
+			w.Details["code"] = code
+		}
 	}
 	switch e.Code {
 	case moltgate.EINVALID:
@@ -51,6 +62,12 @@ func toWire(err error) (wireError, int) {
 	case moltgate.ECONFLICT:
 		w.Code, status = CodeInvalidRequest, http.StatusConflict
 		detail("CONFLICT")
+	case moltgate.ETOOLARGE:
+		w.Code, status = CodeInvalidRequest, http.StatusRequestEntityTooLarge
+		detail("TOO_LARGE")
+	case moltgate.ETOOMANY:
+		w.Code, status, w.Retryable = CodeUnavailable, http.StatusTooManyRequests, true
+		detail("RATE_LIMITED")
 	case moltgate.ENOTPAIRED:
 		w.Code, status = CodeNotPaired, http.StatusForbidden
 	case moltgate.EFORBIDDEN:
@@ -62,14 +79,30 @@ func toWire(err error) (wireError, int) {
 	case moltgate.EUNAVAILABLE:
 		w.Code, status, w.Retryable = CodeUnavailable, http.StatusServiceUnavailable, true
 	default:
-		w.Code, status, w.Retryable = CodeUnavailable, http.StatusInternalServerError, true
-		w.Message = "internal error"
+		w = wireError{Code: CodeUnavailable, Message: "internal error", Retryable: true}
+		status = http.StatusInternalServerError
 	}
 	return w, status
 }
 
-// writeError answers an HTTP request with err.
+// Keys the server leaves in every gin context.
+const (
+	requestIDKey = "moltgate.requestId"
+	loggerKey    = "moltgate.logger"
+)
+
+// writeError answers an HTTP request with err. An internal error is logged
+// with the request id before the generic answer goes out, and the answer
+// carries the id, so a report can be matched with the log.
 func writeError(c *gin.Context, err error) {
 	w, status := toWire(err)
+	if isInternal(err) {
+		id := c.GetString(requestIDKey)
+		logger, _ := c.Get(loggerKey)
+		if l, ok := logger.(*slog.Logger); ok {
+			l.Error("internal error", "requestId", id, "method", c.Request.Method, "path", c.Request.URL.Path, "error", err)
+		}
+		w.Details = map[string]any{"requestId": id}
+	}
 	c.AbortWithStatusJSON(status, gin.H{"error": w})
 }

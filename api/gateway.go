@@ -8,9 +8,6 @@ import (
 	"time"
 
 	moltgate "github.com/moltgate/moltgate"
-	"github.com/moltgate/moltgate/agent"
-	"github.com/moltgate/moltgate/eventlog"
-	"github.com/moltgate/moltgate/projections"
 )
 
 // ProtocolVersion is the OpenClaw gateway protocol moltgate speaks.
@@ -30,36 +27,32 @@ var DefaultPolicy = Policy{MaxPayload: 4 << 20, MaxBufferedBytes: 8 << 20, TickI
 // maxPreauthPayload caps frames before connect succeeds.
 const maxPreauthPayload = 64 << 10
 
-// ModelInfo describes the models the agent will use, for models.list and
-// the web chat.
-type ModelInfo struct {
-	Active     string   `json:"active"`     // "provider/model"
-	Fallbacks  []string `json:"fallbacks"`  // in order
-	Configured bool     `json:"configured"` // false: the echo model answers
-	Notice     string   `json:"notice,omitempty"`
-}
-
 // Gateway serves OpenClaw's gateway protocol over WebSocket: the handshake
-// with device pairing, the methods, and the events.
+// with device pairing, the methods, and the events. It reaches the rest of
+// moltgate only through the root package's interfaces.
 type Gateway struct {
 	Token   string // the shared gateway token (MOLTBOT_GATEWAY_TOKEN)
 	DevMode bool   // auto-approve devices (DEV_MODE=true)
 	Policy  Policy
+	Trust   *Trust
 
-	Devices moltgate.DeviceService
-	Config  moltgate.ConfigService
-	Chat    moltgate.ChatService
-	Agent   *agent.Runner
-	Models  *projections.Set
-	Log     *eventlog.Log
+	Devices  moltgate.DeviceService
+	Config   moltgate.ConfigService
+	Chat     moltgate.ChatService
+	Queries  moltgate.Queries
+	Events   moltgate.EventReader
+	Storage  moltgate.Storage
+	Runs     moltgate.RunControl
+	Channels ChannelStatuses
 	// ModelInfo reports the active model; nil means the echo model only.
-	ModelInfo func() ModelInfo
+	ModelInfo func() moltgate.ModelInfo
 	// TokenHash turns a device token into the hash the read models keep.
 	TokenHash func(string) string
 	Logger    *slog.Logger
 
 	started time.Time
 	limiter *failLimiter
+	preauth *preauthLimiter
 	metrics *metrics
 
 	mu        sync.Mutex
@@ -67,18 +60,22 @@ type Gateway struct {
 	followers map[string]map[*conn]struct{} // session key → connections following it
 }
 
+// ChannelStatuses reports the chat-platform channels (nil: none running).
+type ChannelStatuses func() []moltgate.ChannelStatus
+
 // NewGateway returns a gateway with the default policy; set the services
 // before serving.
 func NewGateway(token string) *Gateway {
-	g := &Gateway{Token: token, Policy: DefaultPolicy, Logger: slog.Default(), started: time.Now(),
-		limiter: newFailLimiter(10, time.Minute), conns: map[*conn]struct{}{}, followers: map[string]map[*conn]struct{}{}}
+	g := &Gateway{Token: token, Policy: DefaultPolicy, Logger: slog.Default(), started: time.Now(), Trust: &Trust{},
+		limiter: newFailLimiter(10, time.Minute), preauth: newPreauthLimiter(maxPreauthConns, maxPreauthPerIP),
+		conns: map[*conn]struct{}{}, followers: map[string]map[*conn]struct{}{}}
 	g.metrics = newMetrics(g)
 	return g
 }
 
-func (g *Gateway) modelInfo() ModelInfo {
+func (g *Gateway) modelInfo() moltgate.ModelInfo {
 	if g.ModelInfo == nil {
-		return ModelInfo{Active: agent.EchoModel, Notice: agent.NoModelNotice}
+		return moltgate.ModelInfo{Active: "echo/echo", Fallbacks: []string{}}
 	}
 	return g.ModelInfo()
 }
@@ -114,6 +111,9 @@ func (g *Gateway) follow(c *conn, sessionKey string) {
 	}
 	g.followers[sessionKey][c] = struct{}{}
 }
+
+// currentView is every read model now, for the admin and /debug.
+func (g *Gateway) currentView() moltgate.View { return g.Queries.CurrentView(time.Now()) }
 
 // Connections returns how many clients are connected.
 func (g *Gateway) Connections() int {
@@ -193,11 +193,13 @@ func (g *Gateway) Close() {
 // every client hears of pairing requests and config changes whichever part
 // of moltgate caused them.
 func (g *Gateway) Follow(ctx context.Context, fromSeq int64) {
-	sub := g.Log.Subscribe(ctx, fromSeq)
 	go func() {
-		defer sub.Close()
-		for e := range sub.C() {
+		err := g.Events.Follow(ctx, fromSeq, func(e moltgate.Event) error {
 			g.publish(e)
+			return nil
+		})
+		if err != nil {
+			g.Logger.Error("the gateway stopped following the log", "error", err)
 		}
 	}()
 }
@@ -208,10 +210,10 @@ func (g *Gateway) publish(e moltgate.Event) {
 	case moltgate.EventDevicePairingRequested:
 		var d moltgate.DevicePairingRequestedData
 		if e.Decode(&d) == nil {
-			g.broadcast("device.pair.requested", pendingWire(projections.PendingDevice{
+			g.broadcast("device.pair.requested", deviceWire(moltgate.Device{
 				RequestID: d.RequestID, DeviceID: d.DeviceID, PublicKey: d.PublicKey, DisplayName: d.DisplayName,
 				Platform: d.Platform, ClientID: d.ClientID, ClientMode: d.ClientMode, Role: d.Role, Scopes: d.Scopes,
-				RemoteIP: d.RemoteIP, RequestedAt: e.RecordedAt}), scopePairing)
+				RemoteIP: d.RemoteIP, RequestedAt: e.RecordedAt, State: moltgate.DevicePending}), scopePairing)
 		}
 	case moltgate.EventDevicePairingApproved, moltgate.EventDevicePairingRejected:
 		var d struct {
@@ -232,6 +234,14 @@ func (g *Gateway) publish(e moltgate.Event) {
 		}
 		if e.Decode(&d) == nil {
 			g.disconnectDevice(d.DeviceID)
+		}
+	case moltgate.EventChatRunFinished:
+		// The agent announces the runs it finishes as they end; these are
+		// the runs closed without it: found open after a crash, or refused
+		// before they started.
+		var d moltgate.ChatRunFinishedData
+		if e.Meta.Source == moltgate.SourceSystem && e.Decode(&d) == nil {
+			g.RunDone(d.SessionKey, d.RunID, 1, d.Status, "", d.Error)
 		}
 	case moltgate.EventConfigApplied:
 		var d moltgate.ConfigAppliedData
@@ -283,7 +293,7 @@ func (g *Gateway) RunDelta(sessionKey, runID string, seq int, delta, cumulative 
 // RunDone implements agent.Sink: a `chat` event in state final, aborted or
 // error.
 func (g *Gateway) RunDone(sessionKey, runID string, seq int, status, text, errMsg string) {
-	state := map[string]string{moltgate.RunCompleted: "final", moltgate.RunAborted: "aborted", moltgate.RunFailed: "error"}[status]
+	state := map[string]string{moltgate.RunCompleted: "final", moltgate.RunAborted: "aborted", moltgate.RunFailed: "error", moltgate.RunInterrupted: "error"}[status]
 	g.metrics.runs.WithLabelValues(state).Inc()
 	p := map[string]any{"runId": runID, "sessionKey": sessionKey, "seq": seq, "state": state}
 	if text != "" || state == "final" {

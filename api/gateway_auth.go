@@ -8,11 +8,8 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/pem"
-	"net"
-	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	moltgate "github.com/moltgate/moltgate"
@@ -163,82 +160,7 @@ func decodeBase64(s string) ([]byte, error) {
 	return base64.RawURLEncoding.DecodeString(s)
 }
 
-// forwardingHeaders mark a request that came through a proxy (the
-// Cloudflare Worker, a reverse proxy): such a request is never local.
-var forwardingHeaders = []string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "Forwarded", "X-Real-Ip", "Cf-Connecting-Ip", "Cf-Ray", "Cf-Worker"}
-
-// isDirectLoopback reports whether r came straight from this machine.
-func isDirectLoopback(r *http.Request) bool {
-	for _, h := range forwardingHeaders {
-		if r.Header.Get(h) != "" {
-			return false
-		}
-	}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return false
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
-// clientIP is the address to record and rate-limit: the proxy's client
-// header when there is one (the Worker sets CF-Connecting-IP), else the peer.
-func clientIP(r *http.Request) string {
-	if ip := r.Header.Get("Cf-Connecting-Ip"); ip != "" {
-		return ip
-	}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
-}
-
 // tokenEqual compares secrets in constant time.
 func tokenEqual(a, b string) bool {
 	return a != "" && b != "" && subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
-}
-
-// failLimiter counts failed authentications per client IP and refuses an
-// IP that failed too often within a window.
-type failLimiter struct {
-	mu     sync.Mutex
-	max    int
-	window time.Duration
-	fails  map[string][]time.Time
-}
-
-func newFailLimiter(max int, window time.Duration) *failLimiter {
-	return &failLimiter{max: max, window: window, fails: map[string][]time.Time{}}
-}
-
-// blocked reports whether ip has used up its failures.
-func (l *failLimiter) blocked(ip string, now time.Time) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.recent(ip, now)) >= l.max
-}
-
-func (l *failLimiter) fail(ip string, now time.Time) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.fails[ip] = append(l.recent(ip, now), now)
-	if len(l.fails) > 10_000 { // bound memory under a spray of addresses
-		clear(l.fails)
-	}
-}
-
-func (l *failLimiter) recent(ip string, now time.Time) []time.Time {
-	ts := l.fails[ip]
-	i := 0
-	for i < len(ts) && now.Sub(ts[i]) > l.window {
-		i++
-	}
-	ts = ts[i:]
-	if len(ts) == 0 {
-		delete(l.fails, ip)
-		return nil
-	}
-	return ts
 }

@@ -17,12 +17,12 @@ import (
 	moltgate "github.com/moltgate/moltgate"
 )
 
-// Operator scopes.
+// Operator scopes, short names for the method table.
 const (
-	scopeRead    = "operator.read"
-	scopeWrite   = "operator.write"
-	scopeAdmin   = "operator.admin"
-	scopePairing = "operator.pairing"
+	scopeRead    = moltgate.ScopeRead
+	scopeWrite   = moltgate.ScopeWrite
+	scopeAdmin   = moltgate.ScopeAdmin
+	scopePairing = moltgate.ScopePairing
 )
 
 // frame is an incoming frame; only requests are expected from clients.
@@ -64,7 +64,7 @@ type conn struct {
 
 	// Set by the handshake, read-only afterwards.
 	role     string
-	scopes   map[string]bool
+	scopes   []string
 	deviceID string
 	actor    string
 
@@ -74,22 +74,35 @@ type conn struct {
 
 	following map[string]bool // session keys whose chat events it gets; guarded by g.mu
 
+	preauthDone func() // releases the connection's pre-auth slot (idempotent)
+
 	closeOnce sync.Once
 	closeCode websocket.StatusCode
 	closeMsg  string
 	inflight  chan struct{} // bounds concurrent requests per connection
 }
 
-// ServeWS upgrades a request to a gateway connection.
+// ServeWS upgrades a request to a gateway connection. Connections that
+// have not authenticated yet are limited (in all and per address), so a
+// client cannot hold thousands of sockets open without a token.
 func (g *Gateway) ServeWS(c *gin.Context) {
+	ip := g.Trust.ClientIP(c.Request)
+	release, err := g.preauth.acquire(ip)
+	if err != nil {
+		c.Header("Retry-After", "5")
+		writeError(c, err)
+		return
+	}
 	ws, err := websocket.Accept(c.Writer, c.Request, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
 	if err != nil {
+		release()
 		return // Accept has answered the request
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	conn := &conn{g: g, ws: ws, id: moltgate.NewID(), ip: clientIP(c.Request), local: isDirectLoopback(c.Request),
+	conn := &conn{g: g, ws: ws, id: moltgate.NewID(), ip: ip, local: g.Trust.Local(c.Request), preauthDone: release,
 		ctx: ctx, cancel: cancel, send: make(chan []byte, sendQueue), inflight: make(chan struct{}, 16), following: map[string]bool{}}
 	defer cancel()
+	defer conn.preauthDone()
 	conn.serve(c.Request)
 }
 
@@ -116,6 +129,7 @@ func (c *conn) serve(r *http.Request) {
 		return
 	}
 	hello, err := c.handshake(r, f.Params, nonce)
+	c.preauthDone()
 	if err != nil {
 		w, _ := toWire(err)
 		c.writeNow(resFrame{Type: "res", ID: f.ID, OK: false, Error: &w})
@@ -185,6 +199,9 @@ func (c *conn) readLoop() {
 
 func (c *conn) respond(id string, payload any, err error) {
 	res := resFrame{Type: "res", ID: id, OK: err == nil, Payload: payload}
+	if err != nil && isInternal(err) {
+		c.g.Logger.Error("internal error", "conn", c.id, "request", id, "error", err)
+	}
 	if err != nil {
 		w, _ := toWire(err)
 		res.Error = &w
@@ -294,11 +311,7 @@ func (c *conn) follow(sessionKey string) { c.g.follow(c, sessionKey) }
 
 // allowed reports whether the connection holds scope ("" = any).
 func (c *conn) allowed(scope string) bool {
-	if scope == "" || c.scopes[scopeAdmin] || c.scopes[scope] {
-		return true
-	}
-	// Write access includes reading.
-	return scope == scopeRead && c.scopes[scopeWrite]
+	return moltgate.ScopesAllow(c.scopes, scope)
 }
 
 func randomNonce() string {

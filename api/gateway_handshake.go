@@ -9,7 +9,6 @@ import (
 	"time"
 
 	moltgate "github.com/moltgate/moltgate"
-	"github.com/moltgate/moltgate/projections"
 )
 
 // handshake authenticates a connect request and returns hello-ok.
@@ -60,7 +59,7 @@ func (c *conn) handshake(r *http.Request, raw json.RawMessage, nonce string) (ma
 			return fail(&moltgate.Error{Code: moltgate.ENOTPAIRED, Message: "device identity required",
 				Details: map[string]any{"code": "DEVICE_IDENTITY_REQUIRED", "reason": "only direct loopback clients may connect without a device identity"}})
 		}
-		c.scopes = scopeSet(p.Scopes)
+		c.scopes = slices.Compact(slices.Sorted(slices.Values(p.Scopes)))
 		c.actor = "local:" + p.Client.ID
 
 	default:
@@ -69,7 +68,7 @@ func (c *conn) handshake(r *http.Request, raw json.RawMessage, nonce string) (ma
 			return fail(err)
 		}
 		deviceID := DeviceID(pub)
-		dev, paired := c.g.Models.Devices.Device(deviceID)
+		dev, paired := c.g.Queries.Device(deviceID)
 		switch {
 		case paired && (tokenEqual(token, c.g.Token) || (dev.TokenHash != "" && token != "" && c.g.TokenHash(token) == dev.TokenHash)):
 		case paired:
@@ -82,15 +81,16 @@ func (c *conn) handshake(r *http.Request, raw json.RawMessage, nonce string) (ma
 			}
 		}
 		c.deviceID, c.actor = deviceID, "device:"+deviceID
-		c.scopes = map[string]bool{}
+		c.scopes = nil
 		for _, s := range p.Scopes {
-			if slices.Contains(dev.Scopes, s) {
-				c.scopes[s] = true
+			if slices.Contains(dev.Scopes, s) && !slices.Contains(c.scopes, s) {
+				c.scopes = append(c.scopes, s)
 			}
 		}
 		if len(p.Scopes) == 0 { // a client that asks for nothing gets what was approved
-			c.scopes = scopeSet(dev.Scopes)
+			c.scopes = slices.Clone(dev.Scopes)
 		}
+		slices.Sort(c.scopes)
 		if dev.TokenHash == "" {
 			// First connect since approval (or since a revoke): hand the
 			// device its token, once; only the hash is kept.
@@ -101,7 +101,7 @@ func (c *conn) handshake(r *http.Request, raw json.RawMessage, nonce string) (ma
 		}
 	}
 	c.role = p.Role
-	auth := map[string]any{"role": c.role, "scopes": sortedScopes(c.scopes)}
+	auth := map[string]any{"role": c.role, "scopes": nonNil(c.scopes)}
 	if deviceToken != "" {
 		auth["deviceToken"] = deviceToken
 	}
@@ -122,10 +122,10 @@ func (c *conn) handshake(r *http.Request, raw json.RawMessage, nonce string) (ma
 
 // pair puts an unknown device in the approval queue, or approves it at
 // once in DEV_MODE.
-func (c *conn) pair(r *http.Request, p *connectParams, deviceID string, pub []byte) (dev projections.PairedDevice, err error) {
+func (c *conn) pair(r *http.Request, p *connectParams, deviceID string, pub []byte) (dev moltgate.Device, err error) {
 	ctx := context.Background()
 	meta := moltgate.Meta{Actor: "device:" + deviceID, Source: moltgate.SourceWS, RemoteIP: c.ip}
-	req := moltgate.PairingRequest{
+	req := moltgate.Device{
 		DeviceID: deviceID, PublicKey: base64.RawURLEncoding.EncodeToString(pub), DisplayName: p.Client.DisplayName,
 		Platform: p.Client.Platform, DeviceFamily: p.Client.DeviceFamily, ClientID: p.Client.ID, ClientMode: p.Client.Mode,
 		Role: p.Role, Scopes: p.Scopes, RemoteIP: c.ip,
@@ -138,28 +138,8 @@ func (c *conn) pair(r *http.Request, p *connectParams, deviceID string, pub []by
 		return dev, &moltgate.Error{Code: moltgate.ENOTPAIRED, Message: "pairing required: approve this device in the admin or with `openclaw devices approve " + requestID + "`",
 			Details: map[string]any{"code": "PAIRING_REQUIRED", "requestId": requestID, "deviceId": deviceID, "recommendedNextStep": "wait_then_retry"}}
 	}
-	if _, err := c.g.Devices.ApprovePairing(ctx, requestID, moltgate.Meta{Actor: "dev-mode", Source: moltgate.SourceSystem}); err != nil {
-		return dev, err
-	}
-	d, _ := c.g.Models.Devices.Device(deviceID)
-	return d, nil
-}
-
-func scopeSet(scopes []string) map[string]bool {
-	m := make(map[string]bool, len(scopes))
-	for _, s := range scopes {
-		m[s] = true
-	}
-	return m
-}
-
-func sortedScopes(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for s := range m {
-		out = append(out, s)
-	}
-	slices.Sort(out)
-	return out
+	// DEV_MODE stands in for the owner, who holds every scope.
+	return c.g.Devices.ApprovePairing(ctx, requestID, moltgate.OwnerScopes, moltgate.Meta{Actor: "dev-mode", Source: moltgate.SourceSystem})
 }
 
 // gatewayEvents are the events this gateway sends.

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	moltgate "github.com/moltgate/moltgate"
-	"github.com/moltgate/moltgate/projections"
 )
 
 // method is one RPC: the scope it needs and its handler, which parses
@@ -35,6 +34,7 @@ var methods = map[string]method{
 	"device.pair.approve": {scopePairing, (*Gateway).devicePairApprove},
 	"device.pair.reject":  {scopePairing, (*Gateway).devicePairReject},
 	"device.pair.remove":  {scopePairing, (*Gateway).devicePairRemove},
+	"channels.status":     {scopeRead, (*Gateway).channelsStatus},
 }
 
 func (g *Gateway) methodNames() []string {
@@ -81,19 +81,40 @@ func (c *conn) meta() moltgate.Meta {
 }
 
 func (g *Gateway) health(ctx context.Context, c *conn, _ json.RawMessage) (any, error) {
-	st := g.Log.Status(ctx)
+	st := g.Storage.Status(ctx)
 	return map[string]any{"ok": true, "ts": time.Now().UnixMilli(), "uptimeMs": time.Since(g.started).Milliseconds(),
 		"events": st.LocalSeq, "replica": map[string]any{"configured": st.Configured, "lagEvents": st.LagEvents, "lastError": st.LastError}}, nil
 }
 
 func (g *Gateway) status(ctx context.Context, c *conn, _ json.RawMessage) (any, error) {
-	st := g.Log.Status(ctx)
+	st := g.Storage.Status(ctx)
 	return map[string]any{
 		"version": moltgate.Version, "uptimeMs": time.Since(g.started).Milliseconds(), "connections": g.Connections(),
 		"events": st.LocalSeq, "storage": st, "model": g.modelInfo(),
-		"sessions": len(g.Models.Sessions.List()),
-		"devices":  map[string]int{"pending": len(g.Models.Devices.Pending(time.Now())), "paired": len(g.Models.Devices.Paired())},
+		"sessions": len(g.Queries.ListSessions()),
+		"devices":  map[string]int{"pending": len(g.Queries.PendingDevices(time.Now())), "paired": len(g.Queries.PairedDevices())},
+		"channels": g.channelStatuses(),
 	}, nil
+}
+
+func (g *Gateway) channelStatuses() []moltgate.ChannelStatus {
+	if g.Channels == nil {
+		return []moltgate.ChannelStatus{}
+	}
+	return g.Channels()
+}
+
+// channelsStatus answers OpenClaw's channels.status (what `openclaw
+// channels status` calls): each chat platform's connection.
+func (g *Gateway) channelsStatus(ctx context.Context, c *conn, _ json.RawMessage) (any, error) {
+	list := g.channelStatuses()
+	byName := map[string]any{}
+	for _, st := range list {
+		byName[st.Channel] = map[string]any{"configured": st.State != moltgate.ChannelStopped, "running": st.State == moltgate.ChannelRunning,
+			"state": st.State, "lastError": st.Error, "accountId": st.AccountID, "botName": st.BotName,
+			"lastActivityAt": st.LastActivity.UnixMilli(), "reconnects": st.Reconnects}
+	}
+	return map[string]any{"ts": time.Now().UnixMilli(), "channels": byName, "list": list}, nil
 }
 
 func (g *Gateway) modelsList(ctx context.Context, c *conn, _ json.RawMessage) (any, error) {
@@ -106,11 +127,14 @@ func (g *Gateway) modelsList(ctx context.Context, c *conn, _ json.RawMessage) (a
 	return map[string]any{"models": models, "configured": info.Configured, "notice": info.Notice}, nil
 }
 
+// configGet returns the document with every secret shown as OpenClaw's
+// redaction marker; sending it back keeps the stored secrets.
 func (g *Gateway) configGet(ctx context.Context, c *conn, _ json.RawMessage) (any, error) {
-	doc, hash := g.Models.Config.Current()
+	doc, hash := g.Queries.CurrentConfig()
 	if len(doc) == 0 {
 		return map[string]any{"exists": false, "hash": "", "config": map[string]any{}, "raw": "{}"}, nil
 	}
+	doc = moltgate.RedactSealed(doc)
 	return map[string]any{"exists": true, "hash": hash, "config": doc, "raw": string(doc)}, nil
 }
 
@@ -144,7 +168,7 @@ func (g *Gateway) configPatch(ctx context.Context, c *conn, params json.RawMessa
 // configWrite is config.apply and config.patch: the same params, a
 // different write.
 func (g *Gateway) configWrite(ctx context.Context, c *conn, params json.RawMessage, field func(configWrite) json.RawMessage,
-	write func(context.Context, json.RawMessage, string, moltgate.Meta) (string, error)) (any, error) {
+	write func(context.Context, json.RawMessage, string, moltgate.Meta) (moltgate.ConfigResult, error)) (any, error) {
 	var w configWrite
 	if err := decode(params, &w); err != nil {
 		return nil, err
@@ -153,12 +177,12 @@ func (g *Gateway) configWrite(ctx context.Context, c *conn, params json.RawMessa
 	if err != nil {
 		return nil, err
 	}
-	hash, err := write(ctx, body, w.BaseHash, c.meta())
+	res, err := write(ctx, body, w.BaseHash, c.meta())
 	if err != nil {
 		return nil, err
 	}
-	cur, _ := g.Models.Config.Current()
-	return map[string]any{"ok": true, "hash": hash, "config": cur}, nil
+	cur, _ := g.Queries.CurrentConfig()
+	return map[string]any{"ok": true, "hash": res.Hash, "changed": res.Changed, "warnings": nonNilIssues(res.Warnings), "config": moltgate.RedactSealed(cur)}, nil
 }
 
 // sessionParams accepts OpenClaw's sessionKey and the older key.
@@ -194,10 +218,10 @@ func (p sessionParams) key() string {
 }
 
 func (g *Gateway) sessionsList(ctx context.Context, c *conn, _ json.RawMessage) (any, error) {
-	list := g.Models.Sessions.List()
+	list := g.Queries.ListSessions()
 	out := make([]map[string]any, 0, len(list))
 	for _, s := range list {
-		active := g.Agent.Active(s.Key)
+		active := g.Runs.Active(s.Key)
 		out = append(out, map[string]any{"key": s.Key, "sessionId": s.ID, "updatedAt": s.LastActivity.UnixMilli(),
 			"messageCount": s.MessageCount, "hasActiveRun": len(active) > 0, "activeRunIds": nonNil(active)})
 	}
@@ -216,7 +240,7 @@ func (g *Gateway) sessionsReset(ctx context.Context, c *conn, params json.RawMes
 	if err != nil {
 		return nil, err
 	}
-	g.Agent.Abort(p.key(), "")
+	g.Runs.Abort(p.key(), "")
 	id, err := g.Chat.ResetSession(ctx, p.key(), c.meta())
 	if err != nil {
 		return nil, err
@@ -251,10 +275,13 @@ func (g *Gateway) chatHistory(ctx context.Context, c *conn, params json.RawMessa
 		}
 		out = append(out, wm)
 	}
-	sess, _ := g.Models.Sessions.Get(p.key())
-	active := g.Agent.Active(p.key())
-	return map[string]any{"sessionKey": p.key(), "sessionId": sess.ID, "messages": out,
-		"sessionInfo": map[string]any{"hasActiveRun": len(active) > 0, "activeRunIds": nonNil(active)}}, nil
+	sess, _ := g.Queries.Session(p.key())
+	active := g.Runs.Active(p.key())
+	info := map[string]any{"hasActiveRun": len(active) > 0, "activeRunIds": nonNil(active)}
+	if sess.LastRunID != "" {
+		info["lastRun"] = map[string]any{"runId": sess.LastRunID, "state": sess.LastRunState, "error": sess.LastRunError}
+	}
+	return map[string]any{"sessionKey": p.key(), "sessionId": sess.ID, "messages": out, "sessionInfo": info}, nil
 }
 
 func (g *Gateway) chatSend(ctx context.Context, c *conn, params json.RawMessage) (any, error) {
@@ -265,16 +292,15 @@ func (g *Gateway) chatSend(ctx context.Context, c *conn, params json.RawMessage)
 	if err := required("message", p.Message); err != nil {
 		return nil, err
 	}
-	runID, created, err := g.Chat.StartRun(ctx, moltgate.RunRequest{SessionKey: p.key(), Message: p.Message, IdempotencyKey: p.IdempotencyKey}, c.meta())
+	receipt, err := g.Chat.SendMessage(ctx, moltgate.RunRequest{SessionKey: p.key(), Message: p.Message, IdempotencyKey: p.IdempotencyKey}, c.meta())
 	if err != nil {
 		return nil, err
 	}
-	if created {
-		if err := g.Agent.Enqueue(p.key(), runID); err != nil {
-			return nil, err
-		}
+	status := "started"
+	if receipt.State != "queued" {
+		status = receipt.State // a retry of a run that has ended: say how
 	}
-	return map[string]any{"runId": runID, "status": "started"}, nil
+	return map[string]any{"runId": receipt.RunID, "status": status}, nil
 }
 
 func (g *Gateway) chatAbort(ctx context.Context, c *conn, params json.RawMessage) (any, error) {
@@ -288,7 +314,7 @@ func (g *Gateway) chatAbort(ctx context.Context, c *conn, params json.RawMessage
 	if p.key() != "" {
 		c.follow(p.key())
 	}
-	n := g.Agent.Abort(p.key(), p.RunID)
+	n := g.Runs.Abort(p.key(), p.RunID)
 	return map[string]any{"ok": true, "aborted": n > 0, "count": n}, nil
 }
 
@@ -309,31 +335,45 @@ func (g *Gateway) chatInject(ctx context.Context, c *conn, params json.RawMessag
 	return map[string]any{"ok": true, "messageId": msg.ID}, nil
 }
 
-// pendingWire is a pending device as device.pair.list and the
-// device.pair.requested event send it (Moltworker's admin shape too).
-func pendingWire(p projections.PendingDevice) map[string]any {
-	return map[string]any{"requestId": p.RequestID, "deviceId": p.DeviceID, "publicKey": p.PublicKey,
-		"displayName": p.DisplayName, "platform": p.Platform, "clientId": p.ClientID, "clientMode": p.ClientMode,
-		"role": p.Role, "scopes": nonNil(p.Scopes), "remoteIp": p.RemoteIP, "ts": p.RequestedAt.UnixMilli()}
+// deviceWire is a device as device.pair.list, the device.pair.* events
+// and the admin send it: OpenClaw's fields (and Moltworker's admin shape)
+// for pending and paired devices alike.
+func deviceWire(d moltgate.Device) map[string]any {
+	w := map[string]any{"requestId": d.RequestID, "deviceId": d.DeviceID, "publicKey": d.PublicKey,
+		"displayName": d.DisplayName, "platform": d.Platform, "clientId": d.ClientID, "clientMode": d.ClientMode,
+		"role": d.Role, "roles": []string{d.Role}, "scopes": nonNil(d.Scopes), "remoteIp": d.RemoteIP, "state": d.State,
+		"ts": d.RequestedAt.UnixMilli(), "createdAtMs": d.RequestedAt.UnixMilli(), "hasToken": d.HasToken}
+	if !d.ApprovedAt.IsZero() {
+		w["approvedAtMs"] = d.ApprovedAt.UnixMilli()
+	}
+	if !d.ExpiresAt.IsZero() {
+		w["expiresAtMs"] = d.ExpiresAt.UnixMilli()
+	}
+	return w
 }
 
-func pairedWire(d projections.PairedDevice) map[string]any {
-	return map[string]any{"deviceId": d.DeviceID, "publicKey": d.PublicKey, "displayName": d.DisplayName,
-		"platform": d.Platform, "clientId": d.ClientID, "clientMode": d.ClientMode, "role": d.Role,
-		"roles": []string{d.Role}, "scopes": nonNil(d.Scopes), "createdAtMs": d.CreatedAt.UnixMilli(),
-		"approvedAtMs": d.ApprovedAt.UnixMilli(), "hasToken": d.TokenHash != ""}
+func nonNilIssues(issues []moltgate.ConfigIssue) []moltgate.ConfigIssue {
+	if issues == nil {
+		return []moltgate.ConfigIssue{}
+	}
+	return issues
 }
 
 func (g *Gateway) devicePairList(ctx context.Context, c *conn, _ json.RawMessage) (any, error) {
+	return g.deviceLists(), nil
+}
+
+// deviceLists is {pending, paired}, OpenClaw's and Moltworker's shape.
+func (g *Gateway) deviceLists() map[string]any {
 	pending := []map[string]any{}
-	for _, p := range g.Models.Devices.Pending(time.Now()) {
-		pending = append(pending, pendingWire(p))
+	for _, p := range g.Queries.PendingDevices(time.Now()) {
+		pending = append(pending, deviceWire(p))
 	}
 	paired := []map[string]any{}
-	for _, d := range g.Models.Devices.Paired() {
-		paired = append(paired, pairedWire(d))
+	for _, d := range g.Queries.PairedDevices() {
+		paired = append(paired, deviceWire(d))
 	}
-	return map[string]any{"pending": pending, "paired": paired}, nil
+	return map[string]any{"pending": pending, "paired": paired}
 }
 
 type pairParams struct {
@@ -350,12 +390,12 @@ func (g *Gateway) devicePairApprove(ctx context.Context, c *conn, params json.Ra
 	if err := required("requestId", p.RequestID); err != nil {
 		return nil, err
 	}
-	deviceID, err := g.Devices.ApprovePairing(ctx, p.RequestID, c.meta())
+	// A device may grant only the scopes it holds itself.
+	d, err := g.Devices.ApprovePairing(ctx, p.RequestID, c.scopes, c.meta())
 	if err != nil {
 		return nil, err
 	}
-	d, _ := g.Models.Devices.Device(deviceID)
-	return map[string]any{"requestId": p.RequestID, "device": pairedWire(d)}, nil
+	return map[string]any{"requestId": p.RequestID, "device": deviceWire(d)}, nil
 }
 
 func (g *Gateway) devicePairReject(ctx context.Context, c *conn, params json.RawMessage) (any, error) {
@@ -366,11 +406,11 @@ func (g *Gateway) devicePairReject(ctx context.Context, c *conn, params json.Raw
 	if err := required("requestId", p.RequestID); err != nil {
 		return nil, err
 	}
-	req, _ := g.Models.Devices.PendingRequest(p.RequestID)
-	if err := g.Devices.RejectPairing(ctx, p.RequestID, p.Reason, c.meta()); err != nil {
+	d, err := g.Devices.RejectPairing(ctx, p.RequestID, p.Reason, c.meta())
+	if err != nil {
 		return nil, err
 	}
-	return map[string]any{"requestId": p.RequestID, "deviceId": req.DeviceID}, nil
+	return map[string]any{"requestId": p.RequestID, "deviceId": d.DeviceID}, nil
 }
 
 func (g *Gateway) devicePairRemove(ctx context.Context, c *conn, params json.RawMessage) (any, error) {

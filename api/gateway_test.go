@@ -24,6 +24,7 @@ import (
 	"github.com/moltgate/moltgate/commands"
 	"github.com/moltgate/moltgate/eventlog"
 	"github.com/moltgate/moltgate/projections"
+	"github.com/moltgate/moltgate/secrets"
 )
 
 const testToken = "test-gateway-token-0123456789"
@@ -61,20 +62,26 @@ func newHarness(t testing.TB, path string, provider agent.Provider) *harness {
 	}
 	h.runner.Start(context.Background())
 	svc := commands.New(h.log, h.runner, h.models)
+	key, _ := secrets.ParseKey(strings.Repeat("22", 32))
+	svc.Sealer, _ = secrets.NewSealer(key)
 	h.svc = svc
 	h.gw = api.NewGateway(testToken)
 	h.gw.Policy.TickInterval = 200 * time.Millisecond
 	h.gw.Policy.HandshakeTimeout = 2 * time.Second
-	h.gw.Devices, h.gw.Config, h.gw.Chat, h.gw.Models, h.gw.Log = svc, svc, svc, h.models, h.log
+	h.gw.Trust = &api.Trust{Loopback: true} // the tests' clients dial 127.0.0.1
+	h.gw.Devices, h.gw.Config, h.gw.Chat = svc, svc, svc
+	h.gw.Queries, h.gw.Events, h.gw.Storage = h.models, h.log, h.log
 	h.gw.TokenHash = commands.HashToken
 	h.gw.Logger = h.log.Logger
-	h.agent = agent.NewRunner(svc, h.gw, func() []agent.Choice {
-		return []agent.Choice{{Name: "test/model", Model: "model", Provider: provider}}
+	h.agent = agent.NewRunner(svc, h.gw, func() agent.Resolution {
+		return agent.Resolution{Choices: []agent.Choice{{Name: "test/model", Model: "model", Provider: provider}}}
 	})
 	h.agent.Logger = h.log.Logger
 	h.agent.DeltaInterval = 0 // one chat event per token, so tests can count them
-	h.gw.Agent = h.agent
+	h.gw.Runs, svc.Runs = h.agent, h.agent
+	h.gw.ModelInfo = agent.Resolution{}.Info // what clients are told: nothing configured
 	h.server = api.NewServer("127.0.0.1:0")
+	h.server.Trust = h.gw.Trust
 	h.server.MountGateway(h.gw, api.WebChat)
 	if err := h.server.Open(); err != nil {
 		t.Fatal(err)

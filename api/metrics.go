@@ -30,9 +30,9 @@ func newMetrics(g *Gateway) *metrics {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "moltgate_ws_connections", Help: "Connected gateway clients."},
 			func() float64 { return float64(g.Connections()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "moltgate_replication_lag_events", Help: "Events committed locally that the replica does not hold yet."},
-			func() float64 { return float64(g.Log.Status(context.Background()).LagEvents) }),
+			func() float64 { return float64(g.Storage.Status(context.Background()).LagEvents) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "moltgate_log_last_seq", Help: "Seq of the newest event."},
-			func() float64 { return float64(g.Log.LastSeq()) }),
+			func() float64 { return float64(g.Events.LastSeq()) }),
 	)
 	return m
 }

@@ -1,7 +1,8 @@
 // Package api is moltgate's HTTP side: the gin router with health and
 // readiness probes, the loading page shown while the event log is restored
-// and replayed, and (in later parts) the gateway WebSocket, web chat and
-// admin.
+// and replayed, the gateway WebSocket protocol, the web chat, the admin
+// and the debug routes. It holds only the root package's interfaces;
+// cmd/moltgate wires in their implementations.
 package api
 
 import (
@@ -13,9 +14,11 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gin-gonic/gin"
+	moltgate "github.com/moltgate/moltgate"
 )
 
 // Server serves HTTP. It listens before the event log is ready so that
@@ -25,26 +28,45 @@ type Server struct {
 	// Addr is the listen address, such as 127.0.0.1:18789.
 	Addr   string
 	Logger *slog.Logger
+	// Trust tells who a request comes from, for the access log.
+	Trust *Trust
 
 	mu    sync.RWMutex
 	stage string // what start-up is doing now; "" once ready
 	ready bool
 
-	router *gin.Engine
-	ln     net.Listener
-	srv    *http.Server
+	// boot serves while the gateway starts: probes and the loading page.
+	// router gets every route mounted meanwhile and replaces boot at
+	// Ready: gin's routes must not change while it serves.
+	boot, router *gin.Engine
+	serving      atomic.Pointer[gin.Engine]
+	ln           net.Listener
+	srv          *http.Server
 }
 
 // NewServer returns a server for addr that reports "starting" until Ready.
 func NewServer(addr string) *Server {
 	gin.SetMode(gin.ReleaseMode)
-	s := &Server{Addr: addr, Logger: slog.Default(), stage: "starting"}
-	s.router = gin.New()
-	s.router.Use(gin.Recovery(), s.logRequest)
-	s.router.GET("/healthz", s.handleHealth)
-	s.router.GET("/readyz", s.handleReady)
-	s.router.NoRoute(s.handleNotReady)
+	s := &Server{Addr: addr, Logger: slog.Default(), Trust: &Trust{}, stage: "starting"}
+	for _, e := range []**gin.Engine{&s.boot, &s.router} {
+		*e = gin.New()
+		(*e).Use(gin.Recovery(), s.requestContext, s.logRequest)
+		(*e).GET("/healthz", s.handleHealth)
+		(*e).GET("/readyz", s.handleReady)
+		(*e).NoRoute(s.handleNotReady)
+	}
+	s.serving.Store(s.boot)
 	return s
+}
+
+// requestContext gives every request an id (echoed in X-Request-Id, put in
+// internal errors and their log lines) and the logger writeError uses.
+func (s *Server) requestContext(c *gin.Context) {
+	id := moltgate.NewID()
+	c.Set(requestIDKey, id)
+	c.Set(loggerKey, s.Logger)
+	c.Header("X-Request-Id", id)
+	c.Next()
 }
 
 // Router exposes the gin engine so that later parts can mount their routes.
@@ -57,7 +79,8 @@ func (s *Server) Open() error {
 		return fmt.Errorf("cannot listen on %s: %w", s.Addr, err)
 	}
 	s.ln = ln
-	s.srv = &http.Server{Handler: s.router, ReadHeaderTimeout: 10 * time.Second}
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.serving.Load().ServeHTTP(w, r) })
+	s.srv = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.Logger.Error("http server stopped", "error", err)
@@ -90,11 +113,13 @@ func (s *Server) SetStage(stage string) {
 	s.mu.Unlock()
 }
 
-// Ready marks the server ready: /readyz answers 200.
+// Ready marks the server ready: /readyz answers 200 and every mounted
+// route is served. Mount nothing after Ready.
 func (s *Server) Ready() {
 	s.mu.Lock()
 	s.stage, s.ready = "", true
 	s.mu.Unlock()
+	s.serving.Store(s.router)
 }
 
 // IsReady reports whether Ready was called, and the current stage if not.

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	moltgate "github.com/moltgate/moltgate"
 	"github.com/moltgate/moltgate/agent"
-	"github.com/moltgate/moltgate/api"
 )
 
 // newBrowser starts Debian's headless Chromium for one test.
@@ -163,8 +163,8 @@ func (brokenProvider) Stream(context.Context, agent.Request, func(string)) (agen
 func TestWebChat_ProviderErrorIsShown(t *testing.T) {
 	h := newHarness(t, "", brokenProvider{})
 	h.gw.DevMode = true // approve the browser at once
-	h.gw.ModelInfo = func() api.ModelInfo {
-		return api.ModelInfo{Active: "test/model", Fallbacks: []string{}, Configured: true}
+	h.gw.ModelInfo = func() moltgate.ModelInfo {
+		return moltgate.ModelInfo{Active: "test/model", Fallbacks: []string{}, Configured: true}
 	}
 	ctx := newBrowser(t)
 	base := strings.Replace(h.url, "ws://", "http://", 1)

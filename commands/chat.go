@@ -17,6 +17,9 @@ const (
 	MaxMessageBytes  = 256 << 10
 )
 
+// InterruptedMessage is what a run the gateway died in the middle of says.
+const InterruptedMessage = "the gateway restarted before this reply was finished; send your message again"
+
 func validSessionKey(key string) error {
 	if key == "" || len(key) > MaxSessionKeyLen || !utf8.ValidString(key) || strings.ContainsAny(key, "\x00\n\r") {
 		return moltgate.Errorf(moltgate.EINVALID, "sessionKey must be 1-%d characters of text", MaxSessionKeyLen)
@@ -24,63 +27,139 @@ func validSessionKey(key string) error {
 	return nil
 }
 
-// derivedID turns an idempotency key into an event id, so that the log's
-// own idempotency (an id is stored once) makes a retried send a no-op.
+// derivedID turns a key into an event id, so that the log's own
+// idempotency (an id is stored once) makes a repeated command a no-op: a
+// retried send, a run finished twice.
 func derivedID(parts ...string) string {
 	sum := sha256.Sum256([]byte(strings.Join(parts, "\x00")))
 	h := hex.EncodeToString(sum[:16])
 	return h[0:8] + "-" + h[8:12] + "-8" + h[13:16] + "-" + h[16:20] + "-" + h[20:32]
 }
 
-// StartRun implements moltgate.ChatService.
-func (s *Service) StartRun(ctx context.Context, req moltgate.RunRequest, meta moltgate.Meta) (string, bool, error) {
+// SendMessage implements moltgate.ChatService. Accepting a run is one
+// operation: the message and the run start are appended together, then
+// the run is queued for the agent; when the agent refuses it (it is
+// stopping), the run is recorded as finished without starting, never left
+// open. A retry with the same idempotency key answers with the first run,
+// and queues it again if it is open but not queued (the first attempt's
+// enqueue was lost), so no run is stranded.
+func (s *Service) SendMessage(ctx context.Context, req moltgate.RunRequest, meta moltgate.Meta) (moltgate.RunReceipt, error) {
 	if err := validSessionKey(req.SessionKey); err != nil {
-		return "", false, err
+		return moltgate.RunReceipt{}, err
 	}
 	if strings.TrimSpace(req.Message) == "" {
-		return "", false, moltgate.Errorf(moltgate.EINVALID, "message is empty")
+		return moltgate.RunReceipt{}, moltgate.Errorf(moltgate.EINVALID, "message is empty")
 	}
 	if len(req.Message) > MaxMessageBytes || !utf8.ValidString(req.Message) {
-		return "", false, moltgate.Errorf(moltgate.EINVALID, "message must be valid UTF-8 of at most %d bytes", MaxMessageBytes)
+		return moltgate.RunReceipt{}, moltgate.Errorf(moltgate.EINVALID, "message must be valid UTF-8 of at most %d bytes (it has %d)", MaxMessageBytes, len(req.Message))
+	}
+	if len(req.IdempotencyKey) > 200 {
+		return moltgate.RunReceipt{}, moltgate.Errorf(moltgate.EINVALID, "idempotencyKey is at most 200 characters")
 	}
 	runID := moltgate.NewID()
 	stream := moltgate.SessionStream(req.SessionKey)
 	user := moltgate.MustEvent(stream, moltgate.EventChatMessageAdded, moltgate.ChatMessageAddedData{
-		SessionKey: req.SessionKey, MessageID: moltgate.NewID(), Role: "user", Content: req.Message, RunID: runID,
+		SessionKey: req.SessionKey, MessageID: moltgate.NewID(), Role: "user", Content: req.Message, RunID: runID, Origin: req.Origin,
 	}, meta)
 	started := moltgate.MustEvent(stream, moltgate.EventChatRunStarted, moltgate.ChatRunStartedData{
-		SessionKey: req.SessionKey, RunID: runID, IdempotencyKey: req.IdempotencyKey,
+		SessionKey: req.SessionKey, RunID: runID, IdempotencyKey: req.IdempotencyKey, Origin: req.Origin,
 	}, meta)
 	if req.IdempotencyKey != "" {
 		user.ID = derivedID("chat.send", req.SessionKey, req.IdempotencyKey, "user")
 		started.ID = derivedID("chat.send", req.SessionKey, req.IdempotencyKey, "run")
 	}
 	stored, err := s.append(ctx, false, user, started)
+	if stored == nil {
+		return moltgate.RunReceipt{}, err
+	}
 	if err != nil {
-		return "", false, err
+		// The run is in the log; only the read models are slow. The agent
+		// reads the transcript from the log, so the run can still start.
+		s.Logger.Warn("read models are behind a new run", "session", req.SessionKey, "error", err)
 	}
 	var got moltgate.ChatRunStartedData
 	if err := stored[1].Decode(&got); err != nil {
-		return "", false, err
+		return moltgate.RunReceipt{}, err
 	}
-	return got.RunID, got.RunID == runID, nil
+	receipt := moltgate.RunReceipt{RunID: got.RunID, Created: got.RunID == runID, State: "queued"}
+	if !receipt.Created {
+		if state, finished, err := s.runState(ctx, req.SessionKey, got.RunID); err != nil {
+			return receipt, err
+		} else if finished {
+			receipt.State = state
+			return receipt, nil
+		}
+	}
+	if err := s.enqueue(req.SessionKey, got.RunID); err != nil {
+		finishErr := s.FinishRun(context.WithoutCancel(ctx), req.SessionKey, got.RunID, nil, moltgate.RunAborted,
+			"not started: "+moltgate.ErrorMessage(err), moltgate.Meta{Actor: "system", Source: moltgate.SourceSystem, CausationID: got.RunID})
+		if finishErr != nil {
+			s.Logger.Error("cannot record a run that did not start", "run", got.RunID, "error", finishErr)
+		}
+		return receipt, err
+	}
+	return receipt, nil
 }
 
-// FinishRun implements moltgate.ChatService.
+func (s *Service) enqueue(sessionKey, runID string) error {
+	if s.Runs == nil {
+		return moltgate.Errorf(moltgate.EUNAVAILABLE, "the agent is not running")
+	}
+	return s.Runs.Enqueue(sessionKey, runID)
+}
+
+// runState says how a run ended, or finished false while it is open.
+func (s *Service) runState(ctx context.Context, sessionKey, runID string) (state string, finished bool, err error) {
+	events, err := s.Log.Query(ctx, eventlog.Filter{Stream: moltgate.SessionStream(sessionKey), TypePrefix: moltgate.EventChatRunFinished, Desc: true, Limit: 500})
+	if err != nil {
+		return "", false, err
+	}
+	for _, e := range events {
+		var d moltgate.ChatRunFinishedData
+		if e.Decode(&d) == nil && d.RunID == runID {
+			return d.Status, true, nil
+		}
+	}
+	return "", false, nil
+}
+
+// FinishRun implements moltgate.ChatService. The reply and the finish have
+// ids derived from the run, so whoever records the end of a run second
+// (the agent and a shutdown racing, a retry) changes nothing.
 func (s *Service) FinishRun(ctx context.Context, sessionKey, runID string, reply *moltgate.ChatMessage, status, errMsg string, meta moltgate.Meta) error {
 	stream := moltgate.SessionStream(sessionKey)
 	var events []moltgate.Event
 	if reply != nil {
-		events = append(events, moltgate.MustEvent(stream, moltgate.EventChatMessageAdded, moltgate.ChatMessageAddedData{
+		e := moltgate.MustEvent(stream, moltgate.EventChatMessageAdded, moltgate.ChatMessageAddedData{
 			SessionKey: sessionKey, MessageID: moltgate.NewID(), Role: "assistant", Content: reply.Content,
-			RunID: runID, Model: reply.Model, Usage: reply.Usage,
-		}, meta))
+			RunID: runID, Model: reply.Model, Usage: reply.Usage, Origin: reply.Origin,
+		}, meta)
+		e.ID = derivedID("run.reply", sessionKey, runID)
+		events = append(events, e)
 	}
-	events = append(events, moltgate.MustEvent(stream, moltgate.EventChatRunFinished, moltgate.ChatRunFinishedData{
+	finished := moltgate.MustEvent(stream, moltgate.EventChatRunFinished, moltgate.ChatRunFinishedData{
 		SessionKey: sessionKey, RunID: runID, Status: status, Error: errMsg,
-	}, meta))
-	_, err := s.append(ctx, false, events...)
+	}, meta)
+	finished.ID = derivedID("run.finished", sessionKey, runID)
+	_, err := s.append(ctx, false, append(events, finished)...)
 	return err
+}
+
+// RecoverRuns closes the runs a crash left open (started, never finished)
+// with RunInterrupted, and returns how many it closed. It runs at start-up,
+// before the agent takes new runs.
+func (s *Service) RecoverRuns(ctx context.Context) (int, error) {
+	n := 0
+	meta := moltgate.Meta{Actor: "system", Source: moltgate.SourceSystem}
+	for _, sess := range s.Models.Sessions.WithOpenRuns() {
+		for _, r := range sess.OpenRuns {
+			if err := s.FinishRun(ctx, sess.Key, r.RunID, nil, moltgate.RunInterrupted, InterruptedMessage, meta); err != nil {
+				return n, err
+			}
+			n++
+		}
+	}
+	return n, nil
 }
 
 // Inject implements moltgate.ChatService.
@@ -143,7 +222,7 @@ func (s *Service) Transcript(ctx context.Context, sessionKey string, limit int) 
 			continue // reported by the read models; a transcript skips it
 		}
 		out = append(out, moltgate.ChatMessage{ID: d.MessageID, Role: d.Role, Content: d.Content, RunID: d.RunID,
-			Model: d.Model, Usage: d.Usage, Timestamp: events[i].RecordedAt})
+			Model: d.Model, Usage: d.Usage, Origin: d.Origin, Timestamp: events[i].RecordedAt})
 	}
 	return out, nil
 }

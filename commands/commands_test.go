@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -12,10 +13,46 @@ import (
 	"github.com/moltgate/moltgate/commands"
 	"github.com/moltgate/moltgate/eventlog"
 	"github.com/moltgate/moltgate/projections"
+	"github.com/moltgate/moltgate/secrets"
 )
 
-// MustOpenService opens a log, its read models and the service over them.
-func MustOpenService(tb testing.TB) *commands.Service {
+// queue is a RunQueue that records what it was given.
+type queue struct {
+	mu     sync.Mutex
+	runs   map[string]string // run → session
+	refuse bool
+}
+
+func (q *queue) Enqueue(sessionKey, runID string) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.refuse {
+		return moltgate.Errorf(moltgate.EUNAVAILABLE, "the agent is restarting")
+	}
+	if q.runs == nil {
+		q.runs = map[string]string{}
+	}
+	q.runs[runID] = sessionKey
+	return nil
+}
+
+func (q *queue) Active(sessionKey string) []string {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	var out []string
+	for r, s := range q.runs {
+		if s == sessionKey {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func (q *queue) forget() { q.mu.Lock(); q.runs = nil; q.mu.Unlock() }
+
+// MustOpenService opens a log, its read models and the service over them,
+// with a sealing key, an environment and a run queue.
+func MustOpenService(tb testing.TB) (*commands.Service, *queue) {
 	tb.Helper()
 	l := eventlog.NewLog(filepath.Join(tb.TempDir(), "moltgate.db"))
 	if err := l.Open(); err != nil {
@@ -28,33 +65,61 @@ func MustOpenService(tb testing.TB) *commands.Service {
 	}
 	r.Start(context.Background())
 	tb.Cleanup(func() { r.Close(); l.Close(context.Background()) })
-	return commands.New(l, r, set)
+	s := commands.New(l, r, set)
+	key, _ := secrets.ParseKey(strings.Repeat("11", 32))
+	s.Sealer, _ = secrets.NewSealer(key)
+	env := map[string]string{"DEEPSEEK_API_KEY": "dk"}
+	s.Getenv = func(k string) string { return env[k] }
+	q := &queue{}
+	s.Runs = q
+	return s, q
 }
 
 var owner = moltgate.Meta{Actor: "owner@example.com", Source: moltgate.SourceUI}
 
+func count(tb testing.TB, s *commands.Service, typ, contains string) int {
+	tb.Helper()
+	events, err := s.Log.Query(context.Background(), eventlog.Filter{TypePrefix: typ})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	n := 0
+	for _, e := range events {
+		if strings.Contains(string(e.Data), contains) {
+			n++
+		}
+	}
+	return n
+}
+
 func TestDevices(t *testing.T) {
-	s := MustOpenService(t)
+	s, _ := MustOpenService(t)
 	ctx := context.Background()
-	req := moltgate.PairingRequest{DeviceID: "dev1", PublicKey: "pk1", Role: "operator", Scopes: []string{"operator.read"}}
+	req := moltgate.Device{DeviceID: "dev1", PublicKey: "pk1", Role: "operator", Scopes: []string{"operator.read"}}
 	id, created, err := s.RequestPairing(ctx, req, moltgate.Meta{Source: moltgate.SourceWS})
 	if err != nil || !created {
 		t.Fatalf("RequestPairing = %s %v %v", id, created, err)
 	}
-	// The client reconnects while waiting: same request.
+	// The client reconnects while waiting: same request, and no new event.
 	again, created, err := s.RequestPairing(ctx, req, moltgate.Meta{})
 	if err != nil || created || again != id {
 		t.Fatalf("second request = %s %v %v, want %s reused", again, created, err, id)
 	}
-	if _, err := s.ApprovePairing(ctx, "nope", owner); moltgate.ErrorCode(err) != moltgate.ENOTFOUND {
+	if n := count(t, s, moltgate.EventDevicePairingRequested, ""); n != 1 {
+		t.Fatalf("a waiting device appended %d requests, want 1", n)
+	}
+	if _, err := s.ApprovePairing(ctx, "nope", moltgate.OwnerScopes, owner); moltgate.ErrorCode(err) != moltgate.ENOTFOUND {
 		t.Fatalf("approve unknown = %v", err)
 	}
-	dev, err := s.ApprovePairing(ctx, id, owner)
-	if err != nil || dev != "dev1" {
-		t.Fatalf("approve = %s %v", dev, err)
+	dev, err := s.ApprovePairing(ctx, id, moltgate.OwnerScopes, owner)
+	if err != nil || dev.DeviceID != "dev1" || dev.State != moltgate.DevicePaired {
+		t.Fatalf("approve = %+v %v", dev, err)
 	}
-	if dev, err := s.ApprovePairing(ctx, id, owner); err != nil || dev != "dev1" {
-		t.Fatalf("double approval = %s %v, want idempotent", dev, err)
+	if dev, err := s.ApprovePairing(ctx, id, moltgate.OwnerScopes, owner); err != nil || dev.DeviceID != "dev1" {
+		t.Fatalf("double approval = %+v %v, want idempotent", dev, err)
+	}
+	if _, err := s.RejectPairing(ctx, id, "", owner); moltgate.ErrorCode(err) != moltgate.ECONFLICT {
+		t.Fatalf("reject after approve = %v, want conflict", err)
 	}
 	token, err := s.IssueToken(ctx, "dev1", owner)
 	if err != nil || len(token) < 40 {
@@ -64,11 +129,8 @@ func TestDevices(t *testing.T) {
 	if paired.TokenHash != commands.HashToken(token) {
 		t.Fatal("the stored hash does not match the issued token")
 	}
-	events, _ := s.Log.Query(ctx, eventlog.Filter{})
-	for _, e := range events {
-		if strings.Contains(string(e.Data), token) {
-			t.Fatalf("the device token is in the log at seq %d", e.Seq)
-		}
+	if n := count(t, s, "", token); n != 0 {
+		t.Fatal("the device token is in the log")
 	}
 	if err := s.RevokeToken(ctx, "dev1", owner); err != nil {
 		t.Fatal(err)
@@ -83,103 +145,333 @@ func TestDevices(t *testing.T) {
 		t.Fatalf("remove twice = %v", err)
 	}
 
-	id2, _, _ := s.RequestPairing(ctx, moltgate.PairingRequest{DeviceID: "dev2", PublicKey: "pk2", Role: "operator"}, moltgate.Meta{})
-	if err := s.RejectPairing(ctx, id2, "unknown device", owner); err != nil {
+	id2, _, _ := s.RequestPairing(ctx, moltgate.Device{DeviceID: "dev2", PublicKey: "pk2", Role: "operator"}, moltgate.Meta{})
+	if _, err := s.RejectPairing(ctx, id2, "unknown device", owner); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.ApprovePairing(ctx, id2, owner); moltgate.ErrorCode(err) != moltgate.ENOTFOUND {
+	if _, err := s.RejectPairing(ctx, id2, "again", owner); err != nil {
+		t.Fatalf("double rejection = %v, want idempotent", err)
+	}
+	if _, err := s.ApprovePairing(ctx, id2, moltgate.OwnerScopes, owner); moltgate.ErrorCode(err) != moltgate.ECONFLICT || !strings.Contains(err.Error(), "rejected") {
 		t.Fatalf("approve after reject = %v", err)
 	}
 }
 
-func TestDevices_Expiry(t *testing.T) {
-	s := MustOpenService(t)
+func TestDevices_ExpiryAndRenewal(t *testing.T) {
+	s, _ := MustOpenService(t)
+	ctx := context.Background()
 	now := time.Now()
 	s.Now = func() time.Time { return now }
-	id, _, _ := s.RequestPairing(context.Background(), moltgate.PairingRequest{DeviceID: "d", PublicKey: "p", Role: "operator"}, moltgate.Meta{})
+	req := moltgate.Device{DeviceID: "d", PublicKey: "p", Role: "operator"}
+	id, _, _ := s.RequestPairing(ctx, req, moltgate.Meta{})
+	// Past half its life, a reconnect renews the request (one event).
+	now = now.Add(commands.DefaultPairingTTL/2 + time.Second)
+	if again, created, err := s.RequestPairing(ctx, req, moltgate.Meta{}); err != nil || created || again != id {
+		t.Fatalf("renewal = %s %v %v", again, created, err)
+	}
+	if n := count(t, s, moltgate.EventDevicePairingRequested, ""); n != 2 {
+		t.Fatalf("%d request events, want 2 (one renewal)", n)
+	}
 	now = now.Add(commands.DefaultPairingTTL + time.Second)
-	if _, err := s.ApprovePairing(context.Background(), id, owner); moltgate.ErrorCode(err) != moltgate.ENOTFOUND || !strings.Contains(err.Error(), "expired") {
+	if _, err := s.ApprovePairing(ctx, id, moltgate.OwnerScopes, owner); moltgate.ErrorCode(err) != moltgate.ENOTFOUND || !strings.Contains(err.Error(), "expired") {
 		t.Fatalf("approve expired = %v", err)
 	}
 }
 
-func TestConfig(t *testing.T) {
-	s := MustOpenService(t)
+func TestDevices_Limits(t *testing.T) {
+	s, _ := MustOpenService(t)
 	ctx := context.Background()
-	doc := json.RawMessage(`{"models":{"providers":{"deepseek":{"api":"openai-completions","baseUrl":"https://api.deepseek.com/v1","apiKey":"${DEEPSEEK_API_KEY}","models":[{"id":"deepseek-chat"}]}}},
-		"agents":{"defaults":{"model":{"primary":"deepseek/deepseek-chat","fallbacks":["anthropic/claude-sonnet-4"]}}}}`)
-	h1, err := s.ApplyConfig(ctx, doc, "", owner)
-	if err != nil {
-		t.Fatal(err)
+	long := moltgate.Device{DeviceID: "d", PublicKey: "p", Role: "operator", DisplayName: strings.Repeat("x", commands.MaxDeviceField+1)}
+	if _, _, err := s.RequestPairing(ctx, long, moltgate.Meta{}); moltgate.ErrorCode(err) != moltgate.EINVALID || !strings.Contains(err.Error(), "displayName") {
+		t.Fatalf("long name = %v", err)
 	}
-	if _, err := s.ApplyConfig(ctx, doc, "", owner); moltgate.ErrorCode(err) != moltgate.ECONFLICT {
-		t.Fatalf("apply without baseHash once a config exists = %v", err)
+	many := moltgate.Device{DeviceID: "d", PublicKey: "p", Role: "operator", Scopes: make([]string, commands.MaxScopes+1)}
+	if _, _, err := s.RequestPairing(ctx, many, moltgate.Meta{}); moltgate.ErrorCode(err) != moltgate.EINVALID {
+		t.Fatalf("too many scopes = %v", err)
 	}
-	var e *moltgate.Error
-	_, err = s.ApplyConfig(ctx, doc, "stale", owner)
-	if moltgate.ErrorCode(err) != moltgate.ECONFLICT || !asError(err, &e) || e.Details["currentHash"] != h1 {
-		t.Fatalf("stale baseHash = %v", err)
+	for i := 0; i < commands.MaxPendingDevices; i++ {
+		if _, _, err := s.RequestPairing(ctx, moltgate.Device{DeviceID: "dev" + string(rune('A'+i)), PublicKey: "p", Role: "operator"}, moltgate.Meta{}); err != nil {
+			t.Fatal(err)
+		}
 	}
-	h2, err := s.PatchConfig(ctx, json.RawMessage(`{"agents":{"defaults":{"model":{"fallbacks":null}}}}`), h1, owner)
-	if err != nil || h2 == h1 {
-		t.Fatalf("patch = %s %v", h2, err)
+	if _, _, err := s.RequestPairing(ctx, moltgate.Device{DeviceID: "one-too-many", PublicKey: "p", Role: "operator"}, moltgate.Meta{}); moltgate.ErrorCode(err) != moltgate.EUNAVAILABLE {
+		t.Fatalf("request over the limit = %v", err)
 	}
-	cur, hash := s.Models.Config.Current()
-	if hash != h2 || strings.Contains(string(cur), "fallbacks") || !strings.Contains(string(cur), "deepseek-chat") {
-		t.Fatalf("after patch: %s %s", hash, cur)
-	}
+}
 
-	_, err = s.ApplyConfig(ctx, json.RawMessage(`{"models":{"providers":{"x":{"api":"grpc","baseUrl":"ftp://x","apiKey":"sk-live-123","models":[{}]}}},
-		"agents":{"defaults":{"model":{"primary":"nonsense"}}}}`), h2, owner)
-	if !asError(err, &e) || e.Code != moltgate.EINVALID {
-		t.Fatalf("invalid config = %v", err)
+// A device may grant only scopes it holds itself (OpenClaw's rule).
+func TestDevices_GrantOnlyHeldScopes(t *testing.T) {
+	s, _ := MustOpenService(t)
+	ctx := context.Background()
+	admin, _, _ := s.RequestPairing(ctx, moltgate.Device{DeviceID: "a", PublicKey: "p", Role: "operator", Scopes: []string{moltgate.ScopeAdmin}}, moltgate.Meta{})
+	_, err := s.ApprovePairing(ctx, admin, []string{moltgate.ScopePairing}, owner)
+	if moltgate.ErrorCode(err) != moltgate.EFORBIDDEN || !strings.Contains(err.Error(), moltgate.ScopeAdmin) {
+		t.Fatalf("pairing-only approver granted admin: %v", err)
 	}
-	issues := e.Details["issues"].([]moltgate.ConfigIssue)
-	var paths []string
-	for _, is := range issues {
-		paths = append(paths, is.Path)
+	reader, _, _ := s.RequestPairing(ctx, moltgate.Device{DeviceID: "r", PublicKey: "p", Role: "operator", Scopes: []string{moltgate.ScopeRead}}, moltgate.Meta{})
+	if _, err := s.ApprovePairing(ctx, reader, []string{moltgate.ScopePairing, moltgate.ScopeWrite}, owner); err != nil {
+		t.Fatalf("write holder granting read: %v", err)
 	}
-	want := "models.providers.x.apiKey models.providers.x.api models.providers.x.baseUrl models.providers.x.models[0] agents.defaults.model.primary"
-	if strings.Join(paths, " ") != want {
-		t.Fatalf("issues at %v, want %s", paths, want)
+	if _, err := s.ApprovePairing(ctx, admin, moltgate.OwnerScopes, owner); err != nil {
+		t.Fatalf("owner granting admin: %v", err)
 	}
-	if strings.Contains(err.Error(), "sk-live-123") {
-		t.Fatal("the error repeats the secret")
+}
+
+// inParallel runs fn n times at once and waits for all.
+func inParallel(n int, fn func(i int)) {
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() { defer wg.Done(); <-start; fn(i) }()
 	}
-	if _, h := s.Models.Config.Current(); h != h2 {
-		t.Fatal("an invalid config changed something")
-	}
-	for _, bad := range []string{`[]`, `{`, `"x"`} {
-		if _, err := s.ApplyConfig(ctx, json.RawMessage(bad), h2, owner); moltgate.ErrorCode(err) != moltgate.EINVALID {
-			t.Errorf("%s: %v", bad, err)
+	close(start)
+	wg.Wait()
+}
+
+func TestConcurrent_ApproveAndRejectOneRequest(t *testing.T) {
+	for round := 0; round < 5; round++ {
+		s, _ := MustOpenService(t)
+		ctx := context.Background()
+		id, _, _ := s.RequestPairing(ctx, moltgate.Device{DeviceID: "d", PublicKey: "p", Role: "operator"}, moltgate.Meta{})
+		var mu sync.Mutex
+		okApprove, okReject, conflicts := 0, 0, 0
+		inParallel(16, func(i int) {
+			var err error
+			if i%2 == 0 {
+				_, err = s.ApprovePairing(ctx, id, moltgate.OwnerScopes, owner)
+			} else {
+				_, err = s.RejectPairing(ctx, id, "", owner)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil && i%2 == 0:
+				okApprove++
+			case err == nil:
+				okReject++
+			case moltgate.ErrorCode(err) == moltgate.ECONFLICT:
+				conflicts++
+			default:
+				t.Errorf("unexpected error: %v", err)
+			}
+		})
+		decisions := count(t, s, moltgate.EventDevicePairingApproved, id) + count(t, s, moltgate.EventDevicePairingRejected, id)
+		if decisions != 1 {
+			t.Fatalf("round %d: %d decisions recorded, want exactly 1", round, decisions)
+		}
+		if (okApprove > 0) == (okReject > 0) || okApprove+okReject+conflicts != 16 {
+			t.Fatalf("round %d: approve ok %d, reject ok %d, conflicts %d: both sides won or answers are missing", round, okApprove, okReject, conflicts)
+		}
+		if (okApprove > 0 && okApprove != 8) || (okReject > 0 && okReject != 8) {
+			t.Fatalf("round %d: the winning side's repeats were not idempotent: %d/%d", round, okApprove, okReject)
 		}
 	}
 }
 
-func asError(err error, target **moltgate.Error) bool {
-	e, ok := err.(*moltgate.Error)
-	if ok {
-		*target = e
+func TestConcurrent_ConfigWithOneBaseHash(t *testing.T) {
+	s, _ := MustOpenService(t)
+	ctx := context.Background()
+	first, err := s.ApplyConfig(ctx, json.RawMessage(`{"agents":{}}`), "", owner)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return ok
+	var mu sync.Mutex
+	wins, conflicts := 0, 0
+	inParallel(8, func(i int) {
+		doc := json.RawMessage(`{"agents":{"defaults":{"model":{"primary":"openai/gpt-` + string(rune('a'+i)) + `"}}}}`)
+		_, err := s.ApplyConfig(ctx, doc, first.Hash, owner)
+		mu.Lock()
+		defer mu.Unlock()
+		switch moltgate.ErrorCode(err) {
+		case "":
+			wins++
+		case moltgate.ECONFLICT:
+			conflicts++
+		default:
+			t.Errorf("unexpected: %v", err)
+		}
+	})
+	if wins != 1 || conflicts != 7 {
+		t.Fatalf("%d applies won and %d conflicted, want 1 and 7 (a lost update otherwise)", wins, conflicts)
+	}
+	if n := count(t, s, moltgate.EventConfigApplied, ""); n != 2 {
+		t.Fatalf("%d config versions, want 2", n)
+	}
+}
+
+func TestConcurrent_ChannelPairing(t *testing.T) {
+	s, _ := MustOpenService(t)
+	ctx := context.Background()
+	// A flood from one stranger: one code, one event.
+	codes := make([]string, 20)
+	inParallel(20, func(i int) {
+		code, _, err := s.RequestChannelPairing(ctx, "telegram", "42", "Eve", nil, moltgate.Meta{})
+		if err != nil {
+			t.Error(err)
+		}
+		codes[i] = code
+	})
+	for _, c := range codes {
+		if c != codes[0] || len(c) != 8 {
+			t.Fatalf("codes = %v, want one 8-character code", codes)
+		}
+	}
+	if n := count(t, s, moltgate.EventChannelPairingRequested, ""); n != 1 {
+		t.Fatalf("%d pairing events for one sender", n)
+	}
+	// Many strangers at once: at most 3 pending per channel.
+	var mu sync.Mutex
+	refused := 0
+	inParallel(10, func(i int) {
+		_, _, err := s.RequestChannelPairing(ctx, "telegram", "sender-"+string(rune('a'+i)), "", nil, moltgate.Meta{})
+		if moltgate.ErrorCode(err) == moltgate.EUNAVAILABLE {
+			mu.Lock()
+			refused++
+			mu.Unlock()
+		} else if err != nil {
+			t.Error(err)
+		}
+	})
+	if p := s.Models.Channels.Pending("telegram", time.Now()); len(p) != commands.MaxPendingPerChannel || refused != 8 {
+		t.Fatalf("%d pending, %d refused; want %d pending", len(p), refused, commands.MaxPendingPerChannel)
+	}
+	// Approve and reject one code at once: one decision.
+	inParallel(10, func(i int) {
+		var err error
+		if i%2 == 0 {
+			_, err = s.ApproveChannelPairing(ctx, "telegram", strings.ToLower(codes[0]), true, owner)
+		} else {
+			_, err = s.RejectChannelPairing(ctx, "telegram", codes[0], owner)
+		}
+		if err != nil && moltgate.ErrorCode(err) != moltgate.ECONFLICT {
+			t.Error(err)
+		}
+	})
+	if n := count(t, s, moltgate.EventChannelPairingApproved, codes[0]) + count(t, s, moltgate.EventChannelPairingRejected, codes[0]); n != 1 {
+		t.Fatalf("%d decisions for one code", n)
+	}
+}
+
+func TestConcurrent_Sessions(t *testing.T) {
+	s, q := MustOpenService(t)
+	ctx := context.Background()
+	// One send retried from many goroutines: one run.
+	receipts := make([]moltgate.RunReceipt, 16)
+	inParallel(16, func(i int) {
+		r, err := s.SendMessage(ctx, moltgate.RunRequest{SessionKey: "main", Message: "hi", IdempotencyKey: "k1"}, owner)
+		if err != nil {
+			t.Error(err)
+		}
+		receipts[i] = r
+	})
+	created := 0
+	for _, r := range receipts {
+		if r.RunID != receipts[0].RunID {
+			t.Fatalf("two runs for one idempotency key: %v", receipts)
+		}
+		if r.Created {
+			created++
+		}
+	}
+	if created != 1 || count(t, s, moltgate.EventChatRunStarted, "") != 1 || len(q.Active("main")) != 1 {
+		t.Fatalf("created %d, %d run events, queue %v", created, count(t, s, moltgate.EventChatRunStarted, ""), q.Active("main"))
+	}
+	// The end of a run recorded from many goroutines: once.
+	run := receipts[0].RunID
+	inParallel(8, func(i int) {
+		reply := &moltgate.ChatMessage{Content: "hello", Model: "echo/echo"}
+		if err := s.FinishRun(ctx, "main", run, reply, moltgate.RunCompleted, "", owner); err != nil {
+			t.Error(err)
+		}
+	})
+	if n, m := count(t, s, moltgate.EventChatRunFinished, run), count(t, s, moltgate.EventChatMessageAdded, `"assistant"`); n != 1 || m != 1 {
+		t.Fatalf("%d finishes and %d replies for one run", n, m)
+	}
+	// Sends and resets racing in many sessions all land.
+	inParallel(24, func(i int) {
+		key := "s" + string(rune('a'+i%4))
+		if i%3 == 0 {
+			if _, err := s.ResetSession(ctx, key, owner); err != nil {
+				t.Error(err)
+			}
+			return
+		}
+		if _, err := s.SendMessage(ctx, moltgate.RunRequest{SessionKey: key, Message: "x"}, owner); err != nil {
+			t.Error(err)
+		}
+	})
+	if n := count(t, s, moltgate.EventChatRunStarted, ""); n != 1+16 {
+		t.Fatalf("%d runs, want 17", n)
+	}
+}
+
+func TestSendMessage_NeverStrandsARun(t *testing.T) {
+	s, q := MustOpenService(t)
+	ctx := context.Background()
+	// The agent refuses (it is stopping): the run is recorded as not started.
+	q.refuse = true
+	_, err := s.SendMessage(ctx, moltgate.RunRequest{SessionKey: "main", Message: "hi", IdempotencyKey: "k1"}, owner)
+	if moltgate.ErrorCode(err) != moltgate.EUNAVAILABLE {
+		t.Fatalf("send while refused = %v", err)
+	}
+	sess, _ := s.Models.Sessions.Get("main")
+	if len(sess.OpenRuns) != 0 || sess.LastRunState != moltgate.RunAborted || !strings.Contains(sess.LastRunError, "not started") {
+		t.Fatalf("session after a refused run = %+v", sess)
+	}
+	q.refuse = false
+	r, err := s.SendMessage(ctx, moltgate.RunRequest{SessionKey: "main", Message: "hi", IdempotencyKey: "k1"}, owner)
+	if err != nil || r.Created || r.State != moltgate.RunAborted {
+		t.Fatalf("retry of a run that did not start = %+v %v, want its state reported", r, err)
+	}
+
+	// The enqueue is lost (the agent restarted in between): a retry queues it again.
+	r1, err := s.SendMessage(ctx, moltgate.RunRequest{SessionKey: "main", Message: "again", IdempotencyKey: "k2"}, owner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.forget()
+	r2, err := s.SendMessage(ctx, moltgate.RunRequest{SessionKey: "main", Message: "again", IdempotencyKey: "k2"}, owner)
+	if err != nil || r2.RunID != r1.RunID || r2.Created || r2.State != "queued" || len(q.Active("main")) != 1 {
+		t.Fatalf("retry = %+v %v, queue %v: the run was not resumed", r2, err, q.Active("main"))
+	}
+}
+
+func TestRecoverRuns(t *testing.T) {
+	s, _ := MustOpenService(t)
+	ctx := context.Background()
+	r, _ := s.SendMessage(ctx, moltgate.RunRequest{SessionKey: "main", Message: "hi"}, owner)
+	if n, err := s.RecoverRuns(ctx); err != nil || n != 1 {
+		t.Fatalf("RecoverRuns = %d %v", n, err)
+	}
+	sess, _ := s.Models.Sessions.Get("main")
+	if len(sess.OpenRuns) != 0 || sess.LastRunID != r.RunID || sess.LastRunState != moltgate.RunInterrupted || sess.LastRunError != commands.InterruptedMessage {
+		t.Fatalf("session = %+v", sess)
+	}
+	if n, _ := s.RecoverRuns(ctx); n != 0 {
+		t.Fatalf("second recovery closed %d runs", n)
+	}
+	// The agent finishing late changes nothing.
+	if err := s.FinishRun(ctx, "main", r.RunID, nil, moltgate.RunCompleted, "", owner); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, s, moltgate.EventChatRunFinished, ""); n != 1 {
+		t.Fatalf("%d finishes", n)
+	}
 }
 
 func TestChat(t *testing.T) {
-	s := MustOpenService(t)
+	s, _ := MustOpenService(t)
 	ctx := context.Background()
-	run1, created, err := s.StartRun(ctx, moltgate.RunRequest{SessionKey: "main", Message: "hi", IdempotencyKey: "k1"}, owner)
-	if err != nil || !created {
-		t.Fatal(err)
+	r, err := s.SendMessage(ctx, moltgate.RunRequest{SessionKey: "main", Message: "hi", IdempotencyKey: "k1"}, owner)
+	if err != nil || !r.Created || r.State != "queued" {
+		t.Fatal(r, err)
 	}
-	again, created, err := s.StartRun(ctx, moltgate.RunRequest{SessionKey: "main", Message: "hi", IdempotencyKey: "k1"}, owner)
-	if err != nil || created || again != run1 {
-		t.Fatalf("retried send = %s %v %v, want run %s again", again, created, err, run1)
-	}
-	if err := s.FinishRun(ctx, "main", run1, &moltgate.ChatMessage{Content: "hello", Model: "echo/echo"}, moltgate.RunCompleted, "", owner); err != nil {
+	if err := s.FinishRun(ctx, "main", r.RunID, &moltgate.ChatMessage{Content: "hello", Model: "echo/echo"}, moltgate.RunCompleted, "", owner); err != nil {
 		t.Fatal(err)
 	}
 	msgs, err := s.Transcript(ctx, "main", 0)
-	if err != nil || len(msgs) != 2 || msgs[0].Content != "hi" || msgs[1].Content != "hello" || msgs[1].RunID != run1 {
+	if err != nil || len(msgs) != 2 || msgs[0].Content != "hi" || msgs[1].Content != "hello" || msgs[1].RunID != r.RunID {
 		t.Fatalf("transcript = %+v %v", msgs, err)
 	}
 	if last, _ := s.Transcript(ctx, "main", 1); len(last) != 1 || last[0].Content != "hello" {
@@ -191,9 +483,10 @@ func TestChat(t *testing.T) {
 	if msgs, _ := s.Transcript(ctx, "main", 0); len(msgs) != 0 {
 		t.Fatalf("transcript after reset = %+v", msgs)
 	}
-	for _, bad := range []moltgate.RunRequest{{SessionKey: "", Message: "x"}, {SessionKey: "main", Message: "  "}, {SessionKey: strings.Repeat("k", 300), Message: "x"}} {
-		if _, _, err := s.StartRun(ctx, bad, owner); moltgate.ErrorCode(err) != moltgate.EINVALID {
-			t.Errorf("%+v: %v", bad, err)
+	for _, bad := range []moltgate.RunRequest{{SessionKey: "", Message: "x"}, {SessionKey: "main", Message: "  "},
+		{SessionKey: strings.Repeat("k", 300), Message: "x"}, {SessionKey: "main", Message: strings.Repeat("x", commands.MaxMessageBytes+1)}} {
+		if _, err := s.SendMessage(ctx, bad, owner); moltgate.ErrorCode(err) != moltgate.EINVALID {
+			t.Errorf("%.40v: %v", bad, err)
 		}
 	}
 }

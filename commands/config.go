@@ -6,61 +6,133 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
-	"net/url"
-	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 
 	moltgate "github.com/moltgate/moltgate"
 )
 
-// MaxConfigBytes bounds a config document.
-const MaxConfigBytes = 1 << 20
-
 // ApplyConfig implements moltgate.ConfigService.
-func (s *Service) ApplyConfig(ctx context.Context, doc json.RawMessage, baseHash string, meta moltgate.Meta) (string, error) {
-	return s.applyConfig(ctx, doc, baseHash, "apply", meta)
+func (s *Service) ApplyConfig(ctx context.Context, doc json.RawMessage, baseHash string, meta moltgate.Meta) (moltgate.ConfigResult, error) {
+	return s.writeConfig(ctx, baseHash, "apply", meta, func(json.RawMessage) (json.RawMessage, error) { return doc, nil })
 }
 
 // PatchConfig implements moltgate.ConfigService.
-func (s *Service) PatchConfig(ctx context.Context, patch json.RawMessage, baseHash string, meta moltgate.Meta) (string, error) {
-	current, _ := s.Models.Config.Current()
-	if len(current) == 0 {
-		current = json.RawMessage(`{}`)
-	}
-	merged, err := MergePatch(current, patch)
-	if err != nil {
-		return "", err
-	}
-	return s.applyConfig(ctx, merged, baseHash, "patch", meta)
+func (s *Service) PatchConfig(ctx context.Context, patch json.RawMessage, baseHash string, meta moltgate.Meta) (moltgate.ConfigResult, error) {
+	return s.writeConfig(ctx, baseHash, "patch", meta, func(current json.RawMessage) (json.RawMessage, error) {
+		if len(current) == 0 {
+			current = json.RawMessage(`{}`)
+		}
+		return MergePatch(current, patch)
+	})
 }
 
-func (s *Service) applyConfig(ctx context.Context, doc json.RawMessage, baseHash, note string, meta moltgate.Meta) (string, error) {
-	canonical, issues := ValidateConfig(doc)
-	if len(issues) > 0 {
-		msgs := make([]string, len(issues))
-		for i, is := range issues {
-			msgs[i] = is.Path + ": " + is.Message
+// RevertConfig implements moltgate.ConfigService: the old document, secrets
+// still sealed as they were, becomes a new version.
+func (s *Service) RevertConfig(ctx context.Context, seq int64, baseHash string, meta moltgate.Meta) (moltgate.ConfigResult, error) {
+	e, err := s.Log.GetSeq(ctx, seq)
+	if err != nil {
+		return moltgate.ConfigResult{}, err
+	}
+	if e.Type != moltgate.EventConfigApplied {
+		return moltgate.ConfigResult{}, moltgate.Errorf(moltgate.ENOTFOUND, "seq %d is a %s, not a config version", seq, e.Type)
+	}
+	var old moltgate.ConfigAppliedData
+	if err := e.Decode(&old); err != nil {
+		return moltgate.ConfigResult{}, err
+	}
+	return s.writeConfig(ctx, baseHash, "revert to seq "+itoa(seq), meta, func(json.RawMessage) (json.RawMessage, error) { return old.Document, nil })
+}
+
+// writeConfig builds the new document from the current one, seals and
+// checks it, and appends it at the config stream's next version. A writer
+// that loses a race decides again: its baseHash is then stale.
+func (s *Service) writeConfig(ctx context.Context, baseHash, note string, meta moltgate.Meta, build func(current json.RawMessage) (json.RawMessage, error)) (moltgate.ConfigResult, error) {
+	var res moltgate.ConfigResult
+	_, err := s.decide(ctx, true, func() ([]moltgate.Event, error) {
+		current, currentHash, version := s.Models.Config.CurrentVersion()
+		if currentHash != "" && baseHash != currentHash {
+			return nil, &moltgate.Error{Code: moltgate.ECONFLICT, Message: "config changed since it was read: reload it and apply your change again",
+				Details: map[string]any{"currentHash": currentHash}}
 		}
-		return "", &moltgate.Error{Code: moltgate.EINVALID, Message: "invalid config: " + strings.Join(msgs, "; "), Details: map[string]any{"issues": issues}}
+		doc, err := build(current)
+		if err != nil {
+			return nil, err
+		}
+		sealed, issues, warnings := s.checkConfig(doc, current)
+		if len(issues) > 0 {
+			return nil, invalidConfig(issues)
+		}
+		res = moltgate.ConfigResult{Hash: ConfigHash(sealed), Warnings: warnings}
+		if res.Hash == currentHash {
+			return nil, nil // nothing changes: no event
+		}
+		res.Changed = true
+		return []moltgate.Event{at(moltgate.MustEvent(moltgate.StreamConfig, moltgate.EventConfigApplied, moltgate.ConfigAppliedData{
+			Document: sealed, Hash: res.Hash, BaseHash: baseHash, Note: note,
+		}, meta), version+1)}, nil
+	})
+	return res, err
+}
+
+// CheckConfig implements moltgate.ConfigService.
+func (s *Service) CheckConfig(ctx context.Context, doc json.RawMessage) (issues, warnings []moltgate.ConfigIssue) {
+	current, _ := s.Models.Config.Current()
+	_, issues, warnings = s.checkConfig(doc, current)
+	return issues, warnings
+}
+
+// checkConfig seals doc's secrets (the marker keeps what current stores)
+// and checks the result: the typed schema, and ${NAME} references, which
+// may not name moltgate's own secrets and should name variables that are
+// set. It returns the sealed document in canonical form.
+func (s *Service) checkConfig(doc, current json.RawMessage) (sealed json.RawMessage, issues, warnings []moltgate.ConfigIssue) {
+	if len(doc) > moltgate.MaxConfigBytes {
+		_, issues = moltgate.ParseConfig(doc)
+		return nil, issues, nil
 	}
-	_, current := s.Models.Config.Current()
-	if current != "" && baseHash != current {
-		return "", &moltgate.Error{Code: moltgate.ECONFLICT, Message: "config changed since it was read: reload it and apply your change again",
-			Details: map[string]any{"currentHash": current}}
+	if _, issues = moltgate.ParseConfig(doc); len(issues) > 0 {
+		return nil, issues, nil
 	}
-	hash := ConfigHash(canonical)
-	if hash == current {
-		return hash, nil // nothing changes: no event
+	if s.Sealer == nil {
+		return nil, []moltgate.ConfigIssue{{Path: "$", Message: "this gateway has no sealing key, so it cannot store secrets"}}, nil
 	}
-	e := moltgate.MustEvent(moltgate.StreamConfig, moltgate.EventConfigApplied, moltgate.ConfigAppliedData{
-		Document: canonical, Hash: hash, BaseHash: baseHash, Note: note,
-	}, meta)
-	if _, err := s.append(ctx, true, e); err != nil {
-		return "", err
+	if sealed, issues = s.Sealer.SealDocument(doc, current); len(issues) > 0 {
+		return nil, issues, nil
 	}
-	return hash, nil
+	var v any
+	_ = json.Unmarshal(sealed, &v)
+	moltgate.MapStrings(v, func(path []string, value string) string {
+		for _, name := range moltgate.EnvRefs(value) {
+			p := moltgate.PathString(path)
+			switch {
+			case moltgate.ProtectedEnvVar(name):
+				issues = append(issues, moltgate.ConfigIssue{Path: p, Message: "${" + name + "} is one of moltgate's own secrets and cannot be used in the config"})
+			case s.Getenv != nil && s.Getenv(name) == "":
+				warnings = append(warnings, moltgate.ConfigIssue{Path: p, Message: "${" + name + "} is not set in the gateway's environment"})
+			}
+		}
+		return value
+	})
+	warnings = append(warnings, s.Sealer.Unopenable(sealed)...)
+	sortIssues(issues)
+	sortIssues(warnings)
+	return sealed, issues, warnings
+}
+
+func sortIssues(issues []moltgate.ConfigIssue) {
+	sort.SliceStable(issues, func(i, j int) bool { return issues[i].Path < issues[j].Path })
+}
+
+// invalidConfig is the error for a refused document: every issue, in the
+// message and in Details for clients that show them by field.
+func invalidConfig(issues []moltgate.ConfigIssue) error {
+	msgs := make([]string, len(issues))
+	for i, is := range issues {
+		msgs[i] = is.Path + ": " + is.Message
+	}
+	return &moltgate.Error{Code: moltgate.EINVALID, Message: "invalid config: " + strings.Join(msgs, "; "), Details: map[string]any{"issues": issues}}
 }
 
 // ConfigHash is the hash of a canonical document.
@@ -69,180 +141,26 @@ func ConfigHash(canonical []byte) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// envRef is how a config names a secret kept in the environment.
-var envRef = regexp.MustCompile(`^\$\{[A-Z][A-Z0-9_]*\}$`)
-
-// secretKeys are config fields that hold credentials.
-var secretKeys = map[string]bool{"apiKey": true, "botToken": true, "appToken": true, "token": true, "password": true, "secret": true, "signingSecret": true}
-
-// ValidateConfig checks a document in OpenClaw's shape and returns it in
-// canonical form (keys sorted, compact). Every problem is reported, not
-// just the first.
-//
-// Secrets may not be stored in the config: the config is an event, and
-// events reach the replica. A secret field must reference an environment
-// variable as "${NAME}", resolved at run time.
-func ValidateConfig(doc json.RawMessage) (json.RawMessage, []moltgate.ConfigIssue) {
-	if len(doc) > MaxConfigBytes {
-		return nil, []moltgate.ConfigIssue{{Path: "$", Message: fmt.Sprintf("config is %d bytes, more than the %d allowed", len(doc), MaxConfigBytes)}}
-	}
-	var root any
-	dec := json.NewDecoder(bytes.NewReader(doc))
-	dec.UseNumber()
-	if err := dec.Decode(&root); err != nil {
-		return nil, []moltgate.ConfigIssue{{Path: "$", Message: "not valid JSON: " + err.Error()}}
-	}
-	obj, ok := root.(map[string]any)
-	if !ok {
-		return nil, []moltgate.ConfigIssue{{Path: "$", Message: "config must be a JSON object"}}
-	}
-	var issues []moltgate.ConfigIssue
-	add := func(path, format string, args ...any) {
-		issues = append(issues, moltgate.ConfigIssue{Path: path, Message: fmt.Sprintf(format, args...)})
-	}
-	walkSecrets("", obj, add)
-
-	providers := map[string]bool{}
-	if models, ok := obj["models"].(map[string]any); ok {
-		if ps, ok := models["providers"].(map[string]any); ok {
-			for _, id := range sortedKeys(ps) {
-				path := "models.providers." + id
-				p, ok := ps[id].(map[string]any)
-				if !ok {
-					add(path, "must be an object")
-					continue
-				}
-				providers[id] = true
-				switch api, _ := p["api"].(string); api {
-				case "anthropic-messages", "openai-completions":
-				case "":
-					add(path+".api", `is required: "anthropic-messages" or "openai-completions"`)
-				default:
-					add(path+".api", `%q is not supported: use "anthropic-messages" or "openai-completions"`, api)
-				}
-				if raw, ok := p["baseUrl"]; ok {
-					u, err := url.Parse(fmt.Sprint(raw))
-					if s, isStr := raw.(string); !isStr || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-						add(path+".baseUrl", "%q is not an http(s) URL", s)
-					}
-				}
-				if ms, ok := p["models"]; ok {
-					list, ok := ms.([]any)
-					if !ok {
-						add(path+".models", "must be a list")
-					}
-					for i, m := range list {
-						id := modelID(m)
-						if id == "" {
-							add(fmt.Sprintf("%s.models[%d]", path, i), "needs an id")
-						}
-					}
-				}
-			}
-		} else if _, present := models["providers"]; present {
-			add("models.providers", "must be an object")
-		}
-	} else if _, present := obj["models"]; present {
-		add("models", "must be an object")
-	}
-
-	if agents, ok := obj["agents"].(map[string]any); ok {
-		if defaults, ok := agents["defaults"].(map[string]any); ok {
-			if model, ok := defaults["model"].(map[string]any); ok {
-				check := func(path string, v any) {
-					ref, _ := v.(string)
-					provider, name, found := strings.Cut(ref, "/")
-					switch {
-					case !found || provider == "" || name == "":
-						add(path, `%v is not of the form "provider/model"`, v)
-					case len(providers) > 0 && !providers[provider] && !builtinProviders[provider]:
-						add(path, "provider %q is not configured in models.providers", provider)
-					}
-				}
-				if p, ok := model["primary"]; ok {
-					check("agents.defaults.model.primary", p)
-				}
-				if fb, ok := model["fallbacks"]; ok {
-					list, ok := fb.([]any)
-					if !ok {
-						add("agents.defaults.model.fallbacks", "must be a list")
-					}
-					for i, f := range list {
-						check(fmt.Sprintf("agents.defaults.model.fallbacks[%d]", i), f)
-					}
-				}
-			}
-		}
-	}
-	if len(issues) > 0 {
-		return nil, issues
-	}
-	canonical, err := json.Marshal(obj) // encoding/json sorts map keys
-	if err != nil {
-		return nil, []moltgate.ConfigIssue{{Path: "$", Message: err.Error()}}
-	}
-	return canonical, nil
-}
-
-// builtinProviders need no models.providers entry: they are configured from
-// the environment (ANTHROPIC_API_KEY, OPENAI_API_KEY, …) or built in.
-var builtinProviders = map[string]bool{"anthropic": true, "openai": true, "echo": true, "cloudflare-ai-gateway": true}
-
-func modelID(m any) string {
-	switch m := m.(type) {
-	case string:
-		return m
-	case map[string]any:
-		id, _ := m["id"].(string)
-		return id
-	}
-	return ""
-}
-
-// walkSecrets reports secret-named fields whose value is not "${ENV}".
-func walkSecrets(path string, v any, add func(path, format string, args ...any)) {
-	switch v := v.(type) {
-	case map[string]any:
-		for _, k := range sortedKeys(v) {
-			p := k
-			if path != "" {
-				p = path + "." + k
-			}
-			if secretKeys[k] {
-				if s, ok := v[k].(string); ok && s != "" && !envRef.MatchString(s) {
-					add(p, "secrets are not stored in the config (it is replicated): set an environment variable and write \"${NAME}\" here")
-				}
-				continue
-			}
-			walkSecrets(p, v[k], add)
-		}
-	case []any:
-		for i, item := range v {
-			walkSecrets(fmt.Sprintf("%s[%d]", path, i), item, add)
-		}
-	}
-}
-
-func sortedKeys(m map[string]any) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
-
 // MergePatch applies an RFC 7386 JSON merge patch to doc.
 func MergePatch(doc, patch json.RawMessage) (json.RawMessage, error) {
 	var d, p any
-	if err := json.Unmarshal(doc, &d); err != nil {
+	if err := decodeNumbers(doc, &d); err != nil {
 		return nil, moltgate.Errorf(moltgate.EINVALID, "current config is not valid JSON: %v", err)
 	}
-	if err := json.Unmarshal(patch, &p); err != nil {
+	if err := decodeNumbers(patch, &p); err != nil {
 		return nil, moltgate.Errorf(moltgate.EINVALID, "patch is not valid JSON: %v", err)
 	}
 	return json.Marshal(mergeValue(d, p))
 }
+
+// decodeNumbers decodes JSON keeping numbers exactly as written.
+func decodeNumbers(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	return dec.Decode(v)
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 
 func mergeValue(target, patch any) any {
 	pm, ok := patch.(map[string]any)

@@ -6,8 +6,19 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"slices"
+	"strings"
+	"unicode/utf8"
 
 	moltgate "github.com/moltgate/moltgate"
+)
+
+// Limits on pairing requests: a client that has the gateway token but is
+// not approved must not be able to grow the queue or the log without bound.
+const (
+	MaxPendingDevices = 32
+	MaxDeviceField    = 128 // characters of a display name, platform, client id…
+	MaxScopes         = 16
 )
 
 // HashToken is how a device token is stored: only its SHA-256 enters the
@@ -24,98 +35,168 @@ func newToken() string {
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
-// RequestPairing implements moltgate.DeviceService. A device that asks
-// again while its request is pending (the client reconnects every few
-// seconds) keeps its request id; its expiry is renewed.
-func (s *Service) RequestPairing(ctx context.Context, req moltgate.PairingRequest, meta moltgate.Meta) (string, bool, error) {
+// validPairingRequest checks what an unknown device sent about itself.
+func validPairingRequest(req moltgate.Device) error {
 	if req.DeviceID == "" || req.PublicKey == "" {
-		return "", false, moltgate.Errorf(moltgate.EINVALID, "a pairing request needs a device id and public key")
+		return moltgate.Errorf(moltgate.EINVALID, "a pairing request needs a device id and public key")
 	}
-	now := s.Now()
-	requestID, created := moltgate.NewID(), true
-	for _, p := range s.Models.Devices.Pending(now) {
-		if p.DeviceID == req.DeviceID && p.PublicKey == req.PublicKey && p.Role == req.Role && equalScopes(p.Scopes, req.Scopes) {
-			requestID, created = p.RequestID, false
+	for name, v := range map[string]string{"displayName": req.DisplayName, "platform": req.Platform, "deviceFamily": req.DeviceFamily,
+		"client.id": req.ClientID, "client.mode": req.ClientMode, "role": req.Role} {
+		if utf8.RuneCountInString(v) > MaxDeviceField || !utf8.ValidString(v) {
+			return moltgate.Errorf(moltgate.EINVALID, "%s must be valid text of at most %d characters", name, MaxDeviceField)
 		}
 	}
-	e := moltgate.MustEvent(moltgate.DeviceStream(req.DeviceID), moltgate.EventDevicePairingRequested, moltgate.DevicePairingRequestedData{
-		RequestID: requestID, DeviceID: req.DeviceID, PublicKey: req.PublicKey, DisplayName: req.DisplayName,
-		Platform: req.Platform, DeviceFamily: req.DeviceFamily, ClientID: req.ClientID, ClientMode: req.ClientMode,
-		Role: req.Role, Scopes: req.Scopes, RemoteIP: req.RemoteIP, ExpiresAtMs: now.Add(s.PairingTTL).UnixMilli(),
-	}, meta)
-	if _, err := s.append(ctx, false, e); err != nil {
+	if len(req.Scopes) > MaxScopes {
+		return moltgate.Errorf(moltgate.EINVALID, "at most %d scopes may be requested", MaxScopes)
+	}
+	for _, sc := range req.Scopes {
+		if len(sc) > 64 {
+			return moltgate.Errorf(moltgate.EINVALID, "scope names are at most 64 characters")
+		}
+	}
+	return nil
+}
+
+// RequestPairing implements moltgate.DeviceService. A device that asks
+// again while its request is pending (a waiting browser reconnects every
+// few seconds) keeps its request; the request is renewed, with an event,
+// only once half of its time has run out, so waiting does not fill the log.
+func (s *Service) RequestPairing(ctx context.Context, req moltgate.Device, meta moltgate.Meta) (string, bool, error) {
+	if err := validPairingRequest(req); err != nil {
+		return "", false, err
+	}
+	var requestID string
+	var created bool
+	_, err := s.decide(ctx, false, func() ([]moltgate.Event, error) {
+		now := s.Now()
+		version := s.Models.Devices.StreamVersion(req.DeviceID)
+		pending := s.Models.Devices.Pending(now)
+		requestID, created = moltgate.NewID(), true
+		for _, p := range pending {
+			if p.DeviceID != req.DeviceID || p.PublicKey != req.PublicKey || p.Role != req.Role || !slices.Equal(p.Scopes, req.Scopes) {
+				continue
+			}
+			if p.ExpiresAt.Sub(now) > s.PairingTTL/2 {
+				requestID, created = p.RequestID, false
+				return nil, nil
+			}
+			requestID, created = p.RequestID, false
+		}
+		if created && len(pending) >= MaxPendingDevices {
+			return nil, moltgate.Errorf(moltgate.EUNAVAILABLE, "%d devices are already waiting for approval: approve or reject them first", len(pending))
+		}
+		return []moltgate.Event{at(moltgate.MustEvent(moltgate.DeviceStream(req.DeviceID), moltgate.EventDevicePairingRequested, moltgate.DevicePairingRequestedData{
+			RequestID: requestID, DeviceID: req.DeviceID, PublicKey: req.PublicKey, DisplayName: req.DisplayName,
+			Platform: req.Platform, DeviceFamily: req.DeviceFamily, ClientID: req.ClientID, ClientMode: req.ClientMode,
+			Role: req.Role, Scopes: req.Scopes, RemoteIP: req.RemoteIP, ExpiresAtMs: now.Add(s.PairingTTL).UnixMilli(),
+		}, meta), version+1)}, nil
+	})
+	if err != nil {
 		return "", false, err
 	}
 	return requestID, created, nil
 }
 
-func equalScopes(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
+// ApprovePairing implements moltgate.DeviceService.
+func (s *Service) ApprovePairing(ctx context.Context, requestID string, grantor []string, meta moltgate.Meta) (moltgate.Device, error) {
+	var deviceID string
+	_, err := s.decide(ctx, true, func() ([]moltgate.Event, error) {
+		req, ok := s.Models.Devices.PendingRequest(requestID)
+		if !ok {
+			return nil, s.decided(requestID, "approved", &deviceID)
 		}
+		if !s.Now().Before(req.ExpiresAt) {
+			return nil, moltgate.Errorf(moltgate.ENOTFOUND, "pairing request %s has expired; the device will ask again when it reconnects", requestID)
+		}
+		if missing := moltgate.MissingScopes(grantor, req.Scopes); len(missing) > 0 {
+			return nil, &moltgate.Error{Code: moltgate.EFORBIDDEN,
+				Message: "a device may grant only scopes it holds itself: this request asks for " + strings.Join(missing, ", "),
+				Details: map[string]any{"code": "MISSING_SCOPE", "missingScopes": missing}}
+		}
+		deviceID = req.DeviceID
+		return []moltgate.Event{at(moltgate.MustEvent(moltgate.DeviceStream(req.DeviceID), moltgate.EventDevicePairingApproved, moltgate.DevicePairingApprovedData{
+			RequestID: requestID, DeviceID: req.DeviceID, Role: req.Role, Scopes: req.Scopes,
+		}, meta), req.Version+1)}, nil
+	})
+	if err != nil {
+		return moltgate.Device{}, err
 	}
-	return true
+	dev, _ := s.Models.Devices.Device(deviceID)
+	return dev, nil
 }
 
-// ApprovePairing implements moltgate.DeviceService.
-func (s *Service) ApprovePairing(ctx context.Context, requestID string, meta moltgate.Meta) (string, error) {
-	req, ok := s.Models.Devices.PendingRequest(requestID)
-	if !ok {
-		// Approving twice is not an error: the first approval stands.
+// decided answers a decision on a request that is no longer pending: the
+// same decision again is not an error (want), the other one is a conflict.
+func (s *Service) decided(requestID, want string, deviceID *string) error {
+	decision, ok := s.Models.Devices.Decision(requestID)
+	switch {
+	case !ok:
+		return moltgate.Errorf(moltgate.ENOTFOUND, "no pending pairing request %s", requestID)
+	case decision != want:
+		return &moltgate.Error{Code: moltgate.ECONFLICT, Message: "pairing request " + requestID + " was already " + decision,
+			Details: map[string]any{"state": decision}}
+	}
+	if want == "approved" {
 		for _, d := range s.Models.Devices.Paired() {
 			if d.RequestID == requestID {
-				return d.DeviceID, nil
+				*deviceID = d.DeviceID
+				return nil
 			}
 		}
-		return "", moltgate.Errorf(moltgate.ENOTFOUND, "no pending pairing request %s", requestID)
+		return moltgate.Errorf(moltgate.ENOTFOUND, "the device approved by request %s has been removed", requestID)
 	}
-	if !s.Now().Before(req.ExpiresAt) {
-		return "", moltgate.Errorf(moltgate.ENOTFOUND, "pairing request %s has expired; the device will ask again when it reconnects", requestID)
-	}
-	e := moltgate.MustEvent(moltgate.DeviceStream(req.DeviceID), moltgate.EventDevicePairingApproved, moltgate.DevicePairingApprovedData{
-		RequestID: requestID, DeviceID: req.DeviceID, Role: req.Role, Scopes: req.Scopes,
-	}, meta)
-	if _, err := s.append(ctx, true, e); err != nil {
-		return "", err
-	}
-	return req.DeviceID, nil
+	return nil
 }
 
 // RejectPairing implements moltgate.DeviceService.
-func (s *Service) RejectPairing(ctx context.Context, requestID, reason string, meta moltgate.Meta) error {
-	req, ok := s.Models.Devices.PendingRequest(requestID)
-	if !ok {
-		return moltgate.Errorf(moltgate.ENOTFOUND, "no pending pairing request %s", requestID)
+func (s *Service) RejectPairing(ctx context.Context, requestID, reason string, meta moltgate.Meta) (moltgate.Device, error) {
+	if utf8.RuneCountInString(reason) > 500 {
+		return moltgate.Device{}, moltgate.Errorf(moltgate.EINVALID, "the reason is at most 500 characters")
 	}
-	e := moltgate.MustEvent(moltgate.DeviceStream(req.DeviceID), moltgate.EventDevicePairingRejected, moltgate.DevicePairingRejectedData{
-		RequestID: requestID, DeviceID: req.DeviceID, Reason: reason,
-	}, meta)
-	_, err := s.append(ctx, true, e)
+	var out moltgate.Device
+	_, err := s.decide(ctx, true, func() ([]moltgate.Event, error) {
+		req, ok := s.Models.Devices.PendingRequest(requestID)
+		if !ok {
+			out = moltgate.Device{RequestID: requestID, State: moltgate.DeviceRejected}
+			var unused string
+			return nil, s.decided(requestID, "rejected", &unused)
+		}
+		out = req
+		out.State, out.Reason = moltgate.DeviceRejected, reason
+		return []moltgate.Event{at(moltgate.MustEvent(moltgate.DeviceStream(req.DeviceID), moltgate.EventDevicePairingRejected, moltgate.DevicePairingRejectedData{
+			RequestID: requestID, DeviceID: req.DeviceID, Reason: reason,
+		}, meta), req.Version+1)}, nil
+	})
+	return out, err
+}
+
+// pairedDecision decides on a paired device: the event fn builds lands at
+// the device stream's next version.
+func (s *Service) pairedDecision(ctx context.Context, deviceID string, build func(dev moltgate.Device) moltgate.Event) error {
+	_, err := s.decide(ctx, true, func() ([]moltgate.Event, error) {
+		dev, ok := s.Models.Devices.Device(deviceID)
+		if !ok {
+			return nil, moltgate.Errorf(moltgate.ENOTFOUND, "no paired device %s", deviceID)
+		}
+		return []moltgate.Event{at(build(dev), dev.Version+1)}, nil
+	})
 	return err
 }
 
 // RemoveDevice implements moltgate.DeviceService.
 func (s *Service) RemoveDevice(ctx context.Context, deviceID, reason string, meta moltgate.Meta) error {
-	if _, ok := s.Models.Devices.Device(deviceID); !ok {
-		return moltgate.Errorf(moltgate.ENOTFOUND, "no paired device %s", deviceID)
-	}
-	e := moltgate.MustEvent(moltgate.DeviceStream(deviceID), moltgate.EventDeviceRemoved, moltgate.DeviceRemovedData{DeviceID: deviceID, Reason: reason}, meta)
-	_, err := s.append(ctx, true, e)
-	return err
+	return s.pairedDecision(ctx, deviceID, func(moltgate.Device) moltgate.Event {
+		return moltgate.MustEvent(moltgate.DeviceStream(deviceID), moltgate.EventDeviceRemoved, moltgate.DeviceRemovedData{DeviceID: deviceID, Reason: reason}, meta)
+	})
 }
 
 // IssueToken implements moltgate.DeviceService.
 func (s *Service) IssueToken(ctx context.Context, deviceID string, meta moltgate.Meta) (string, error) {
-	if _, ok := s.Models.Devices.Device(deviceID); !ok {
-		return "", moltgate.Errorf(moltgate.ENOTFOUND, "no paired device %s", deviceID)
-	}
 	token := newToken()
-	e := moltgate.MustEvent(moltgate.DeviceStream(deviceID), moltgate.EventDeviceTokenRotated, moltgate.DeviceTokenRotatedData{DeviceID: deviceID, TokenHash: HashToken(token)}, meta)
-	if _, err := s.append(ctx, true, e); err != nil {
+	err := s.pairedDecision(ctx, deviceID, func(moltgate.Device) moltgate.Event {
+		return moltgate.MustEvent(moltgate.DeviceStream(deviceID), moltgate.EventDeviceTokenRotated, moltgate.DeviceTokenRotatedData{DeviceID: deviceID, TokenHash: HashToken(token)}, meta)
+	})
+	if err != nil {
 		return "", err
 	}
 	return token, nil
@@ -123,10 +204,7 @@ func (s *Service) IssueToken(ctx context.Context, deviceID string, meta moltgate
 
 // RevokeToken implements moltgate.DeviceService.
 func (s *Service) RevokeToken(ctx context.Context, deviceID string, meta moltgate.Meta) error {
-	if _, ok := s.Models.Devices.Device(deviceID); !ok {
-		return moltgate.Errorf(moltgate.ENOTFOUND, "no paired device %s", deviceID)
-	}
-	e := moltgate.MustEvent(moltgate.DeviceStream(deviceID), moltgate.EventDeviceTokenRevoked, moltgate.DeviceTokenRevokedData{DeviceID: deviceID}, meta)
-	_, err := s.append(ctx, true, e)
-	return err
+	return s.pairedDecision(ctx, deviceID, func(moltgate.Device) moltgate.Event {
+		return moltgate.MustEvent(moltgate.DeviceStream(deviceID), moltgate.EventDeviceTokenRevoked, moltgate.DeviceTokenRevokedData{DeviceID: deviceID}, meta)
+	})
 }

@@ -1,7 +1,11 @@
 // Package commands is moltgate's write side. Each command reads the read
-// models, decides, appends its events and waits until the read models have
-// applied them, so that whoever called it reads its own write. It
-// implements the service interfaces of the root package.
+// models, decides, appends its events with the expected version of the
+// stream it decided on, and waits until the read models have applied them,
+// so that whoever called it reads its own write. When two commands race,
+// the log refuses the second append (ErrConcurrency); the loser decides
+// again on the winner's state, which gives either the same answer
+// (approving an approved request) or a clear conflict. It implements the
+// service interfaces of the root package.
 package commands
 
 import (
@@ -12,6 +16,7 @@ import (
 	moltgate "github.com/moltgate/moltgate"
 	"github.com/moltgate/moltgate/eventlog"
 	"github.com/moltgate/moltgate/projections"
+	"github.com/moltgate/moltgate/secrets"
 )
 
 // DefaultPairingTTL is how long a device pairing request waits for approval.
@@ -20,11 +25,22 @@ const DefaultPairingTTL = 5 * time.Minute
 // applyTimeout bounds how long a command waits for the read models.
 const applyTimeout = 10 * time.Second
 
-// Service implements moltgate.DeviceService, ConfigService and ChatService.
+// maxAttempts bounds how often a command decides again after losing a race.
+const maxAttempts = 8
+
+// Service implements moltgate.DeviceService, ConfigService, ChatService
+// and ChannelAccessService.
 type Service struct {
 	Log    *eventlog.Log
 	Runner *projections.Runner
 	Models *projections.Set
+	// Sealer seals config secrets before they are appended. Required for
+	// config writes that carry secrets.
+	Sealer *secrets.Sealer
+	// Runs is the agent's queue: SendMessage hands accepted runs to it.
+	Runs moltgate.RunQueue
+	// Getenv reads the environment for ${NAME} checks.
+	Getenv func(string) string
 
 	PairingTTL time.Duration
 	Now        func() time.Time
@@ -35,9 +51,10 @@ type Service struct {
 }
 
 var (
-	_ moltgate.DeviceService = (*Service)(nil)
-	_ moltgate.ConfigService = (*Service)(nil)
-	_ moltgate.ChatService   = (*Service)(nil)
+	_ moltgate.DeviceService        = (*Service)(nil)
+	_ moltgate.ConfigService        = (*Service)(nil)
+	_ moltgate.ChatService          = (*Service)(nil)
+	_ moltgate.ChannelAccessService = (*Service)(nil)
 )
 
 // New returns a service over a log and the read models its runner feeds.
@@ -46,7 +63,8 @@ func New(log *eventlog.Log, runner *projections.Runner, models *projections.Set)
 }
 
 // append appends events (critical ones wait for the replica) and waits
-// until the read models have applied them.
+// until the read models have applied them. On a read-model timeout the
+// stored events are returned with the error: they are in the log.
 func (s *Service) append(ctx context.Context, critical bool, events ...moltgate.Event) ([]moltgate.Event, error) {
 	appendFn := s.Log.Append
 	if critical {
@@ -60,21 +78,47 @@ func (s *Service) append(ctx context.Context, critical bool, events ...moltgate.
 	if s.OnAppend != nil {
 		s.OnAppend(time.Since(start))
 	}
-	var max int64
+	var last int64
 	for _, e := range stored {
-		max = maxSeq(max, e.Seq)
+		last = max(last, e.Seq)
 	}
-	wctx, cancel := context.WithTimeout(ctx, applyTimeout)
-	defer cancel()
-	if err := s.Runner.WaitFor(wctx, max); err != nil {
-		return stored, err
-	}
-	return stored, nil
+	return stored, s.waitFor(ctx, last)
 }
 
-func maxSeq(a, b int64) int64 {
-	if a > b {
-		return a
+// waitFor waits (bounded) until the read models have applied seq.
+func (s *Service) waitFor(ctx context.Context, seq int64) error {
+	wctx, cancel := context.WithTimeout(ctx, applyTimeout)
+	defer cancel()
+	return s.Runner.WaitFor(wctx, seq)
+}
+
+// decide runs a decision and appends the events it returns (each carrying
+// the expected version of its stream). When another writer got to a
+// stream first, it waits until the read models have caught up with the
+// log and decides again, so the loser answers from the winner's state. A
+// decision that needs no event returns none (and its own answer through
+// the closure).
+func (s *Service) decide(ctx context.Context, critical bool, decision func() ([]moltgate.Event, error)) ([]moltgate.Event, error) {
+	for attempt := 1; ; attempt++ {
+		events, err := decision()
+		if err != nil || len(events) == 0 {
+			return nil, err
+		}
+		stored, err := s.append(ctx, critical, events...)
+		if err != eventlog.ErrConcurrency {
+			return stored, err
+		}
+		if attempt == maxAttempts {
+			return nil, moltgate.Errorf(moltgate.ECONFLICT, "%s changed %d times while this change was being made: try again", events[0].Stream, attempt)
+		}
+		if err := s.waitFor(ctx, s.Log.LastSeq()); err != nil {
+			return nil, err
+		}
 	}
-	return b
+}
+
+// at returns e set to land at version of its stream.
+func at(e moltgate.Event, version int64) moltgate.Event {
+	e.Version = version
+	return e
 }

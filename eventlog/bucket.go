@@ -4,27 +4,19 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/benbjohnson/litestream"
+	moltgate "github.com/moltgate/moltgate"
 )
 
-// RestorePoint is a snapshot in the replica; a restore starts from one and
-// replays the WAL shipped after it.
-type RestorePoint struct {
-	TXID      uint64    `json:"txid"`
-	CreatedAt time.Time `json:"createdAt"`
-	Bytes     int64     `json:"bytes"`
-}
+// RestorePoint is a snapshot in the replica.
+type RestorePoint = moltgate.RestorePoint
 
 // BucketUsage is what the replica occupies in its bucket.
-type BucketUsage struct {
-	Objects int64 `json:"objects"`
-	Bytes   int64 `json:"bytes"`
-}
+type BucketUsage = moltgate.BucketUsage
 
 // RestorePoints lists the snapshots in the replica, oldest first.
 func (l *Log) RestorePoints(ctx context.Context) ([]RestorePoint, error) {

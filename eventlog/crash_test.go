@@ -76,14 +76,27 @@ func TestCrash(t *testing.T) {
 			t.Fatal(err)
 		}
 		lines := make(chan string, 1<<16)
+		first := make(chan struct{})
 		go func() {
 			sc := bufio.NewScanner(stdout)
-			for sc.Scan() {
+			for n := 0; sc.Scan(); n++ {
+				if n == 0 {
+					close(first)
+				}
 				lines <- sc.Text()
 			}
 			close(lines)
 		}()
-		time.Sleep(time.Duration(50+rand.IntN(250)) * time.Millisecond)
+		// Kill it at a random moment once it is appending (a -race child
+		// takes a while to start, and a kill before the log exists proves
+		// nothing).
+		select {
+		case <-first:
+		case <-time.After(30 * time.Second):
+			cmd.Process.Kill()
+			t.Fatalf("the child never appended: %s", stderr.String())
+		}
+		time.Sleep(time.Duration(rand.IntN(250)) * time.Millisecond)
 		cmd.Process.Signal(syscall.SIGKILL)
 		for line := range lines {
 			// Only whole lines count: a torn last line was not acknowledged.

@@ -12,25 +12,11 @@ import (
 	moltgate "github.com/moltgate/moltgate"
 )
 
-// Filter selects events for Scan and Query. Zero fields do not filter.
-type Filter struct {
-	AfterSeq   int64     // seq > AfterSeq
-	UntilSeq   int64     // seq <= UntilSeq
-	TypePrefix string    // type = TypePrefix, or starts with TypePrefix when it ends in "."
-	Stream     string    // exact stream
-	Actor      string    // meta.actor, exact
-	Since      time.Time // recorded_at >= Since
-	Until      time.Time // recorded_at <= Until
-	Limit      int       // at most Limit events
-	Desc       bool      // newest first
+// Filter selects events for Scan and Query (the root package's
+// EventFilter, so readers outside need not import this package).
+type Filter = moltgate.EventFilter
 
-	// EnvelopeOnly lists types whose payload and meta the caller will not
-	// read: they come back with nil Data and an empty Meta, which spares a
-	// full replay copying and decoding what it does not use.
-	EnvelopeOnly []string
-}
-
-func (f Filter) where() (string, []any) {
+func where(f Filter) (string, []any) {
 	var conds []string
 	var args []any
 	if f.AfterSeq > 0 {
@@ -73,7 +59,7 @@ const eventColumns = `seq, id, stream, version, type, schema, data, meta, record
 // Desc), without holding them all in memory. Payloads are upcast to their
 // current schema. fn's error stops the scan and is returned.
 func (l *Log) Scan(ctx context.Context, f Filter, fn func(moltgate.Event) error) error {
-	where, args := f.where()
+	where, args := where(f)
 	columns := eventColumns
 	if len(f.EnvelopeOnly) > 0 {
 		// A CASE of plain comparisons: an IN list costs a b-tree probe a row.
@@ -238,7 +224,7 @@ func (l *Log) SeqAt(ctx context.Context, t time.Time) (int64, error) {
 
 // Count returns the number of events matching f (Limit and Desc ignored).
 func (l *Log) Count(ctx context.Context, f Filter) (int64, error) {
-	where, args := f.where()
+	where, args := where(f)
 	var n int64
 	err := l.rdb.QueryRowContext(ctx, `SELECT COUNT(*) FROM events`+where, args...).Scan(&n)
 	return n, err

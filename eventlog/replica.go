@@ -2,7 +2,6 @@ package eventlog
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -10,6 +9,7 @@ import (
 
 	"github.com/benbjohnson/litestream"
 	lss3 "github.com/benbjohnson/litestream/s3"
+	moltgate "github.com/moltgate/moltgate"
 	"github.com/moltgate/moltgate/internal/watermark"
 )
 
@@ -19,22 +19,7 @@ const maxSyncBackoff = 10 * time.Second
 
 // Status is the replication state of the log, as the admin and /api/status
 // show it. It never contains credentials.
-type Status struct {
-	Configured bool     `json:"configured"`
-	Replica    string   `json:"replica,omitempty"` // description without credentials
-	Source     string   `json:"source,omitempty"`  // "env" or the litestream.yml path
-	Missing    []string `json:"missing,omitempty"` // variables that would complete a partial config
-
-	LocalSeq      int64   `json:"localSeq"`
-	ReplicatedSeq int64   `json:"replicatedSeq"`
-	LagEvents     int64   `json:"lagEvents"`
-	LagSeconds    float64 `json:"lagSeconds"`
-
-	LastSyncAt     time.Time `json:"lastSyncAt,omitzero"`
-	LastSnapshotAt time.Time `json:"lastSnapshotAt,omitzero"`
-	LastError      string    `json:"lastError,omitempty"`
-	LastErrorAt    time.Time `json:"lastErrorAt,omitzero"`
-}
+type Status = moltgate.StorageStatus
 
 // replicator streams the log's SQLite file to the replica with an embedded
 // Litestream and keeps track, in event seqs, of what the replica holds: a
@@ -292,7 +277,7 @@ func (l *Log) Status(ctx context.Context) Status {
 }
 
 // ErrNoReplica is returned by replica operations when none is configured.
-var ErrNoReplica = errors.New("no replica is configured")
+var ErrNoReplica = moltgate.Errorf(moltgate.EUNAVAILABLE, "no replica is configured: set R2_ACCESS_KEY_ID, R2_SECRET_ACCESS_KEY and CF_ACCOUNT_ID (or R2_ENDPOINT), or MOLTGATE_LITESTREAM_CONFIG")
 
 // SyncNow ships every committed event to the replica and returns when it
 // holds them.

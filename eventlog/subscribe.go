@@ -96,3 +96,17 @@ func (l *Log) follow(ctx context.Context, pos int64, out chan<- moltgate.Event) 
 		}
 	}
 }
+
+// Follow implements moltgate.EventReader: it calls fn for every event
+// after fromSeq, stored ones first and then new commits, until ctx ends
+// (it returns nil) or fn fails (it returns fn's error).
+func (l *Log) Follow(ctx context.Context, fromSeq int64, fn func(moltgate.Event) error) error {
+	sub := l.Subscribe(ctx, fromSeq)
+	defer sub.Close()
+	for e := range sub.C() {
+		if err := fn(e); err != nil {
+			return err
+		}
+	}
+	return sub.Err()
+}

@@ -9,28 +9,29 @@ import (
 	moltgate "github.com/moltgate/moltgate"
 )
 
-// PendingSender is a chat-platform user who wrote to the bot and waits for
-// the owner to approve their pairing code.
-type PendingSender struct {
-	Channel     string    `json:"channel"`
-	SenderID    string    `json:"senderId"`
-	SenderName  string    `json:"senderName,omitempty"`
-	Code        string    `json:"code"`
-	RequestedAt time.Time `json:"requestedAt"`
-	ExpiresAt   time.Time `json:"expiresAt"`
-}
-
 // ChannelAccess is the read model of who may talk to the assistant on each
-// chat platform: pending pairing codes and allowlists.
+// chat platform: pending pairing codes, how decided codes ended, the
+// allowlists, and each channel stream's version.
 type ChannelAccess struct {
 	mu    sync.RWMutex
 	state channelState
 }
 
 type channelState struct {
-	Pending    map[string]map[string]*PendingSender `json:"pending"`    // channel → code → sender
-	Allowlists map[string]map[string]bool           `json:"allowlists"` // channel → sender ids
+	Pending    map[string]map[string]*moltgate.PendingSender `json:"pending"`    // channel → code → sender
+	Decided    map[string]map[string]decidedCode             `json:"decided"`    // channel → code → decision
+	Allowlists map[string]map[string]bool                    `json:"allowlists"` // channel → sender ids
+	Versions   map[string]int64                              `json:"versions"`   // channel → stream version
 }
+
+// decidedCode is how a pairing code ended.
+type decidedCode struct {
+	Sender   moltgate.PendingSender `json:"sender"`
+	Approved bool                   `json:"approved"`
+}
+
+// maxDecidedCodes bounds the decisions remembered per channel.
+const maxDecidedCodes = 1000
 
 // NewChannelAccess returns an empty channel access read model.
 func NewChannelAccess() *ChannelAccess {
@@ -40,11 +41,12 @@ func NewChannelAccess() *ChannelAccess {
 }
 
 func (c *ChannelAccess) Name() string { return "channels" }
-func (c *ChannelAccess) Version() int { return 1 }
+func (c *ChannelAccess) Version() int { return 2 } // 2: decisions, origins, stream versions
 
 func (c *ChannelAccess) Reset() {
 	c.mu.Lock()
-	c.state = channelState{Pending: map[string]map[string]*PendingSender{}, Allowlists: map[string]map[string]bool{}}
+	c.state = channelState{Pending: map[string]map[string]*moltgate.PendingSender{}, Decided: map[string]map[string]decidedCode{},
+		Allowlists: map[string]map[string]bool{}, Versions: map[string]int64{}}
 	c.mu.Unlock()
 }
 
@@ -57,9 +59,10 @@ func (c *ChannelAccess) Apply(e moltgate.Event) error {
 		}
 		c.mu.Lock()
 		defer c.mu.Unlock()
+		c.state.Versions[p.Channel] = e.Version
 		codes := c.state.Pending[p.Channel]
 		if codes == nil {
-			codes = map[string]*PendingSender{}
+			codes = map[string]*moltgate.PendingSender{}
 			c.state.Pending[p.Channel] = codes
 		}
 		for code, old := range codes { // one live code per sender
@@ -67,8 +70,8 @@ func (c *ChannelAccess) Apply(e moltgate.Event) error {
 				delete(codes, code)
 			}
 		}
-		codes[p.Code] = &PendingSender{Channel: p.Channel, SenderID: p.SenderID, SenderName: p.SenderName, Code: p.Code,
-			RequestedAt: e.RecordedAt, ExpiresAt: time.UnixMilli(p.ExpiresAtMs)}
+		codes[p.Code] = &moltgate.PendingSender{Channel: p.Channel, SenderID: p.SenderID, SenderName: p.SenderName, Code: p.Code,
+			RequestedAt: e.RecordedAt, ExpiresAt: time.UnixMilli(p.ExpiresAtMs), Origin: p.Origin}
 	case moltgate.EventChannelPairingApproved, moltgate.EventChannelPairingRejected:
 		var p moltgate.ChannelPairingResolvedData
 		if err := e.Decode(&p); err != nil {
@@ -76,10 +79,22 @@ func (c *ChannelAccess) Apply(e moltgate.Event) error {
 		}
 		c.mu.Lock()
 		defer c.mu.Unlock()
+		c.state.Versions[p.Channel] = e.Version
+		sender := moltgate.PendingSender{Channel: p.Channel, SenderID: p.SenderID, Code: p.Code}
+		if pending, ok := c.state.Pending[p.Channel][p.Code]; ok {
+			sender = *pending
+		}
 		delete(c.state.Pending[p.Channel], p.Code)
-		if e.Type == moltgate.EventChannelPairingApproved {
+		approved := e.Type == moltgate.EventChannelPairingApproved
+		if approved {
 			c.allowLocked(p.Channel, p.SenderID, true)
 		}
+		decided := c.state.Decided[p.Channel]
+		if decided == nil || len(decided) >= maxDecidedCodes {
+			decided = map[string]decidedCode{}
+			c.state.Decided[p.Channel] = decided
+		}
+		decided[p.Code] = decidedCode{Sender: sender, Approved: approved}
 	case moltgate.EventChannelAllowlistChanged:
 		var p moltgate.ChannelAllowlistChangedData
 		if err := e.Decode(&p); err != nil {
@@ -87,6 +102,7 @@ func (c *ChannelAccess) Apply(e moltgate.Event) error {
 		}
 		c.mu.Lock()
 		defer c.mu.Unlock()
+		c.state.Versions[p.Channel] = e.Version
 		for _, id := range p.Added {
 			c.allowLocked(p.Channel, id, true)
 		}
@@ -112,10 +128,10 @@ func (c *ChannelAccess) allowLocked(channel, senderID string, allow bool) {
 
 // Pending returns the unexpired pairing requests of channel ("" = all),
 // oldest first.
-func (c *ChannelAccess) Pending(channel string, now time.Time) []PendingSender {
+func (c *ChannelAccess) Pending(channel string, now time.Time) []moltgate.PendingSender {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	var out []PendingSender
+	var out []moltgate.PendingSender
 	for ch, codes := range c.state.Pending {
 		if channel != "" && ch != channel {
 			continue
@@ -136,14 +152,29 @@ func (c *ChannelAccess) Pending(channel string, now time.Time) []PendingSender {
 }
 
 // PendingCode returns the request with code on channel, expired or not.
-func (c *ChannelAccess) PendingCode(channel, code string) (PendingSender, bool) {
+func (c *ChannelAccess) PendingCode(channel, code string) (moltgate.PendingSender, bool) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	p, ok := c.state.Pending[channel][code]
 	if !ok {
-		return PendingSender{}, false
+		return moltgate.PendingSender{}, false
 	}
 	return *p, true
+}
+
+// Decided returns how a code that is no longer pending was decided.
+func (c *ChannelAccess) Decided(channel, code string) (sender moltgate.PendingSender, approved, ok bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	d, ok := c.state.Decided[channel][code]
+	return d.Sender, d.Approved, ok
+}
+
+// StreamVersion returns the version of a channel's access stream.
+func (c *ChannelAccess) StreamVersion(channel string) int64 {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.state.Versions[channel]
 }
 
 // Allowlist returns the sender ids allowed on channel, sorted.

@@ -3,21 +3,9 @@ package projections
 import (
 	"encoding/json"
 	"sync"
-	"time"
 
 	moltgate "github.com/moltgate/moltgate"
 )
-
-// ConfigVersion is one entry of the config history: who applied which
-// document when. The document itself stays in the log (read it by Seq).
-type ConfigVersion struct {
-	Seq    int64     `json:"seq"`
-	Hash   string    `json:"hash"`
-	Actor  string    `json:"actor,omitempty"`
-	Source string    `json:"source,omitempty"`
-	Note   string    `json:"note,omitempty"`
-	At     time.Time `json:"at"`
-}
 
 // Config is the read model of the configuration: the current document, its
 // hash, and the history of changes.
@@ -27,16 +15,17 @@ type Config struct {
 }
 
 type configState struct {
-	Document json.RawMessage `json:"document,omitempty"`
-	Hash     string          `json:"hash,omitempty"`
-	History  []ConfigVersion `json:"history,omitempty"`
+	Document json.RawMessage          `json:"document,omitempty"`
+	Hash     string                   `json:"hash,omitempty"`
+	History  []moltgate.ConfigVersion `json:"history,omitempty"`
+	Version  int64                    `json:"version"` // of the config stream
 }
 
 // NewConfig returns an empty config read model.
 func NewConfig() *Config { return &Config{} }
 
 func (c *Config) Name() string { return "config" }
-func (c *Config) Version() int { return 1 }
+func (c *Config) Version() int { return 2 } // 2: stream version
 
 func (c *Config) Reset() {
 	c.mu.Lock()
@@ -54,8 +43,8 @@ func (c *Config) Apply(e moltgate.Event) error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.state.Document, c.state.Hash = d.Document, d.Hash
-	c.state.History = append(c.state.History, ConfigVersion{
+	c.state.Document, c.state.Hash, c.state.Version = d.Document, d.Hash, e.Version
+	c.state.History = append(c.state.History, moltgate.ConfigVersion{
 		Seq: e.Seq, Hash: d.Hash, Actor: e.Meta.Actor, Source: e.Meta.Source, Note: d.Note, At: e.RecordedAt,
 	})
 	return nil
@@ -69,11 +58,19 @@ func (c *Config) Current() (json.RawMessage, string) {
 	return c.state.Document, c.state.Hash
 }
 
-// History returns every applied version, oldest first.
-func (c *Config) History() []ConfigVersion {
+// CurrentVersion returns the document, its hash and the config stream's
+// version, read together: what a command decides on.
+func (c *Config) CurrentVersion() (json.RawMessage, string, int64) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	return append([]ConfigVersion(nil), c.state.History...)
+	return c.state.Document, c.state.Hash, c.state.Version
+}
+
+// History returns every applied version, oldest first.
+func (c *Config) History() []moltgate.ConfigVersion {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return append([]moltgate.ConfigVersion(nil), c.state.History...)
 }
 
 func (c *Config) MarshalJSON() ([]byte, error) {

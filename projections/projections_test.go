@@ -64,7 +64,7 @@ func TestDevices_Lifecycle(t *testing.T) {
 		t.Fatalf("pending = %+v, want only r2 (r1 approved, r3 expired)", pending)
 	}
 	dev, ok := set.Devices.Device("d1")
-	if !ok || dev.TokenHash != "h1" || dev.PublicKey != "pk-d1" || dev.ApprovedBy != "owner@example.com" {
+	if !ok || dev.TokenHash != "h1" || !dev.HasToken || dev.PublicKey != "pk-d1" || dev.State != moltgate.DevicePaired || dev.Version != 2 {
 		t.Fatalf("paired d1 = %+v", dev)
 	}
 
@@ -88,7 +88,7 @@ func TestDevices_Lifecycle(t *testing.T) {
 		t.Fatal("d1 still paired after removal")
 	}
 	res := set.Devices.Resolved()
-	if len(res) != 2 || res[0].Status != "rejected" || res[1].Status != "removed" {
+	if len(res) != 2 || res[0].State != moltgate.DeviceRejected || res[1].State != moltgate.DeviceRemoved || res[1].PublicKey != "pk-d1" {
 		t.Fatalf("resolved = %+v", res)
 	}
 }

@@ -64,17 +64,7 @@ type Snapshotter interface {
 }
 
 // ApplyError records an event a projection could not apply.
-type ApplyError struct {
-	Projection string    `json:"projection"`
-	Seq        int64     `json:"seq"`
-	Type       string    `json:"type"`
-	Err        string    `json:"error"`
-	At         time.Time `json:"at"`
-}
-
-func (e ApplyError) Error() string {
-	return fmt.Sprintf("projection %s cannot apply %s at seq %d: %s", e.Projection, e.Type, e.Seq, e.Err)
-}
+type ApplyError = moltgate.ApplyError
 
 // A replay reads the log in chunks of replayChunk seqs with replayReaders
 // readers; a chunk is held in memory between reading and applying.

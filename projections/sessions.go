@@ -4,40 +4,33 @@ import (
 	"encoding/json"
 	"sort"
 	"sync"
-	"time"
 
 	moltgate "github.com/moltgate/moltgate"
 )
 
-// Session is one entry of the session index. The transcript is not kept
-// here: it is read from the log by the session's stream.
-type Session struct {
-	Key          string    `json:"key"`
-	ID           string    `json:"id"` // changes on reset
-	LastActivity time.Time `json:"lastActivity"`
-	LastSeq      int64     `json:"lastSeq"`      // orders sessions whose events share a millisecond
-	MessageCount int64     `json:"messageCount"` // messages since the last reset
-	TotalCount   int64     `json:"totalCount"`   // messages ever
-	LastRunID    string    `json:"lastRunId,omitempty"`
-	LastRunState string    `json:"lastRunState,omitempty"` // running, completed, aborted, failed
-	ResetSeq     int64     `json:"resetSeq,omitempty"`     // the transcript starts after this seq
-}
-
-// Sessions is the read model of chat sessions.
+// Sessions is the read model of chat sessions: the session index with each
+// session's open runs and stream version. The transcript is not kept here:
+// it is read from the log by the session's stream.
 type Sessions struct {
 	mu    sync.RWMutex
-	state map[string]*Session
+	state map[string]*sessionState
+}
+
+// sessionState is a Session with its open runs in a map.
+type sessionState struct {
+	moltgate.Session
+	Open map[string]moltgate.OpenRun `json:"open,omitempty"`
 }
 
 // NewSessions returns an empty session index.
-func NewSessions() *Sessions { return &Sessions{state: map[string]*Session{}} }
+func NewSessions() *Sessions { return &Sessions{state: map[string]*sessionState{}} }
 
 func (s *Sessions) Name() string { return "sessions" }
-func (s *Sessions) Version() int { return 1 }
+func (s *Sessions) Version() int { return 2 } // 2: open runs, origin, stream version
 
 func (s *Sessions) Reset() {
 	s.mu.Lock()
-	s.state = map[string]*Session{}
+	s.state = map[string]*sessionState{}
 	s.mu.Unlock()
 }
 
@@ -58,10 +51,10 @@ func (s *Sessions) Apply(e moltgate.Event) error {
 	defer s.mu.Unlock()
 	sess := s.state[key]
 	if sess == nil {
-		sess = &Session{Key: key, ID: e.ID}
+		sess = &sessionState{Session: moltgate.Session{Key: key, ID: e.ID}}
 		s.state[key] = sess
 	}
-	sess.LastActivity, sess.LastSeq = e.RecordedAt, e.Seq
+	sess.LastActivity, sess.LastSeq, sess.Version = e.RecordedAt, e.Seq, e.Version
 	switch e.Type {
 	case moltgate.EventChatMessageAdded:
 		sess.MessageCount++
@@ -71,13 +64,21 @@ func (s *Sessions) Apply(e moltgate.Event) error {
 		if err := e.Decode(&p); err != nil {
 			return err
 		}
-		sess.LastRunID, sess.LastRunState = p.RunID, "running"
+		sess.LastRunID, sess.LastRunState, sess.LastRunError = p.RunID, "running", ""
+		if sess.Open == nil {
+			sess.Open = map[string]moltgate.OpenRun{}
+		}
+		sess.Open[p.RunID] = moltgate.OpenRun{RunID: p.RunID, IdempotencyKey: p.IdempotencyKey, StartedAt: e.RecordedAt}
+		if p.Origin != nil {
+			sess.Origin = p.Origin
+		}
 	case moltgate.EventChatRunFinished:
 		var p moltgate.ChatRunFinishedData
 		if err := e.Decode(&p); err != nil {
 			return err
 		}
-		sess.LastRunID, sess.LastRunState = p.RunID, p.Status
+		delete(sess.Open, p.RunID)
+		sess.LastRunID, sess.LastRunState, sess.LastRunError = p.RunID, p.Status, p.Error
 	case moltgate.EventSessionReset:
 		var p moltgate.SessionResetData
 		if err := e.Decode(&p); err != nil {
@@ -88,27 +89,58 @@ func (s *Sessions) Apply(e moltgate.Event) error {
 	return nil
 }
 
+// view copies a session out with its open runs, oldest first.
+func (st *sessionState) view() moltgate.Session {
+	out := st.Session
+	out.OpenRuns = nil
+	for _, r := range st.Open {
+		out.OpenRuns = append(out.OpenRuns, r)
+	}
+	sort.Slice(out.OpenRuns, func(i, j int) bool {
+		if !out.OpenRuns[i].StartedAt.Equal(out.OpenRuns[j].StartedAt) {
+			return out.OpenRuns[i].StartedAt.Before(out.OpenRuns[j].StartedAt)
+		}
+		return out.OpenRuns[i].RunID < out.OpenRuns[j].RunID
+	})
+	return out
+}
+
 // List returns every session, most recently active first.
-func (s *Sessions) List() []Session {
+func (s *Sessions) List() []moltgate.Session {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	out := make([]Session, 0, len(s.state))
+	out := make([]moltgate.Session, 0, len(s.state))
 	for _, v := range s.state {
-		out = append(out, *v)
+		out = append(out, v.view())
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].LastSeq > out[j].LastSeq })
 	return out
 }
 
 // Get returns the session with key.
-func (s *Sessions) Get(key string) (Session, bool) {
+func (s *Sessions) Get(key string) (moltgate.Session, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	v, ok := s.state[key]
 	if !ok {
-		return Session{}, false
+		return moltgate.Session{}, false
 	}
-	return *v, true
+	return v.view(), true
+}
+
+// WithOpenRuns returns the sessions that have runs started and not
+// finished: at start-up, what a crash left dangling.
+func (s *Sessions) WithOpenRuns() []moltgate.Session {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []moltgate.Session
+	for _, v := range s.state {
+		if len(v.Open) > 0 {
+			out = append(out, v.view())
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	return out
 }
 
 func (s *Sessions) MarshalJSON() ([]byte, error) {

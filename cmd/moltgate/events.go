@@ -176,7 +176,7 @@ func eventsShow(ctx context.Context, l *eventlog.Log, args []string, stdout io.W
 	}
 	enc := json.NewEncoder(stdout)
 	enc.SetIndent("", "  ")
-	return enc.Encode(e)
+	return enc.Encode(e.Redact())
 }
 
 // printer writes events as an aligned table for people or JSON lines for
@@ -194,14 +194,14 @@ func newPrinter(w io.Writer, asJSON bool) *printer {
 
 func (p *printer) print(e moltgate.Event) error {
 	if p.asJSON {
-		return p.enc.Encode(e)
+		return p.enc.Encode(e.Redact())
 	}
 	if !p.header {
 		fmt.Fprintln(p.tw, "SEQ\tTIME\tTYPE\tSTREAM\tACTOR\tDATA")
 		p.header = true
 	}
 	fmt.Fprintf(p.tw, "%d\t%s\t%s\t%s\t%s\t%s\n", e.Seq, e.RecordedAt.Local().Format("2006-01-02 15:04:05.000"),
-		e.Type, e.Stream, e.Meta.Actor, truncate(string(e.Data), 80))
+		e.Type, e.Stream, e.Meta.Actor, truncate(string(e.Redact().Data), 80))
 	return nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -280,7 +281,7 @@ func TestCLI(t *testing.T) {
 		}
 	})
 	t.Run("Replay", func(t *testing.T) {
-		var v projections.View
+		var v moltgate.View
 		if err := json.Unmarshal([]byte(runCLI(t, env, "replay", "--until", "4")), &v); err != nil {
 			t.Fatal(err)
 		}
@@ -327,7 +328,7 @@ func TestServe_SIGTERM(t *testing.T) {
 	for k, v := range vars {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
-	var stderr bytes.Buffer
+	var stderr syncBuffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -433,4 +434,22 @@ func TestAdmin_Restart(t *testing.T) {
 	if err := g.agent.Enqueue("after-restart", "run-x"); err != nil {
 		t.Fatalf("enqueue after restart: %v", err)
 	}
+}
+
+// syncBuffer is a bytes.Buffer a child process writes while the test reads.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

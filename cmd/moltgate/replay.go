@@ -27,40 +27,24 @@ func runReplay(ctx context.Context, env Env, args []string, stdout, stderr io.Wr
 	}
 	defer l.Close(ctx)
 
-	seq := l.LastSeq()
-	at := time.Now()
+	// The same time machine as the admin's: a seq is judged at the time of
+	// its event, a time at that time.
+	seq, at := l.LastSeq(), time.Time{}
 	if *until != "" {
 		if n, err := strconv.ParseInt(*until, 10, 64); err == nil && n < 1e11 {
 			seq = n
-		} else {
-			t, err := parseTime(*until, time.Now())
-			if err != nil {
-				return fmt.Errorf("--until: %w", err)
-			}
-			if seq, err = l.SeqAt(ctx, t); err != nil {
-				return err
-			}
-			at = t
+		} else if at, err = parseTime(*until, time.Now()); err != nil {
+			return fmt.Errorf("--until: %w", err)
 		}
 	}
 	if seq > l.LastSeq() {
 		return fmt.Errorf("--until %d is past the newest event (%d)", seq, l.LastSeq())
 	}
-
-	set := projections.NewSet()
-	r := projections.NewRunner(l, set.All()...)
-	prog := newProgress(stderr, "replaying")
-	r.Progress = prog.report
-	if seq > 0 {
-		if _, err := r.RunUntil(ctx, seq); err != nil {
-			return err
-		}
+	h := &projections.History{Log: l, Progress: newProgress(stderr, "replaying").report}
+	v, err := h.ViewAt(ctx, seq, at)
+	if err != nil {
+		return err
 	}
-	if e, err := l.GetSeq(ctx, seq); err == nil && *until != "" {
-		at = e.RecordedAt // expiry is judged at the moment of the last event
-	}
-	v := set.View(seq, at)
-	v.Errors = r.Errors()
 	enc := json.NewEncoder(stdout)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)

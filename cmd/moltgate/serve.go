@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -19,6 +18,7 @@ import (
 	"github.com/moltgate/moltgate/commands"
 	"github.com/moltgate/moltgate/eventlog"
 	"github.com/moltgate/moltgate/projections"
+	"github.com/moltgate/moltgate/secrets"
 )
 
 // processStart is as close to process start as Go lets us get; start-up
@@ -63,6 +63,8 @@ type gateway struct {
 	service  *commands.Service
 	agent    *agent.Runner
 	gw       *api.Gateway
+	config   *liveConfig
+	sealer   *secrets.Sealer
 	token    string
 	stopTail context.CancelFunc
 }
@@ -131,23 +133,49 @@ func (g *gateway) open(ctx context.Context) error {
 		return err
 	}
 	g.runner.Start(context.Background())
-	g.service = commands.New(g.log, g.runner, g.set)
-	g.service.Logger = g.logger
+	g.config = &liveConfig{current: g.set.Config.Current}
 
+	var keyWarning string
+	if g.sealer, keyWarning, err = sealer(g.env, replica != nil); err != nil {
+		return err
+	}
+	if keyWarning != "" {
+		g.logger.Warn(keyWarning)
+	}
+	if doc, _ := g.set.Config.Current(); len(doc) > 0 {
+		for _, p := range g.sealer.Unopenable(doc) {
+			g.logger.Warn("a config secret cannot be opened; everything else runs", "path", p.Path, "reason", p.Message)
+		}
+	}
+
+	g.service = commands.New(g.log, g.runner, g.set)
+	g.service.Logger, g.service.Sealer, g.service.Getenv = g.logger, g.sealer, g.env
+	// Runs a crash left open are closed before anything new starts.
+	if n, err := g.service.RecoverRuns(ctx); err != nil {
+		return fmt.Errorf("cannot close the runs the last process left open: %w", err)
+	} else if n > 0 {
+		g.logger.Warn("closed runs the last process left open", "runs", n)
+	}
+
+	proxies, err := trustedProxies(g.env, g.config.get)
+	if err != nil {
+		return err
+	}
+	trust := &api.Trust{Proxies: proxies, Loopback: loopbackOnly(g.env.Listen()) || g.env.get("MOLTGATE_TRUST_LOOPBACK", "") == "true"}
+	g.server.Trust = trust
 	g.gw = api.NewGateway(g.token)
 	g.gw.DevMode = g.env.get("DEV_MODE", "") == "true"
+	g.gw.Trust = trust
 	g.gw.Devices, g.gw.Config, g.gw.Chat = g.service, g.service, g.service
-	g.gw.Models, g.gw.Log, g.gw.Logger = g.set, g.log, g.logger
+	g.gw.Queries, g.gw.Events, g.gw.Storage, g.gw.Logger = g.set, g.log, g.log, g.logger
 	g.gw.TokenHash = commands.HashToken
 	g.service.OnAppend = g.gw.ObserveAppend
-	models := func() []agent.Choice {
-		doc, _ := g.set.Config.Current()
-		return agent.Resolve(doc, g.env)
-	}
-	g.gw.ModelInfo = func() api.ModelInfo { return modelInfo(models()) }
+	resolver := secrets.Resolver{Sealer: g.sealer, Getenv: g.env}
+	models := func() agent.Resolution { return agent.Resolve(g.config.get(), g.env, resolver) }
+	g.gw.ModelInfo = func() moltgate.ModelInfo { return models().Info() }
 	g.agent = agent.NewRunner(g.service, g.gw, models)
 	g.agent.Logger = g.logger
-	g.gw.Agent = g.agent
+	g.gw.Runs, g.service.Runs = g.agent, g.agent
 	g.server.MountGateway(g.gw, api.WebChat)
 	admin, err := g.admin(missing)
 	if err != nil {
@@ -210,26 +238,15 @@ func (g *gateway) close(ctx context.Context) error {
 	return err
 }
 
-// modelInfo describes the models in use for clients.
-func modelInfo(choices []agent.Choice) api.ModelInfo {
-	if len(choices) == 0 {
-		return api.ModelInfo{Active: agent.EchoModel, Fallbacks: []string{}, Notice: agent.NoModelNotice}
-	}
-	info := api.ModelInfo{Active: choices[0].Name, Fallbacks: []string{}, Configured: true}
-	for _, c := range choices[1:] {
-		info.Fallbacks = append(info.Fallbacks, c.Name)
-	}
-	return info
-}
-
 // admin configures the admin API: Cloudflare Access from
 // CF_ACCESS_TEAM_DOMAIN and CF_ACCESS_AUD when set, DEV_MODE, or else the
 // loopback-with-token fallback.
 func (g *gateway) admin(storageMissing []string) (*api.Admin, error) {
-	a := &api.Admin{Gateway: g.gw, Channels: g.service, Token: g.token, DevMode: g.gw.DevMode, StorageMissing: storageMissing}
-	a.Validate = func(doc json.RawMessage) []moltgate.ConfigIssue {
-		_, issues := commands.ValidateConfig(doc)
-		return issues
+	a := &api.Admin{Gateway: g.gw, Channels: g.service, Token: g.token, DevMode: g.gw.DevMode, StorageMissing: storageMissing,
+		History: &projections.History{Log: g.log, Logger: g.logger}}
+	a.SecretProblems = func() []moltgate.ConfigIssue {
+		doc, _ := g.set.Config.Current()
+		return g.sealer.Unopenable(doc)
 	}
 	for _, name := range overlayVariables {
 		if g.env(name) != "" {

@@ -1,0 +1,123 @@
+package api
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	moltgate "github.com/moltgate/moltgate"
+)
+
+// eventFilter reads the CLI's filters from the query string: type, stream,
+// actor, since, until (RFC 3339), before (exclusive seq), after, limit.
+func eventFilter(c *gin.Context) (moltgate.EventFilter, error) {
+	f := moltgate.EventFilter{TypePrefix: c.Query("type"), Stream: c.Query("stream"), Actor: c.Query("actor"), Desc: true, Limit: 100}
+	var err error
+	for name, dst := range map[string]*time.Time{"since": &f.Since, "until": &f.Until} {
+		if v := c.Query(name); v != "" {
+			if *dst, err = time.Parse(time.RFC3339, v); err != nil {
+				return f, moltgate.Errorf(moltgate.EINVALID, "%s must be an RFC 3339 time", name)
+			}
+		}
+	}
+	for name, dst := range map[string]*int64{"before": &f.UntilSeq, "after": &f.AfterSeq} {
+		if v := c.Query(name); v != "" {
+			if *dst, err = strconv.ParseInt(v, 10, 64); err != nil {
+				return f, moltgate.Errorf(moltgate.EINVALID, "%s must be a seq", name)
+			}
+		}
+	}
+	if f.UntilSeq > 0 {
+		f.UntilSeq-- // "before" is exclusive
+	}
+	if v := c.Query("limit"); v != "" {
+		if f.Limit, err = strconv.Atoi(v); err != nil || f.Limit < 1 || f.Limit > 1000 {
+			return f, moltgate.Errorf(moltgate.EINVALID, "limit must be 1-1000")
+		}
+	}
+	return f, nil
+}
+
+// listEvents pages through the log, newest first, secrets redacted.
+func (a *Admin) listEvents(c *gin.Context) {
+	f, err := eventFilter(c)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	events, err := a.Gateway.Events.Query(c.Request.Context(), f)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	for i := range events {
+		events[i] = events[i].Redact()
+	}
+	if events == nil {
+		events = []moltgate.Event{}
+	}
+	out := gin.H{"events": events}
+	if len(events) == f.Limit {
+		out["nextBefore"] = events[len(events)-1].Seq
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+func (a *Admin) showEvent(c *gin.Context) {
+	seq, err := strconv.ParseInt(c.Param("seq"), 10, 64)
+	if err != nil {
+		writeError(c, moltgate.Errorf(moltgate.EINVALID, "seq must be a number"))
+		return
+	}
+	e, err := a.Gateway.Events.GetSeq(c.Request.Context(), seq)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, e.Redact())
+}
+
+// exportEvents streams the log (optionally filtered by type and stream) as
+// JSON lines, oldest first, secrets redacted.
+func (a *Admin) exportEvents(c *gin.Context) {
+	c.Header("Content-Type", "application/x-ndjson")
+	c.Header("Content-Disposition", `attachment; filename="moltgate-events.jsonl"`)
+	enc := json.NewEncoder(c.Writer)
+	err := a.Gateway.Events.Scan(c.Request.Context(), moltgate.EventFilter{TypePrefix: c.Query("type"), Stream: c.Query("stream")}, func(e moltgate.Event) error {
+		return enc.Encode(e.Redact())
+	})
+	if err != nil {
+		a.Gateway.Logger.Error("event export stopped", "requestId", c.GetString(requestIDKey), "error", err)
+	}
+}
+
+// replay shows the read models as they were at ?seq=N (or ?at=RFC3339)
+// beside the current ones: the time machine.
+func (a *Admin) replay(c *gin.Context) {
+	ctx := c.Request.Context()
+	seq := a.Gateway.Events.LastSeq()
+	var at time.Time
+	if v := c.Query("seq"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			writeError(c, moltgate.Errorf(moltgate.EINVALID, "seq must be a number"))
+			return
+		}
+		seq = n
+	} else if v := c.Query("at"); v != "" {
+		t, err := time.Parse(time.RFC3339, v)
+		if err != nil {
+			writeError(c, moltgate.Errorf(moltgate.EINVALID, "at must be an RFC 3339 time"))
+			return
+		}
+		at = t
+	}
+	then, err := a.History.ViewAt(ctx, seq, at)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"then": then, "now": a.Gateway.currentView()})
+}

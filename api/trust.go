@@ -1,0 +1,174 @@
+package api
+
+import (
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// Trust decides who a request comes from. Forwarding headers
+// (CF-Connecting-IP, X-Forwarded-For) are believed only when the peer is a
+// trusted proxy: otherwise any client could pick the address the failure
+// limit counts, lock out a victim's address, or forge the one recorded in
+// events. A request is local (no device identity needed, the admin with
+// the token) only when loopback trust is on, the peer is loopback and no
+// proxy stands in between.
+type Trust struct {
+	// Proxies returns the trusted proxies. It is called per request, so a
+	// config change (gateway.trustedProxies) applies at once.
+	Proxies func() []*net.IPNet
+	// Loopback makes direct loopback peers local. cmd/moltgate turns it on
+	// when the gateway listens on loopback only (or config asks for it):
+	// in a container listening on 0.0.0.0, a loopback peer may be a
+	// process the gateway itself was tricked into making requests with.
+	Loopback bool
+}
+
+// forwardingHeaders mark a request that came through a proxy.
+var forwardingHeaders = []string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "Forwarded", "X-Real-Ip", "Cf-Connecting-Ip", "Cf-Ray", "Cf-Worker"}
+
+func peerIP(r *http.Request) net.IP {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	return net.ParseIP(host)
+}
+
+func (t *Trust) trusted(ip net.IP) bool {
+	if t == nil || t.Proxies == nil || ip == nil {
+		return false
+	}
+	for _, n := range t.Proxies() {
+		if n.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// ClientIP is the address to record and rate-limit: the client a trusted
+// proxy names (CF-Connecting-IP, else the right-most X-Forwarded-For entry
+// that is not itself a trusted proxy), else the peer.
+func (t *Trust) ClientIP(r *http.Request) string {
+	peer := peerIP(r)
+	if peer == nil {
+		return r.RemoteAddr
+	}
+	if !t.trusted(peer) {
+		return peer.String()
+	}
+	if ip := net.ParseIP(strings.TrimSpace(r.Header.Get("Cf-Connecting-Ip"))); ip != nil {
+		return ip.String()
+	}
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		ip := net.ParseIP(strings.TrimSpace(hops[i]))
+		if ip == nil {
+			break // a garbled hop: trust nothing before it
+		}
+		if !t.trusted(ip) {
+			return ip.String()
+		}
+	}
+	return peer.String()
+}
+
+// Local reports whether r came straight from this machine and loopback
+// trust is on.
+func (t *Trust) Local(r *http.Request) bool {
+	if t == nil || !t.Loopback {
+		return false
+	}
+	for _, h := range forwardingHeaders {
+		if r.Header.Get(h) != "" {
+			return false
+		}
+	}
+	ip := peerIP(r)
+	return ip != nil && ip.IsLoopback()
+}
+
+// ViaTrustedProxy reports whether r came through a trusted proxy, whose
+// X-Forwarded-Host and -Proto then describe what the client asked for.
+func (t *Trust) ViaTrustedProxy(r *http.Request) bool { return t.trusted(peerIP(r)) }
+
+// failLimiter counts failed authentications per client address with a
+// token bucket (golang.org/x/time/rate): maxFails failures empty it, and
+// it refills one failure per window/maxFails. It is keyed on the real
+// client (Trust.ClientIP), so rotating a forwarding header does not help,
+// and a flood of new addresses evicts the least recently seen full
+// buckets first: blocked addresses, the most recent, stay blocked.
+type failLimiter struct {
+	mu      sync.Mutex
+	every   rate.Limit
+	burst   int
+	max     int
+	clients map[string]*limiterEntry
+}
+
+type limiterEntry struct {
+	lim  *rate.Limiter
+	seen time.Time
+}
+
+// maxLimiterClients bounds the addresses the limiter remembers.
+const maxLimiterClients = 10_000
+
+func newFailLimiter(maxFails int, window time.Duration) *failLimiter {
+	return &failLimiter{every: rate.Every(window / time.Duration(maxFails)), burst: maxFails, max: maxLimiterClients, clients: map[string]*limiterEntry{}}
+}
+
+// blocked reports whether ip has used up its failures.
+func (l *failLimiter) blocked(ip string, now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e := l.clients[ip]
+	return e != nil && e.lim.TokensAt(now) < 1
+}
+
+// fail records a failed attempt by ip.
+func (l *failLimiter) fail(ip string, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e := l.clients[ip]
+	if e == nil {
+		if len(l.clients) >= l.max {
+			l.evict(now)
+		}
+		e = &limiterEntry{lim: rate.NewLimiter(l.every, l.burst)}
+		l.clients[ip] = e
+	}
+	e.seen = now
+	e.lim.AllowN(now, 1)
+}
+
+// evict makes room: first every address whose bucket has refilled (it is
+// as good as new), then, if a flood of live addresses remains, the least
+// recently seen quarter.
+func (l *failLimiter) evict(now time.Time) {
+	for ip, e := range l.clients {
+		if e.lim.TokensAt(now) >= float64(l.burst) {
+			delete(l.clients, ip)
+		}
+	}
+	if len(l.clients) < l.max {
+		return
+	}
+	oldest := make([]time.Time, 0, len(l.clients))
+	for _, e := range l.clients {
+		oldest = append(oldest, e.seen)
+	}
+	slices.SortFunc(oldest, time.Time.Compare)
+	cut := oldest[len(oldest)/4]
+	for ip, e := range l.clients {
+		if !e.seen.After(cut) {
+			delete(l.clients, ip)
+		}
+	}
+}

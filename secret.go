@@ -1,0 +1,214 @@
+package moltgate
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+// RedactedMarker is what every read shows in place of a secret: OpenClaw's
+// own marker, so its Control UI and CLI recognise it. A document applied
+// with the marker at a path keeps the value stored there.
+const RedactedMarker = "__OPENCLAW_REDACTED__"
+
+// SealedPrefix starts a sealed value: "moltgate:sealed:v1:<key id>:<data>".
+// Sealed values are encrypted with a key that never reaches the replica
+// (the secrets package does the cryptography); the key id says which key
+// can open them.
+const SealedPrefix = "moltgate:sealed:v1:"
+
+// IsSealed reports whether s is a sealed value.
+func IsSealed(s string) bool { return strings.HasPrefix(s, SealedPrefix) }
+
+// SealedKeyID returns the id of the key that sealed s ("" when s is not sealed).
+func SealedKeyID(s string) string {
+	rest, ok := strings.CutPrefix(s, SealedPrefix)
+	if !ok {
+		return ""
+	}
+	id, _, _ := strings.Cut(rest, ":")
+	return id
+}
+
+// SecretResolver turns the config value at path (as PathString writes it)
+// into what it stands for: a sealed value is opened, "${NAME}" references
+// are read from the environment, anything else is returned as it is.
+type SecretResolver interface {
+	Resolve(path, value string) (string, error)
+}
+
+var envRefPattern = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
+
+// EnvRefs returns the names of the variables s references as ${NAME}.
+func EnvRefs(s string) []string {
+	var out []string
+	for _, m := range envRefPattern.FindAllStringSubmatch(s, -1) {
+		out = append(out, m[1])
+	}
+	return out
+}
+
+// ProtectedEnvVar reports whether name is one of moltgate's own secrets or
+// settings, which config references may never read: otherwise an admin
+// client could point a provider's baseUrl at its own server, set its
+// apiKey to "${MOLTBOT_GATEWAY_TOKEN}" and receive the token with a chat.
+func ProtectedEnvVar(name string) bool {
+	n := strings.ToUpper(name)
+	switch n {
+	case "MOLTBOT_GATEWAY_TOKEN", "OPENCLAW_GATEWAY_TOKEN", "CDP_SECRET":
+		return true
+	}
+	for _, p := range []string{"R2_", "CF_ACCESS_", "MOLTGATE_", "AWS_"} {
+		if strings.HasPrefix(n, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// MissingEnvError is a reference to a variable that is not set.
+type MissingEnvError struct{ Name string }
+
+func (e *MissingEnvError) Error() string {
+	return fmt.Sprintf("the environment variable %s is not set", e.Name)
+}
+
+// ExpandEnv replaces every ${NAME} in s with the variable's value. A
+// protected variable is refused and an unset one is a *MissingEnvError.
+func ExpandEnv(s string, getenv func(string) string) (string, error) {
+	var err error
+	out := envRefPattern.ReplaceAllStringFunc(s, func(ref string) string {
+		name := ref[2 : len(ref)-1]
+		if err != nil {
+			return ""
+		}
+		if ProtectedEnvVar(name) {
+			err = Errorf(EFORBIDDEN, "${%s} is one of moltgate's own secrets and cannot be used in the config", name)
+			return ""
+		}
+		v := getenv(name)
+		if v == "" {
+			err = &MissingEnvError{Name: name}
+		}
+		return v
+	})
+	if err != nil {
+		return "", err
+	}
+	return out, nil
+}
+
+// sensitiveKeys match config keys that hold credentials: OpenClaw's own
+// patterns (token$, password, secret, api.?key) and a few more that are
+// credentials wherever they appear.
+var sensitiveKeys = regexp.MustCompile(`(?i)(token$|password|passwd|secret|api.?key|authorization|cookie|private.?key|credential|access.?key)`)
+
+// sensitiveContainers are keys whose every string value is a secret:
+// HTTP headers carry credentials, and env blocks (env.vars.*, env.*,
+// skills.entries.*.env.*) exist to hold provider keys.
+var sensitiveContainers = map[string]bool{"headers": true, "env": true, "vars": true}
+
+// credentialPrefixes are how well-known credentials begin; such a value is
+// sealed wherever it appears, whatever its key is called.
+var credentialPrefixes = []string{"sk-", "xoxb-", "xoxp-", "xapp-", "xoxa-", "ghp_", "gho_", "github_pat_", "glpat-", "AKIA", "Bearer ", "bearer "}
+
+// IsSensitive reports whether the string value at path (keys from the
+// root; list indexes as their decimal text) is a secret: by its key, by a
+// container it sits in, or by its own shape (a URL with a password, a
+// well-known credential prefix).
+func IsSensitive(path []string, value string) bool {
+	for i, k := range path {
+		if sensitiveContainers[k] && i < len(path)-1 {
+			return true
+		}
+	}
+	if len(path) > 0 && sensitiveKeys.MatchString(path[len(path)-1]) {
+		return true
+	}
+	if u, err := url.Parse(value); err == nil && u.User != nil {
+		if _, hasPassword := u.User.Password(); hasPassword {
+			return true
+		}
+	}
+	for _, p := range credentialPrefixes {
+		if strings.HasPrefix(value, p) && len(value) >= len(p)+8 {
+			return true
+		}
+	}
+	return false
+}
+
+// MapStrings calls fn for every string in a decoded JSON value (from
+// json.Unmarshal into any), with its path, and replaces the string with
+// what fn returns. It returns the new value; v is changed in place.
+func MapStrings(v any, fn func(path []string, s string) string) any {
+	return mapStrings(nil, v, fn)
+}
+
+func mapStrings(path []string, v any, fn func([]string, string) string) any {
+	switch v := v.(type) {
+	case map[string]any:
+		for k, x := range v {
+			v[k] = mapStrings(append(path[:len(path):len(path)], k), x, fn)
+		}
+		return v
+	case []any:
+		for i, x := range v {
+			v[i] = mapStrings(append(path[:len(path):len(path)], strconv.Itoa(i)), x, fn)
+		}
+		return v
+	case string:
+		return fn(path, v)
+	}
+	return v
+}
+
+// PathString writes a path as people read it: models.providers.x.models[0].id.
+func PathString(path []string) string {
+	var b strings.Builder
+	for i, p := range path {
+		if _, err := strconv.Atoi(p); err == nil && i > 0 {
+			b.WriteString("[" + p + "]")
+			continue
+		}
+		if i > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(p)
+	}
+	return b.String()
+}
+
+// RedactSealed replaces every sealed value in a JSON document with
+// RedactedMarker. Documents without one are returned as they are.
+func RedactSealed(doc json.RawMessage) json.RawMessage {
+	if !bytes.Contains(doc, []byte(SealedPrefix)) {
+		return doc
+	}
+	var v any
+	if json.Unmarshal(doc, &v) != nil {
+		return doc
+	}
+	v = MapStrings(v, func(_ []string, s string) string {
+		if IsSealed(s) {
+			return RedactedMarker
+		}
+		return s
+	})
+	out, err := json.Marshal(v)
+	if err != nil {
+		return doc
+	}
+	return out
+}
+
+// Redact returns e with every sealed value in its payload shown as
+// RedactedMarker: what every reader outside the write side sees.
+func (e Event) Redact() Event {
+	e.Data = RedactSealed(e.Data)
+	return e
+}
