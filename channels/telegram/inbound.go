@@ -33,7 +33,7 @@ func (a *Adapter) inbound(m *models.Message) (moltgate.InboundMessage, bool) {
 
 	in := moltgate.InboundMessage{
 		ChannelAddress: moltgate.ChannelAddress{
-			Channel:   Name,
+			Channel:   ChannelName,
 			AccountID: strconv.FormatInt(botID, 10),
 			ChatID:    strconv.FormatInt(m.Chat.ID, 10),
 		},

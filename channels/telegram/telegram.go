@@ -35,8 +35,8 @@ import (
 	"github.com/moltgate/moltgate"
 )
 
-// Name is the channel's name in addresses and status.
-const Name = "telegram"
+// ChannelName is the channel's name in addresses and status.
+const ChannelName = "telegram"
 
 // MaxMessageLength is Telegram's limit for one message's text, in UTF-16
 // code units (what moltgate.SplitText counts).
@@ -138,12 +138,17 @@ func New(cfg Config) (*Adapter, error) {
 	if !tokenRE.MatchString(cfg.Token) {
 		return nil, errors.New("telegram: Token is not a bot token: it must look like <bot id>:<secret>, as @BotFather gives it")
 	}
+	a := &Adapter{
+		secret: cfg.Token[strings.IndexByte(cfg.Token, ':')+1:],
+		status: moltgate.ChannelStatus{Channel: ChannelName, State: moltgate.ChannelStopped},
+	}
 	if cfg.APIURL == "" {
 		cfg.APIURL = DefaultAPIURL
 	}
 	cfg.APIURL = strings.TrimRight(cfg.APIURL, "/")
-	if err := checkURL(cfg.APIURL); err != nil {
-		return nil, fmt.Errorf("telegram: APIURL %w", err)
+	if !isHTTPURL(cfg.APIURL) {
+		// Redacted: someone may have pasted a whole request URL.
+		return nil, fmt.Errorf("telegram: APIURL %q is not an http(s) URL", a.redactString(cfg.APIURL))
 	}
 	if cfg.PollTimeout < 0 {
 		return nil, fmt.Errorf("telegram: PollTimeout %s is negative", cfg.PollTimeout)
@@ -154,8 +159,8 @@ func New(cfg Config) (*Adapter, error) {
 	// getUpdates takes whole seconds, and 0 would be a busy loop.
 	cfg.PollTimeout = max(cfg.PollTimeout.Round(time.Second), time.Second)
 	if cfg.WebhookURL != "" {
-		if err := checkURL(cfg.WebhookURL); err != nil {
-			return nil, fmt.Errorf("telegram: WebhookURL %w", err)
+		if !isHTTPURL(cfg.WebhookURL) {
+			return nil, fmt.Errorf("telegram: WebhookURL %q is not an http(s) URL", a.redactString(cfg.WebhookURL))
 		}
 		if cfg.WebhookSecret == "" {
 			return nil, errors.New("telegram: WebhookSecret is required with WebhookURL, so that only Telegram can post to the webhook")
@@ -179,12 +184,7 @@ func New(cfg Config) (*Adapter, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	a := &Adapter{
-		cfg:    cfg,
-		log:    cfg.Logger.With("channel", Name),
-		secret: cfg.Token[strings.IndexByte(cfg.Token, ':')+1:],
-		status: moltgate.ChannelStatus{Channel: Name, State: moltgate.ChannelStopped},
-	}
+	a.cfg, a.log = cfg, cfg.Logger.With("channel", ChannelName)
 	b, err := bot.New(cfg.Token,
 		bot.WithServerURL(cfg.APIURL),
 		bot.WithSkipGetMe(),
@@ -198,16 +198,13 @@ func New(cfg Config) (*Adapter, error) {
 	return a, nil
 }
 
-func checkURL(raw string) error {
+func isHTTPURL(raw string) bool {
 	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return fmt.Errorf("%q is not an http(s) URL", raw)
-	}
-	return nil
+	return err == nil && (u.Scheme == "https" || u.Scheme == "http") && u.Host != ""
 }
 
 // Name returns "telegram".
-func (a *Adapter) Name() string { return Name }
+func (a *Adapter) Name() string { return ChannelName }
 
 // Status reports the connection's state.
 func (a *Adapter) Status() moltgate.ChannelStatus {
@@ -221,6 +218,10 @@ func (a *Adapter) Status() moltgate.ChannelStatus {
 func (a *Adapter) setState(state, errMsg string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.setStateLocked(state, errMsg)
+}
+
+func (a *Adapter) setStateLocked(state, errMsg string) {
 	if a.status.State != state {
 		a.status.State = state
 		a.status.Since = time.Now()
@@ -230,8 +231,8 @@ func (a *Adapter) setState(state, errMsg string) {
 
 // retrying reports a transient failure: connecting, one more reconnect.
 func (a *Adapter) retrying(err error) {
-	a.setState(moltgate.ChannelConnecting, err.Error())
 	a.mu.Lock()
+	a.setStateLocked(moltgate.ChannelConnecting, err.Error())
 	a.status.Reconnects++
 	a.mu.Unlock()
 	a.log.Warn("telegram connection failed; retrying", "err", a.redact(err))

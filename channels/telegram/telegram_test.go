@@ -27,7 +27,7 @@ func TestNew_Config(t *testing.T) {
 		{"letters in the id", telegram.Config{Token: "12a4:" + secretish}, "<bot id>:<secret>"},
 		{"space inside", telegram.Config{Token: "123456:" + secretish + " x"}, "<bot id>:<secret>"},
 		{"not a token", telegram.Config{Token: secretish}, "<bot id>:<secret>"},
-		{"api url", telegram.Config{Token: "123456:" + secretish, APIURL: "api.telegram.org"}, "APIURL"},
+		{"api url", telegram.Config{Token: "123456:" + secretish, APIURL: "api.telegram.org/bot123456:" + secretish}, "APIURL"},
 		{"negative poll", telegram.Config{Token: "123456:" + secretish, PollTimeout: -time.Second}, "PollTimeout"},
 		{"negative backoff", telegram.Config{Token: "123456:" + secretish, BackoffBase: -time.Second}, "BackoffBase"},
 		{"webhook url", telegram.Config{Token: "123456:" + secretish, WebhookURL: "/telegram", WebhookSecret: "abc"}, "WebhookURL"},

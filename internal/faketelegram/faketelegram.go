@@ -123,7 +123,7 @@ type SentMessage struct {
 	MessageID int
 	ChatID    int64
 	ThreadID  int
-	ReplyTo   int
+	ReplyTo   int // the message it answers; 0 also when sent without the reply because the original is unknown
 	Text      string
 	ParseMode string
 }
