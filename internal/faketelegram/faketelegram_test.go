@@ -262,7 +262,7 @@ func TestServer_SendMessage(t *testing.T) {
 			}
 		})
 	}
-	sent := s.Sent()
+	sent := s.WaitSent(t, 5, wait)
 	if len(sent) != 5 {
 		t.Fatalf("recorded %d sent messages, want 5", len(sent))
 	}
