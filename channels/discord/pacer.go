@@ -117,8 +117,19 @@ func (p *pacer) UnlockBucket(e *rest.CompiledEndpoint, rs *http.Response) error 
 		}
 	}
 	p.buckets[bucketKey(e)] = bucket{remaining: remaining, reset: reset}
+	if len(p.buckets) > maxBuckets {
+		for k, b := range p.buckets {
+			if !b.reset.After(now) {
+				delete(p.buckets, k)
+			}
+		}
+	}
 	return nil
 }
+
+// maxBuckets is when UnlockBucket sweeps refilled buckets, so a bot that
+// talked in many channels does not keep one per channel for ever.
+const maxBuckets = 256
 
 func seconds(s string) (time.Duration, bool) {
 	f, err := strconv.ParseFloat(s, 64)
