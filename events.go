@@ -206,6 +206,8 @@ type ChatMessageAddedData struct {
 	// Origin is the chat-platform chat a user message came from, or an
 	// assistant message is to be delivered to.
 	Origin *ChannelAddress `json:"origin,omitempty"`
+	// Tool is set on role "tool": a call the model made and its outcome.
+	Tool *ToolCall `json:"tool,omitempty"`
 }
 
 // ChatRunStartedData is the payload of chat.run.started.
@@ -217,6 +219,8 @@ type ChatRunStartedData struct {
 	// Origin is the chat-platform chat the user's message came from: the
 	// reply is delivered there.
 	Origin *ChannelAddress `json:"origin,omitempty"`
+	// Owner: the owner sent the message, so owner-only tools are offered.
+	Owner bool `json:"owner,omitempty"`
 }
 
 // Run outcomes for ChatRunFinishedData.Status.

@@ -64,7 +64,8 @@ type ConfigService interface {
 	CheckConfig(ctx context.Context, doc json.RawMessage) (issues, warnings []ConfigIssue)
 }
 
-// ChatMessage is one message of a transcript.
+// ChatMessage is one message of a transcript. A tool call made during a
+// run is a message with role "tool" and Tool set.
 type ChatMessage struct {
 	ID        string          `json:"id"`
 	Role      string          `json:"role"`
@@ -73,7 +74,37 @@ type ChatMessage struct {
 	Model     string          `json:"model,omitempty"`
 	Usage     *Usage          `json:"usage,omitempty"`
 	Origin    *ChannelAddress `json:"origin,omitempty"`
+	Tool      *ToolCall       `json:"tool,omitempty"`
 	Timestamp time.Time       `json:"timestamp"`
+}
+
+// Tool call outcomes for ToolCall.Status.
+const (
+	ToolOK      = "ok"
+	ToolError   = "error"   // the tool ran and failed
+	ToolRefused = "refused" // not allowed here (a non-owner session, a private address)
+)
+
+// ToolCall is one tool the model called during a run and a summary of
+// what came back. It is recorded as an event (chat.message.added, role
+// "tool"), so it shows in the transcript, the replay and the web chat.
+type ToolCall struct {
+	ID    string          `json:"id"`              // the provider's call id
+	Name  string          `json:"name"`            // browser, web_fetch, gateway_config, …
+	Input json.RawMessage `json:"input,omitempty"` // the arguments, secrets redacted
+	// Status is ToolOK, ToolError or ToolRefused.
+	Status  string `json:"status"`
+	Summary string `json:"summary,omitempty"` // what the tool returned, shortened for people
+	Error   string `json:"error,omitempty"`
+	Image   *Media `json:"image,omitempty"` // a screenshot the tool took
+}
+
+// Media is an image a tool produced.
+type Media struct {
+	MimeType string `json:"mimeType"` // image/png, image/jpeg
+	Data     []byte `json:"data"`     // base64 in JSON
+	Width    int    `json:"width,omitempty"`
+	Height   int    `json:"height,omitempty"`
 }
 
 // RunRequest asks for a new assistant run in a session.
@@ -84,6 +115,8 @@ type RunRequest struct {
 	// Origin is the chat a message from a chat platform came from; the
 	// reply is delivered back there.
 	Origin *ChannelAddress
+	// Owner says the owner sent it (see QueuedRun.Owner).
+	Owner bool
 }
 
 // RunReceipt says what became of a RunRequest.
@@ -119,12 +152,24 @@ type ChatService interface {
 	Transcript(ctx context.Context, sessionKey string, limit int) ([]ChatMessage, error)
 }
 
+// QueuedRun is a recorded run handed to the agent.
+type QueuedRun struct {
+	SessionKey string
+	RunID      string
+	// Owner is true when the owner sent the message (a paired device, a
+	// local client, or a chat-platform sender the config lists in
+	// allowFrom), so owner-only tools such as gateway_config are offered.
+	Owner bool
+	// Origin is the chat-platform chat the message came from, if any.
+	Origin *ChannelAddress
+}
+
 // RunQueue is the agent's queue of runs, as the write side sees it.
 type RunQueue interface {
 	// Enqueue schedules a recorded run; enqueueing a run that is already
 	// queued or running is a no-op. It fails (EUNAVAILABLE) while the
 	// agent is stopping.
-	Enqueue(sessionKey, runID string) error
+	Enqueue(run QueuedRun) error
 	// Active returns the ids of the runs queued or running in a session.
 	Active(sessionKey string) []string
 }

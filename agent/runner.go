@@ -59,6 +59,8 @@ type session struct {
 
 type run struct {
 	sessionKey, id string
+	owner          bool
+	origin         *moltgate.ChannelAddress
 	ctx            context.Context
 	cancel         context.CancelFunc
 }
@@ -69,9 +71,10 @@ func NewRunner(chat moltgate.ChatService, sink Sink, models func() Resolution) *
 		Logger: slog.Default(), sessions: map[string]*session{}, runs: map[string]*run{}}
 }
 
-// Enqueue schedules a run that StartRun recorded. It starts at once when
-// the session is idle, else after the runs queued before it.
-func (r *Runner) Enqueue(sessionKey, runID string) error {
+// Enqueue schedules a run that SendMessage recorded. It starts at once
+// when the session is idle, else after the runs queued before it.
+func (r *Runner) Enqueue(q moltgate.QueuedRun) error {
+	sessionKey, runID := q.SessionKey, q.RunID
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
@@ -81,7 +84,7 @@ func (r *Runner) Enqueue(sessionKey, runID string) error {
 		return nil
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	ru := &run{sessionKey: sessionKey, id: runID, ctx: ctx, cancel: cancel}
+	ru := &run{sessionKey: sessionKey, id: runID, owner: q.Owner, origin: q.Origin, ctx: ctx, cancel: cancel}
 	r.runs[runID] = ru
 	s := r.sessions[sessionKey]
 	if s == nil {

@@ -99,7 +99,7 @@ func runResolved(t *testing.T, res Resolution, timeout time.Duration) *recorder 
 	if timeout > 0 {
 		r.Timeout = timeout
 	}
-	if err := r.Enqueue("s", "run1"); err != nil {
+	if err := r.Enqueue(moltgate.QueuedRun{SessionKey: "s", RunID: "run1"}); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -153,7 +153,7 @@ func TestRunner_QueuedRunsAreAbortedOnClose(t *testing.T) {
 		return Resolution{Choices: []Choice{{Name: "slow/m", Model: "m", Provider: blockingProvider{blocked}}}}
 	})
 	for _, id := range []string{"run1", "run2", "run3"} {
-		if err := r.Enqueue("s", id); err != nil {
+		if err := r.Enqueue(moltgate.QueuedRun{SessionKey: "s", RunID: id}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -171,7 +171,7 @@ func TestRunner_QueuedRunsAreAbortedOnClose(t *testing.T) {
 			t.Fatalf("finished %v: every run should be aborted", rec.finished)
 		}
 	}
-	if err := r.Enqueue("s", "run4"); moltgate.ErrorCode(err) != moltgate.EUNAVAILABLE {
+	if err := r.Enqueue(moltgate.QueuedRun{SessionKey: "s", RunID: "run4"}); moltgate.ErrorCode(err) != moltgate.EUNAVAILABLE {
 		t.Fatalf("enqueue after close = %v", err)
 	}
 }

@@ -292,7 +292,8 @@ func (g *Gateway) chatSend(ctx context.Context, c *conn, params json.RawMessage)
 	if err := required("message", p.Message); err != nil {
 		return nil, err
 	}
-	receipt, err := g.Chat.SendMessage(ctx, moltgate.RunRequest{SessionKey: p.key(), Message: p.Message, IdempotencyKey: p.IdempotencyKey}, c.meta())
+	// Gateway clients are the owner's paired devices (or local tools).
+	receipt, err := g.Chat.SendMessage(ctx, moltgate.RunRequest{SessionKey: p.key(), Message: p.Message, IdempotencyKey: p.IdempotencyKey, Owner: true}, c.meta())
 	if err != nil {
 		return nil, err
 	}

@@ -62,7 +62,7 @@ func (s *Service) SendMessage(ctx context.Context, req moltgate.RunRequest, meta
 		SessionKey: req.SessionKey, MessageID: moltgate.NewID(), Role: "user", Content: req.Message, RunID: runID, Origin: req.Origin,
 	}, meta)
 	started := moltgate.MustEvent(stream, moltgate.EventChatRunStarted, moltgate.ChatRunStartedData{
-		SessionKey: req.SessionKey, RunID: runID, IdempotencyKey: req.IdempotencyKey, Origin: req.Origin,
+		SessionKey: req.SessionKey, RunID: runID, IdempotencyKey: req.IdempotencyKey, Origin: req.Origin, Owner: req.Owner,
 	}, meta)
 	if req.IdempotencyKey != "" {
 		user.ID = derivedID("chat.send", req.SessionKey, req.IdempotencyKey, "user")
@@ -90,7 +90,7 @@ func (s *Service) SendMessage(ctx context.Context, req moltgate.RunRequest, meta
 			return receipt, nil
 		}
 	}
-	if err := s.enqueue(req.SessionKey, got.RunID); err != nil {
+	if err := s.enqueue(moltgate.QueuedRun{SessionKey: req.SessionKey, RunID: got.RunID, Owner: got.Owner, Origin: got.Origin}); err != nil {
 		finishErr := s.FinishRun(context.WithoutCancel(ctx), req.SessionKey, got.RunID, nil, moltgate.RunAborted,
 			"not started: "+moltgate.ErrorMessage(err), moltgate.Meta{Actor: "system", Source: moltgate.SourceSystem, CausationID: got.RunID})
 		if finishErr != nil {
@@ -101,11 +101,11 @@ func (s *Service) SendMessage(ctx context.Context, req moltgate.RunRequest, meta
 	return receipt, nil
 }
 
-func (s *Service) enqueue(sessionKey, runID string) error {
+func (s *Service) enqueue(run moltgate.QueuedRun) error {
 	if s.Runs == nil {
 		return moltgate.Errorf(moltgate.EUNAVAILABLE, "the agent is not running")
 	}
-	return s.Runs.Enqueue(sessionKey, runID)
+	return s.Runs.Enqueue(run)
 }
 
 // runState says how a run ended, or finished false while it is open.

@@ -23,7 +23,8 @@ type queue struct {
 	refuse bool
 }
 
-func (q *queue) Enqueue(sessionKey, runID string) error {
+func (q *queue) Enqueue(run moltgate.QueuedRun) error {
+	sessionKey, runID := run.SessionKey, run.RunID
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.refuse {

@@ -431,7 +431,7 @@ func TestAdmin_Restart(t *testing.T) {
 		t.Fatalf("restart events = %+v", events)
 	}
 	// The agent serves again after the restart.
-	if err := g.agent.Enqueue("after-restart", "run-x"); err != nil {
+	if err := g.agent.Enqueue(moltgate.QueuedRun{SessionKey: "after-restart", RunID: "run-x"}); err != nil {
 		t.Fatalf("enqueue after restart: %v", err)
 	}
 }
