@@ -201,6 +201,9 @@ func Video(ctx context.Context, m *Manager, urls []string, opts VideoOptions, ou
 	if err := sink.Close(ctx); err != nil {
 		return err
 	}
+	if err := os.Chmod(tmpName, 0o644); err != nil { // CreateTemp made it private
+		return fmt.Errorf("cannot write the video: %w", err)
+	}
 	if err := os.Rename(tmpName, out); err != nil {
 		return fmt.Errorf("cannot write the video: %w", err)
 	}

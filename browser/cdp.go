@@ -269,8 +269,9 @@ func (h *CDPHandler) serveNew(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, t)
 }
 
-// newTabURL reads the URL of /json/new: ?url=…, or Chrome's /json/new?<url>.
-// The secret, when sent as ?secret=, is not part of it.
+// newTabURL reads the URL of /json/new: ?url=…, or Chrome's /json/new?<url>,
+// where the rest of the query is the URL, escaped or not. The secret, when
+// sent as ?secret=, is not part of it.
 func newTabURL(rawQuery string) (string, error) {
 	var parts []string
 	for _, p := range strings.Split(rawQuery, "&") {
@@ -282,10 +283,9 @@ func newTabURL(rawQuery string) (string, error) {
 	if q == "" {
 		return "about:blank", nil
 	}
-	if v, ok := strings.CutPrefix(q, "url="); ok && !strings.Contains(v, "&") {
-		q = v
-	}
-	target, err := url.QueryUnescape(q)
+	q = strings.TrimPrefix(q, "url=")
+	// Chrome unescapes the URL without turning + into a space.
+	target, err := url.PathUnescape(q)
 	if err != nil {
 		return "", moltgate.Errorf(moltgate.EINVALID, "cannot read the URL of the new tab: %v", err)
 	}

@@ -577,7 +577,9 @@ func TestCDP_Bridge(t *testing.T) {
 	upstream := httptest.NewServer(fake)
 	defer upstream.Close()
 	var log sessionLog
-	m := newManager(t, func(m *Manager) { m.RemoteURL = "ws" + strings.TrimPrefix(upstream.URL, "http") + "/devtools/browser/fake" })
+	m := newManager(t, func(m *Manager) {
+		m.RemoteURL = "ws" + strings.TrimPrefix(upstream.URL, "http") + "/devtools/browser/fake"
+	})
 	srv := cdpServer(t, m, CDPConfig{Secret: testSecret, OnSession: log.add})
 	ctx := testContext(t)
 
@@ -637,5 +639,25 @@ func TestCDP_Bridge(t *testing.T) {
 	}
 	if got := strings.Join(closedBy, " "); got != "client4001 browser4003 browser-1" {
 		t.Errorf("closes reported: %s", got)
+	}
+}
+
+func TestNewTabURL(t *testing.T) {
+	for q, want := range map[string]string{
+		"":         "about:blank",
+		"secret=x": "about:blank",
+		"url=https%3A%2F%2Fa.example%2F%3Fq%3D1%26r%3D2": "https://a.example/?q=1&r=2",
+		"url=https://a.example/?q=1&r=2":                 "https://a.example/?q=1&r=2",
+		"https://a.example/?q=a+b&r=2":                   "https://a.example/?q=a+b&r=2",
+		"https://a.example/&secret=x":                    "https://a.example/",
+		"secret=x&https://a.example/":                    "https://a.example/",
+	} {
+		got, err := newTabURL(q)
+		if err != nil || got != want {
+			t.Errorf("newTabURL(%q) = %q, %v; want %q", q, got, err, want)
+		}
+	}
+	if _, err := newTabURL("url=%zz"); err == nil {
+		t.Error("a bad escape was accepted")
 	}
 }

@@ -295,7 +295,7 @@ func (t *Tab) Screenshot(ctx context.Context, opts ScreenshotOptions) ([]byte, e
 	if err := sleep(ctx, opts.Wait); err != nil {
 		return nil, err
 	}
-	return run(t, ctx, t.m.ActionTimeout+opts.Wait, "take a screenshot", func(ctx context.Context, tg *chromedp.Target) ([]byte, error) {
+	return run(t, ctx, t.m.ActionTimeout, "take a screenshot", func(ctx context.Context, tg *chromedp.Target) ([]byte, error) {
 		params := page.CaptureScreenshotParams{Format: page.CaptureScreenshotFormatPng, FromSurface: new(true)}
 		if opts.FullPage {
 			m, err := cdp.Call(ctx, tg, page.GetLayoutMetrics, cdp.Empty{})
