@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// p50 reports the median of durations as a metric in unit.
+// reportMedian reports the median of durations, in units of scale.
 func reportMedian(b *testing.B, d []time.Duration, scale time.Duration, unit string) float64 {
 	b.Helper()
 	slices.Sort(d)
@@ -130,4 +130,3 @@ func BenchmarkCDPProxy(b *testing.B) {
 	b.ReportMetric(p-d, "µs-overhead")
 	b.ReportMetric(p/d, "ratio")
 }
-

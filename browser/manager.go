@@ -128,6 +128,9 @@ func (m *Manager) Open() error {
 	if m.Height <= 0 {
 		m.Height = DefaultHeight
 	}
+	if err := checkViewport(m.Width, m.Height); err != nil {
+		return fmt.Errorf("cannot open browser manager: %w", err)
+	}
 	if m.Logger == nil {
 		m.Logger = slog.Default()
 	}
@@ -164,6 +167,14 @@ func (m *Manager) Close(ctx context.Context) error {
 	m.mu.Unlock()
 
 	m.cancel()
+	// Wait out a launch in flight: it sees closed and stops its browser,
+	// and no launch starts after this, so wg.Wait below sees every goroutine.
+	select {
+	case m.launch <- struct{}{}:
+		<-m.launch
+	case <-ctx.Done():
+		return fmt.Errorf("cannot close browser manager: %w", ctx.Err())
+	}
 	var err error
 	if inst != nil {
 		err = inst.stop(ctx)
@@ -248,6 +259,10 @@ func (m *Manager) acquire(ctx context.Context) (*lease, error) {
 	defer func() { <-m.launch }()
 
 	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil, moltgate.Errorf(moltgate.EUNAVAILABLE, "the browser is shutting down")
+	}
 	inst := m.inst
 	if inst != nil && inst.alive() {
 		l := m.holdLocked(inst)
@@ -297,7 +312,7 @@ func (m *Manager) release() {
 	defer m.mu.Unlock()
 	m.users--
 	m.lastUse = time.Now()
-	if m.users > 0 || m.closed || m.inst == nil || m.inst.remote || m.IdleTimeout < 0 {
+	if m.users > 0 || m.closed || m.inst == nil || m.IdleTimeout < 0 {
 		return
 	}
 	inst := m.inst
@@ -392,6 +407,7 @@ var launchFlags = []string{
 	"--disable-extensions",
 	"--disable-default-apps",
 	"--disable-breakpad",
+	"--disable-crash-reporter",
 	"--disable-client-side-phishing-detection",
 	"--disable-features=Translate,MediaRouter,OptimizationHints",
 	"--disable-background-timer-throttling",
@@ -513,6 +529,8 @@ func (m *Manager) waitListening(ctx context.Context, inst *instance, listening <
 			return "", moltgate.Errorf(moltgate.ETIMEOUT, "the browser did not start within %s: %s", m.StartTimeout, inst.stderr.tail())
 		case <-ctx.Done():
 			return "", ctx.Err()
+		case <-m.ctx.Done():
+			return "", moltgate.Errorf(moltgate.EUNAVAILABLE, "the browser is shutting down")
 		}
 	}
 }

@@ -296,3 +296,41 @@ func TestPathID(t *testing.T) {
 		}
 	}
 }
+
+// Close while a launch is under way leaves no browser and no profile behind.
+func TestManager_CloseDuringLaunch(t *testing.T) {
+	profiles := func() map[string]bool {
+		dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "moltgate-chromium-*"))
+		set := map[string]bool{}
+		for _, d := range dirs {
+			set[d] = true
+		}
+		return set
+	}
+	before := profiles()
+	m := NewManager()
+	m.ExecPath, m.Logger = chromiumPath, testLogger(t)
+	if err := m.Open(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		l, err := m.acquire(testContext(t))
+		if err == nil {
+			l.release()
+		}
+		done <- err
+	}()
+	eventually(t, 30*time.Second, "the launch has begun", func() bool { return len(profiles()) > len(before) })
+	if err := m.Close(testContext(t)); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; moltgate.ErrorCode(err) != moltgate.EUNAVAILABLE {
+		t.Errorf("acquire during Close: %v", err)
+	}
+	for d := range profiles() {
+		if !before[d] {
+			t.Errorf("profile left behind: %s", d)
+		}
+	}
+}
