@@ -4,6 +4,7 @@
 //	moltgate events list|tail|show
 //	moltgate replay --until SEQ|TIME
 //	moltgate restore --output PATH [--timestamp T | --txid N | --seq N]
+//	moltgate browser screenshot|video …
 //	moltgate version
 //
 // Configuration comes from the environment (see config.go); main.go only
@@ -44,11 +45,15 @@ Usage:
   moltgate replay --until SEQ|TIME         print the read models as they were
   moltgate restore --output PATH [--timestamp T | --txid N | --seq N]
                                            restore the replica to a new file
+  moltgate browser screenshot URL OUT.png [--width W --height H --full-page --wait D]
+  moltgate browser video URL1,URL2 OUT.mp4|OUT.webm [--fps N --scroll --per-page D]
+                                           capture pages with headless Chromium
   moltgate version
 
 Environment: MOLTGATE_DATA_DIR (./data), MOLTGATE_LISTEN (127.0.0.1:18789),
 R2_ACCESS_KEY_ID, R2_SECRET_ACCESS_KEY, CF_ACCOUNT_ID, R2_BUCKET_NAME,
-R2_ENDPOINT, MOLTGATE_LITESTREAM_CONFIG. See README.md.
+R2_ENDPOINT, MOLTGATE_LITESTREAM_CONFIG, CHROMIUM_PATH, BROWSER_CDP_URL.
+See README.md.
 `
 
 func run(ctx context.Context, env Env, args []string, stdout, stderr io.Writer) error {
@@ -65,6 +70,8 @@ func run(ctx context.Context, env Env, args []string, stdout, stderr io.Writer) 
 		return runReplay(ctx, env, args, stdout, stderr)
 	case "restore":
 		return runRestore(ctx, env, args, stdout, stderr)
+	case "browser":
+		return runBrowser(ctx, env, args, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "moltgate", moltgate.Version)
 		return nil

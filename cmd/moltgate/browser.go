@@ -1,0 +1,178 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/moltgate/moltgate/browser"
+)
+
+const browserUsage = `Usage:
+  moltgate browser screenshot URL OUT.png [--width 1280 --height 800 --full-page --wait 2s]
+  moltgate browser video URL1,URL2,… OUT.mp4|OUT.webm [--fps 10 --scroll --per-page 3s --width 1280 --height 720 --wait 0s]
+
+An .mp4 is encoded by ffmpeg; a .webm by Chromium alone. Flags may come
+before or after the arguments.
+
+Environment: CHROMIUM_PATH (default: chromium, chromium-browser or
+google-chrome on PATH), BROWSER_CDP_URL (use a running browser instead:
+http://host:9222 or ws://host:9222/devtools/browser/<id>).
+`
+
+// runBrowser captures pages with the same browser code the gateway uses.
+func runBrowser(ctx context.Context, env Env, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, browserUsage)
+		return fmt.Errorf("browser needs a subcommand: screenshot or video")
+	}
+	switch args[0] {
+	case "screenshot":
+		return runScreenshot(ctx, env, args[1:], stdout, stderr)
+	case "video":
+		return runVideo(ctx, env, args[1:], stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, browserUsage)
+		return nil
+	default:
+		fmt.Fprint(stderr, browserUsage)
+		return fmt.Errorf("unknown browser command %q", args[0])
+	}
+}
+
+// newBrowserManager configures the browser from the environment:
+// CHROMIUM_PATH and BROWSER_CDP_URL.
+func newBrowserManager(env Env, logger *slog.Logger) *browser.Manager {
+	m := browser.NewManager()
+	m.ExecPath = env.get("CHROMIUM_PATH", "")
+	m.RemoteURL = env.get("BROWSER_CDP_URL", "")
+	m.Logger = logger
+	return m
+}
+
+// openCLIBrowser opens a Manager for one command; the returned func closes
+// it, even after ctx was canceled by Ctrl-C.
+func openCLIBrowser(env Env, stderr io.Writer) (*browser.Manager, func(), error) {
+	m := newBrowserManager(env, slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	m.IdleTimeout = -1 // the command closes it
+	if err := m.Open(); err != nil {
+		return nil, nil, err
+	}
+	return m, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = m.Close(ctx)
+	}, nil
+}
+
+// parseInterleaved parses flags that may come before, between or after the
+// positional arguments, which it returns.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return positional, nil
+		}
+		positional = append(positional, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}
+
+func runScreenshot(ctx context.Context, env Env, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("browser screenshot", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	width := fs.Int("width", browser.DefaultWidth, "viewport width in CSS pixels")
+	height := fs.Int("height", browser.DefaultHeight, "viewport height in CSS pixels")
+	fullPage := fs.Bool("full-page", false, "capture the whole page, not only the viewport")
+	wait := fs.Duration("wait", 0, "let the page settle this long after it loads")
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 2 {
+		return fmt.Errorf("usage: moltgate browser screenshot URL OUT.png [flags]")
+	}
+	url, out := pos[0], pos[1]
+	if !strings.EqualFold(filepath.Ext(out), ".png") {
+		return fmt.Errorf("cannot write %q: screenshots are PNG, name it .png", out)
+	}
+	m, closeBrowser, err := openCLIBrowser(env, stderr)
+	if err != nil {
+		return err
+	}
+	defer closeBrowser()
+	prog := newProgress(stderr, "screenshot")
+	prog.stage("loading " + url)
+	png, err := browser.Screenshot(ctx, m, url, browser.ScreenshotOptions{Width: *width, Height: *height, FullPage: *fullPage, Wait: *wait})
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(out, png, 0o644); err != nil {
+		return fmt.Errorf("cannot write the screenshot: %w", err)
+	}
+	fmt.Fprintf(stdout, "wrote %s (%s)\n", out, humanBytes(len(png)))
+	return nil
+}
+
+func runVideo(ctx context.Context, env Env, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("browser video", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fps := fs.Int("fps", browser.DefaultFPS, "frames per second")
+	scroll := fs.Bool("scroll", false, "scroll each page from top to bottom")
+	perPage := fs.Duration("per-page", browser.DefaultPerPage, "how long to record each page")
+	width := fs.Int("width", browser.DefaultVideoWidth, "video width")
+	height := fs.Int("height", browser.DefaultVideoHeight, "video height")
+	wait := fs.Duration("wait", 0, "let each page settle this long after it loads")
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 2 {
+		return fmt.Errorf("usage: moltgate browser video URL1,URL2,… OUT.mp4|OUT.webm [flags]")
+	}
+	var urls []string
+	for _, u := range strings.Split(pos[0], ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			urls = append(urls, u)
+		}
+	}
+	out := pos[1]
+	opts := browser.VideoOptions{Width: *width, Height: *height, FPS: *fps, PerPage: *perPage, Scroll: *scroll, Wait: *wait}
+	m, closeBrowser, err := openCLIBrowser(env, stderr)
+	if err != nil {
+		return err
+	}
+	defer closeBrowser()
+	prog := newProgress(stderr, "video")
+	start := time.Now()
+	if err := browser.Video(ctx, m, urls, opts, out, func(done, total int) { prog.report(int64(done), int64(total)) }); err != nil {
+		return err
+	}
+	size := "?"
+	if st, err := os.Stat(out); err == nil {
+		size = humanBytes(int(st.Size()))
+	}
+	frames := opts.FramesPerPage() * len(urls)
+	fmt.Fprintf(stdout, "wrote %s (%d frames at %d fps from %d pages, %s, in %s)\n",
+		out, frames, *fps, len(urls), size, time.Since(start).Round(100*time.Millisecond))
+	return nil
+}
+
+func humanBytes(n int) string {
+	switch {
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
