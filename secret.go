@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 )
@@ -39,6 +40,60 @@ func SealedKeyID(s string) string {
 // are read from the environment, anything else is returned as it is.
 type SecretResolver interface {
 	Resolve(path, value string) (string, error)
+	// OpenText opens the sealed credentials embedded in a text sealed for
+	// path (a chat message); one that cannot be opened shows as
+	// RedactedMarker.
+	OpenText(path, text string) string
+}
+
+// sealedPattern finds sealed values, whole or embedded in a text.
+var sealedPattern = regexp.MustCompile(`moltgate:sealed:v1:[0-9a-f]{8}:[A-Za-z0-9_-]+`)
+
+// RedactText replaces every sealed value in s with RedactedMarker.
+func RedactText(s string) string {
+	if !strings.Contains(s, SealedPrefix) {
+		return s
+	}
+	return sealedPattern.ReplaceAllString(s, RedactedMarker)
+}
+
+// SealedSpans returns the byte ranges of the sealed values in s.
+func SealedSpans(s string) [][]int { return sealedPattern.FindAllStringIndex(s, -1) }
+
+// credentialPatterns recognise credentials people paste into a chat ("my
+// Discord token is …"): provider keys, bot tokens, access tokens.
+var credentialPatterns = []*regexp.Regexp{
+	regexp.MustCompile(`\bsk-[A-Za-z0-9_-]{16,}`),                                         // OpenAI, Anthropic (sk-ant-…), OpenRouter (sk-or-…), DeepSeek
+	regexp.MustCompile(`\bxox[abposr]-[A-Za-z0-9-]{10,}`),                                 // Slack bot and user tokens
+	regexp.MustCompile(`\bxapp-[A-Za-z0-9-]{10,}`),                                        // Slack app-level tokens
+	regexp.MustCompile(`\b(ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{30,}`),                        // GitHub tokens
+	regexp.MustCompile(`\bgithub_pat_[A-Za-z0-9_]{30,}`),                                  // GitHub fine-grained tokens
+	regexp.MustCompile(`\bglpat-[A-Za-z0-9_-]{20,}`),                                      // GitLab
+	regexp.MustCompile(`\bAKIA[0-9A-Z]{16}\b`),                                            // AWS access key ids
+	regexp.MustCompile(`\b[0-9]{6,12}:[A-Za-z0-9_-]{30,}`),                                // Telegram bot tokens
+	regexp.MustCompile(`\b[A-Za-z0-9_-]{23,28}\.[A-Za-z0-9_-]{6,7}\.[A-Za-z0-9_-]{27,}`),  // Discord bot tokens
+	regexp.MustCompile(`\beyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}`), // JWTs
+}
+
+// FindCredentials returns the byte ranges of credential-looking words in
+// text, in order and without overlaps.
+func FindCredentials(text string) [][]int {
+	var spans [][]int
+	for _, p := range credentialPatterns {
+		spans = append(spans, p.FindAllStringIndex(text, -1)...)
+	}
+	sort.Slice(spans, func(i, j int) bool { return spans[i][0] < spans[j][0] })
+	var out [][]int
+	for _, sp := range spans {
+		if len(out) > 0 && sp[0] < out[len(out)-1][1] {
+			if sp[1] > out[len(out)-1][1] {
+				out[len(out)-1][1] = sp[1]
+			}
+			continue
+		}
+		out = append(out, sp)
+	}
+	return out
 }
 
 var envRefPattern = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
@@ -193,11 +248,31 @@ func RedactSealed(doc json.RawMessage) json.RawMessage {
 	if json.Unmarshal(doc, &v) != nil {
 		return doc
 	}
-	v = MapStrings(v, func(_ []string, s string) string {
-		if IsSealed(s) {
+	v = MapStrings(v, func(_ []string, s string) string { return RedactText(s) })
+	out, err := json.Marshal(v)
+	if err != nil {
+		return doc
+	}
+	return out
+}
+
+// RedactSensitive returns a JSON document (a tool call's arguments) with
+// every secret shown as RedactedMarker: sealed values, values at
+// sensitive paths, and credential-looking words in any text.
+func RedactSensitive(doc json.RawMessage) json.RawMessage {
+	var v any
+	if len(doc) == 0 || json.Unmarshal(doc, &v) != nil {
+		return doc
+	}
+	v = MapStrings(v, func(path []string, s string) string {
+		if IsSensitive(path, s) && len(EnvRefs(s)) == 0 {
 			return RedactedMarker
 		}
-		return s
+		spans := FindCredentials(s)
+		for i := len(spans) - 1; i >= 0; i-- {
+			s = s[:spans[i][0]] + RedactedMarker + s[spans[i][1]:]
+		}
+		return RedactText(s)
 	})
 	out, err := json.Marshal(v)
 	if err != nil {

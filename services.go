@@ -143,12 +143,18 @@ type ChatService interface {
 	// the run ended. A run that is not open (finished already) is left as
 	// it is.
 	FinishRun(ctx context.Context, sessionKey, runID string, reply *ChatMessage, status, errMsg string, meta Meta) error
+	// RecordToolCall adds a tool call the model made during a run, and
+	// what it returned, to the transcript. Recording the same call (run
+	// and call id) twice changes nothing.
+	RecordToolCall(ctx context.Context, sessionKey, runID string, call ToolCall, meta Meta) error
 	// Inject adds a message to a transcript without a run.
 	Inject(ctx context.Context, sessionKey string, msg ChatMessage, meta Meta) (ChatMessage, error)
 	// ResetSession starts a new session id under the same key.
 	ResetSession(ctx context.Context, sessionKey string, meta Meta) (sessionID string, err error)
 	// Transcript returns the current session's messages, oldest first, at
-	// most limit (0 = all) of the newest.
+	// most limit (0 = all) of the newest. Credentials in the messages are
+	// sealed (for the session's stream as path): show them with
+	// RedactText, or open them with a SecretResolver for a model.
 	Transcript(ctx context.Context, sessionKey string, limit int) ([]ChatMessage, error)
 }
 

@@ -44,6 +44,9 @@ type Runner struct {
 	// per token when many sessions stream at once.
 	DeltaInterval time.Duration
 	Logger        *slog.Logger
+	// Secrets opens the credentials sealed in the transcript (a token the
+	// owner pasted), which the model needs to see.
+	Secrets moltgate.SecretResolver
 
 	mu       sync.Mutex
 	sessions map[string]*session
@@ -230,6 +233,12 @@ func (r *Runner) execute(ru *run) {
 		}
 		finish(nil, moltgate.RunFailed, "cannot read the conversation: "+moltgate.ErrorMessage(err))
 		return
+	}
+	if r.Secrets != nil {
+		path := moltgate.SessionStream(ru.sessionKey)
+		for i := range history {
+			history[i].Content = r.Secrets.OpenText(path, history[i].Content)
+		}
 	}
 	resolved := r.Models()
 	choices := resolved.Choices

@@ -75,6 +75,9 @@ func (r *recorder) FinishRun(_ context.Context, _, _ string, reply *moltgate.Cha
 	}
 	return nil
 }
+func (r *recorder) RecordToolCall(context.Context, string, string, moltgate.ToolCall, moltgate.Meta) error {
+	return nil
+}
 func (r *recorder) Inject(context.Context, string, moltgate.ChatMessage, moltgate.Meta) (moltgate.ChatMessage, error) {
 	return moltgate.ChatMessage{}, nil
 }

@@ -21,6 +21,9 @@ func (a *Admin) transcript(c *gin.Context) {
 		writeError(c, err)
 		return
 	}
+	for i := range msgs {
+		msgs[i] = redactMessage(msgs[i])
+	}
 	c.JSON(http.StatusOK, gin.H{"sessionKey": c.Param("key"), "messages": msgs})
 }
 

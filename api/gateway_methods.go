@@ -228,6 +228,18 @@ func (g *Gateway) sessionsList(ctx context.Context, c *conn, _ json.RawMessage) 
 	return map[string]any{"sessions": out}, nil
 }
 
+// redactMessage shows the credentials sealed in a transcript message as
+// the redaction marker.
+func redactMessage(m moltgate.ChatMessage) moltgate.ChatMessage {
+	m.Content = moltgate.RedactText(m.Content)
+	if m.Tool != nil {
+		t := *m.Tool
+		t.Summary, t.Error, t.Input = moltgate.RedactText(t.Summary), moltgate.RedactText(t.Error), moltgate.RedactSealed(t.Input)
+		m.Tool = &t
+	}
+	return m
+}
+
 func nonNil(s []string) []string {
 	if s == nil {
 		return []string{}
@@ -262,7 +274,11 @@ func (g *Gateway) chatHistory(ctx context.Context, c *conn, params json.RawMessa
 	}
 	out := make([]map[string]any, 0, len(msgs))
 	for _, m := range msgs {
+		m = redactMessage(m)
 		wm := chatMessage(m.Role, m.Content, m.Timestamp)
+		if m.Tool != nil {
+			wm["tool"] = m.Tool
+		}
 		wm["id"] = m.ID
 		if m.RunID != "" {
 			wm["runId"] = m.RunID
@@ -332,7 +348,7 @@ func (g *Gateway) chatInject(ctx context.Context, c *conn, params json.RawMessag
 		return nil, err
 	}
 	g.broadcastChat(p.key(), map[string]any{"runId": "inject-" + msg.ID, "sessionKey": p.key(), "seq": 1, "state": "final",
-		"message": chatMessage(msg.Role, msg.Content, msg.Timestamp)})
+		"message": chatMessage(msg.Role, moltgate.RedactText(msg.Content), msg.Timestamp)})
 	return map[string]any{"ok": true, "messageId": msg.ID}, nil
 }
 

@@ -27,6 +27,16 @@ func validSessionKey(key string) error {
 	return nil
 }
 
+// sealText seals the credentials people paste into a chat ("my Discord
+// token is …") before the message is appended: the log and the replica
+// keep the sentence, and the agent opens the token when it needs it.
+func (s *Service) sealText(stream, text string) string {
+	if s.Sealer == nil {
+		return text
+	}
+	return s.Sealer.SealText(stream, text)
+}
+
 // derivedID turns a key into an event id, so that the log's own
 // idempotency (an id is stored once) makes a repeated command a no-op: a
 // retried send, a run finished twice.
@@ -59,7 +69,7 @@ func (s *Service) SendMessage(ctx context.Context, req moltgate.RunRequest, meta
 	runID := moltgate.NewID()
 	stream := moltgate.SessionStream(req.SessionKey)
 	user := moltgate.MustEvent(stream, moltgate.EventChatMessageAdded, moltgate.ChatMessageAddedData{
-		SessionKey: req.SessionKey, MessageID: moltgate.NewID(), Role: "user", Content: req.Message, RunID: runID, Origin: req.Origin,
+		SessionKey: req.SessionKey, MessageID: moltgate.NewID(), Role: "user", Content: s.sealText(stream, req.Message), RunID: runID, Origin: req.Origin,
 	}, meta)
 	started := moltgate.MustEvent(stream, moltgate.EventChatRunStarted, moltgate.ChatRunStartedData{
 		SessionKey: req.SessionKey, RunID: runID, IdempotencyKey: req.IdempotencyKey, Origin: req.Origin, Owner: req.Owner,
@@ -131,7 +141,7 @@ func (s *Service) FinishRun(ctx context.Context, sessionKey, runID string, reply
 	var events []moltgate.Event
 	if reply != nil {
 		e := moltgate.MustEvent(stream, moltgate.EventChatMessageAdded, moltgate.ChatMessageAddedData{
-			SessionKey: sessionKey, MessageID: moltgate.NewID(), Role: "assistant", Content: reply.Content,
+			SessionKey: sessionKey, MessageID: moltgate.NewID(), Role: "assistant", Content: s.sealText(stream, reply.Content),
 			RunID: runID, Model: reply.Model, Usage: reply.Usage, Origin: reply.Origin,
 		}, meta)
 		e.ID = derivedID("run.reply", sessionKey, runID)
@@ -142,6 +152,29 @@ func (s *Service) FinishRun(ctx context.Context, sessionKey, runID string, reply
 	}, meta)
 	finished.ID = derivedID("run.finished", sessionKey, runID)
 	_, err := s.append(ctx, false, append(events, finished)...)
+	return err
+}
+
+// MaxToolSummary bounds the text of a tool call's summary in the log.
+const MaxToolSummary = 4000
+
+// RecordToolCall implements moltgate.ChatService.
+func (s *Service) RecordToolCall(ctx context.Context, sessionKey, runID string, call moltgate.ToolCall, meta moltgate.Meta) error {
+	if err := validSessionKey(sessionKey); err != nil {
+		return err
+	}
+	if call.ID == "" || call.Name == "" {
+		return moltgate.Errorf(moltgate.EINVALID, "a tool call needs an id and a name")
+	}
+	stream := moltgate.SessionStream(sessionKey)
+	call.Summary = s.sealText(stream, truncate(call.Summary, MaxToolSummary))
+	call.Error = s.sealText(stream, call.Error)
+	call.Input = moltgate.RedactSensitive(call.Input)
+	e := moltgate.MustEvent(moltgate.SessionStream(sessionKey), moltgate.EventChatMessageAdded, moltgate.ChatMessageAddedData{
+		SessionKey: sessionKey, MessageID: moltgate.NewID(), Role: "tool", Content: call.Summary, RunID: runID, Tool: &call,
+	}, meta)
+	e.ID = derivedID("run.tool", sessionKey, runID, call.ID)
+	_, err := s.append(ctx, false, e)
 	return err
 }
 
@@ -177,8 +210,9 @@ func (s *Service) Inject(ctx context.Context, sessionKey string, msg moltgate.Ch
 		return msg, moltgate.Errorf(moltgate.EINVALID, "message must be 1-%d bytes", MaxMessageBytes)
 	}
 	msg.ID = moltgate.NewID()
-	e := moltgate.MustEvent(moltgate.SessionStream(sessionKey), moltgate.EventChatMessageAdded, moltgate.ChatMessageAddedData{
-		SessionKey: sessionKey, MessageID: msg.ID, Role: msg.Role, Content: msg.Content,
+	stream := moltgate.SessionStream(sessionKey)
+	e := moltgate.MustEvent(stream, moltgate.EventChatMessageAdded, moltgate.ChatMessageAddedData{
+		SessionKey: sessionKey, MessageID: msg.ID, Role: msg.Role, Content: s.sealText(stream, msg.Content),
 	}, meta)
 	stored, err := s.append(ctx, false, e)
 	if err != nil {
@@ -222,7 +256,7 @@ func (s *Service) Transcript(ctx context.Context, sessionKey string, limit int) 
 			continue // reported by the read models; a transcript skips it
 		}
 		out = append(out, moltgate.ChatMessage{ID: d.MessageID, Role: d.Role, Content: d.Content, RunID: d.RunID,
-			Model: d.Model, Usage: d.Usage, Origin: d.Origin, Timestamp: events[i].RecordedAt})
+			Model: d.Model, Usage: d.Usage, Origin: d.Origin, Tool: d.Tool, Timestamp: events[i].RecordedAt})
 	}
 	return out, nil
 }

@@ -491,3 +491,35 @@ func TestChat(t *testing.T) {
 		}
 	}
 }
+
+// A token pasted into a chat is sealed in the log; the transcript keeps
+// the sentence.
+func TestChat_SealsPastedCredentials(t *testing.T) {
+	s, _ := MustOpenService(t)
+	ctx := context.Background()
+	token := "MTExMjIyMzMzNDQ0NTU1NjY2.GaBcDe.abcdefghijklmnopqrstuvwxyz0123"
+	r, err := s.SendMessage(ctx, moltgate.RunRequest{SessionKey: "main", Message: "set up my Discord bot, the token is " + token}, owner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.FinishRun(ctx, "main", r.RunID, &moltgate.ChatMessage{Content: "Done: I stored " + token}, moltgate.RunCompleted, "", owner)
+	if n := count(t, s, "", token); n != 0 {
+		t.Fatalf("the token is in %d events in plaintext", n)
+	}
+	msgs, _ := s.Transcript(ctx, "main", 0)
+	if len(msgs) != 2 || !strings.HasPrefix(msgs[0].Content, "set up my Discord bot, the token is moltgate:sealed:") {
+		t.Fatalf("transcript = %+v", msgs)
+	}
+	if got := s.Sealer.OpenText(moltgate.SessionStream("main"), msgs[1].Content); got != "Done: I stored "+token {
+		t.Fatalf("opened reply = %q", got)
+	}
+	// A tool call's arguments are redacted before they are recorded.
+	err = s.RecordToolCall(ctx, "main", r.RunID, moltgate.ToolCall{ID: "c1", Name: "gateway_config", Status: moltgate.ToolOK,
+		Input: json.RawMessage(`{"patch":{"channels":{"discord":{"token":"` + token + `"}}},"note":"token ` + token + `"}`)}, owner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, s, "", token); n != 0 {
+		t.Fatal("a tool call put the token in the log")
+	}
+}

@@ -244,11 +244,46 @@ func sortIssues(issues []moltgate.ConfigIssue) {
 	sort.Slice(issues, func(i, j int) bool { return issues[i].Path < issues[j].Path })
 }
 
+// SealText seals every credential-looking word of a text (a chat message
+// with "my Discord token is …") in place, for path: the log keeps the
+// sentence, not the token.
+func (s *Sealer) SealText(path, text string) string {
+	spans := moltgate.FindCredentials(text)
+	for i := len(spans) - 1; i >= 0; i-- {
+		sp := spans[i]
+		text = text[:sp[0]] + s.Seal(path, text[sp[0]:sp[1]]) + text[sp[1]:]
+	}
+	return text
+}
+
+// OpenText opens the sealed values embedded in a text sealed for path;
+// one that does not open shows as the redaction marker.
+func (s *Sealer) OpenText(path, text string) string {
+	spans := moltgate.SealedSpans(text)
+	for i := len(spans) - 1; i >= 0; i-- {
+		sp := spans[i]
+		plain, err := s.Open(path, text[sp[0]:sp[1]])
+		if err != nil {
+			plain = moltgate.RedactedMarker
+		}
+		text = text[:sp[0]] + plain + text[sp[1]:]
+	}
+	return text
+}
+
 // Resolver opens sealed values and expands "${NAME}" references: the one
 // place config values become the secrets they stand for.
 type Resolver struct {
 	Sealer *Sealer
 	Getenv func(string) string
+}
+
+// OpenText implements moltgate.SecretResolver.
+func (r Resolver) OpenText(path, text string) string {
+	if r.Sealer == nil {
+		return moltgate.RedactText(text)
+	}
+	return r.Sealer.OpenText(path, text)
 }
 
 // Resolve returns what the value at path stands for.

@@ -180,3 +180,38 @@ func extract(t *testing.T, doc json.RawMessage) string {
 	j := strings.IndexByte(string(doc[i:]), '"')
 	return string(doc[i : i+j])
 }
+
+// "my Discord token is …": the sentence is kept, the token sealed, and
+// opened again for the model.
+func TestSealText(t *testing.T) {
+	s := mustSealer(t)
+	tokens := []string{
+		"MTExMjIyMzMzNDQ0NTU1NjY2.GaBcDe.abcdefghijklmnopqrstuvwxyz0123",
+		"123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw",
+		"sk-ant-api03-abcdefghijklmnopqrstuvwxyz",
+		"xoxb-1234567890-abcdefghijkl",
+	}
+	text := "set up my Discord bot, the token is " + tokens[0] + ". Telegram: " + tokens[1] + ", key " + tokens[2] + " and slack " + tokens[3]
+	sealed := s.SealText("session:main", text)
+	for _, tok := range tokens {
+		if strings.Contains(sealed, tok) {
+			t.Fatalf("%s left in plaintext: %s", tok, sealed)
+		}
+	}
+	if !strings.HasPrefix(sealed, "set up my Discord bot, the token is ") {
+		t.Fatalf("the sentence was not kept: %s", sealed)
+	}
+	if got := s.OpenText("session:main", sealed); got != text {
+		t.Fatalf("OpenText = %s", got)
+	}
+	if got := s.OpenText("session:other", sealed); strings.Contains(got, tokens[0]) || !strings.Contains(got, moltgate.RedactedMarker) {
+		t.Fatalf("opened for another session: %s", got)
+	}
+	if red := moltgate.RedactText(sealed); strings.Count(red, moltgate.RedactedMarker) != 4 || strings.Contains(red, moltgate.SealedPrefix) {
+		t.Fatalf("RedactText = %s", red)
+	}
+	plain := "no secrets here: version 1.2.3, https://example.com/a.b.c and maxTokens 4096"
+	if got := s.SealText("p", plain); got != plain {
+		t.Fatalf("plain text changed: %s", got)
+	}
+}

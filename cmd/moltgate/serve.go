@@ -174,7 +174,7 @@ func (g *gateway) open(ctx context.Context) error {
 	models := func() agent.Resolution { return agent.Resolve(g.config.get(), g.env, resolver) }
 	g.gw.ModelInfo = func() moltgate.ModelInfo { return models().Info() }
 	g.agent = agent.NewRunner(g.service, g.gw, models)
-	g.agent.Logger = g.logger
+	g.agent.Logger, g.agent.Secrets = g.logger, resolver
 	g.gw.Runs, g.service.Runs = g.agent, g.agent
 	g.server.MountGateway(g.gw, api.WebChat)
 	admin, err := g.admin(missing)
