@@ -9,10 +9,12 @@ COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 # VERSION (docker build --build-arg VERSION=1.2.3) replaces moltgate.Version;
-# without it the version in the source stays. scripts/test-deploy.sh runs
-# this go build line itself, so keep it on one line.
+# without it the version in the source stays. nomsgpack leaves out gin's
+# MessagePack support (github.com/ugorji/go/codec, 6.5 MB), which moltgate
+# does not use. scripts/test-deploy.sh runs this go build line itself, so
+# keep it on one line.
 ARG VERSION=
-RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w ${VERSION:+-X github.com/moltgate/moltgate.Version=${VERSION}}" -o /out/moltgate ./cmd/moltgate
+RUN CGO_ENABLED=0 go build -trimpath -tags nomsgpack -ldflags "-s -w ${VERSION:+-X github.com/moltgate/moltgate.Version=${VERSION}}" -o /out/moltgate ./cmd/moltgate
 
 FROM debian:bookworm-slim
 # chromium and ffmpeg: browser automation (screenshots, video);
