@@ -27,10 +27,27 @@ export const STATUS_PATH = "/_worker/status";
 const START_TIMEOUT_MS = 60_000;
 
 /**
+ * How long a container asked to stop (to take new settings) may take: the
+ * gateway's graceful stop is bounded at 30 s (cmd/moltgate shutdownTimeout).
+ */
+const STOP_TIMEOUT_MS = 40_000;
+const STOP_POLL_MS = 250;
+
+/** Durable Object storage key: the fingerprint of the environment the running container got. */
+const ENV_FINGERPRINT_KEY = "containerEnvFingerprint";
+
+/**
  * MoltgateContainer is the Durable Object that owns the container. Requests
  * go to the gateway once the container listens; until then a WebSocket
  * upgrade waits for it, and everything else gets the starting page (or
  * JSON) at once while the container starts in the background.
+ *
+ * A container reads its environment once, when it starts. `wrangler secret
+ * put` (or a new [vars] value) deploys a new Worker version, which restarts
+ * this Durable Object with the new environment; the first request after
+ * that finds the running container started with another environment, stops
+ * it gracefully (SIGTERM: final replica sync) and starts it again, so a new
+ * secret takes effect without waiting for the container to sleep.
  */
 export class MoltgateContainer extends Container<Env> {
   defaultPort = GATEWAY_PORT;
@@ -39,8 +56,14 @@ export class MoltgateContainer extends Container<Env> {
   private readonly keepAwake: boolean;
   private readonly sleepDescription: string;
   private readonly warnings: string[];
+  /** What the container gets as its environment (also this.envVars, which the library reads). */
+  private readonly containerVars: Record<string, string>;
+  /** How long a stop may take before the container is killed (a field so tests can shorten it). */
+  stopTimeoutMs = STOP_TIMEOUT_MS;
   private starting?: Promise<void>;
+  private stopping?: Promise<void>;
   private lastFailure?: { message: string; at: number };
+  private fingerprint?: Promise<string>;
 
   constructor(ctx: DurableObjectState<{}>, env: Env) {
     super(ctx, env);
@@ -48,13 +71,25 @@ export class MoltgateContainer extends Container<Env> {
     this.sleepAfter = sleep.sleepAfter;
     this.keepAwake = sleep.keepAwake;
     this.sleepDescription = sleep.describe;
-    this.envVars = containerEnv(env);
+    this.envVars = this.containerVars = containerEnv(env);
     this.warnings = configWarnings(env, sleep);
     for (const warning of this.warnings) console.warn(`moltgate worker: ${warning}`);
   }
 
   override async fetch(request: Request): Promise<Response> {
     if (new URL(request.url).pathname === STATUS_PATH) return this.status();
+    if (this.ctx.container?.running && (await this.startedWithOtherEnv())) {
+      const stopped = this.stopForNewEnv();
+      if (!isWebSocketUpgrade(request)) {
+        this.ctx.waitUntil(stopped.then(() => this.startOnce()).catch(() => {}));
+        return startingResponse(request, this.startingInfo());
+      }
+      try {
+        await stopped;
+      } catch {
+        return startingResponse(request, this.startingInfo());
+      }
+    }
     if (await this.listening()) return super.fetch(request);
     if (isWebSocketUpgrade(request)) {
       // A WebSocket client cannot show a page: hold the upgrade until the
@@ -81,12 +116,51 @@ export class MoltgateContainer extends Container<Env> {
     return (await this.getState()).status === "healthy";
   }
 
+  /** envFingerprint identifies the container's environment without holding any of its values. */
+  private envFingerprint(): Promise<string> {
+    this.fingerprint ??= (async () => {
+      const entries = Object.entries(this.containerVars).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+      const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(JSON.stringify(entries)));
+      return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+    })();
+    return this.fingerprint;
+  }
+
+  /** startedWithOtherEnv reports whether the running container was started with another environment. */
+  private async startedWithOtherEnv(): Promise<boolean> {
+    const started = await this.ctx.storage.get<string>(ENV_FINGERPRINT_KEY);
+    return started !== (await this.envFingerprint());
+  }
+
+  /** stopForNewEnv stops the running container once, and waits until it has exited. */
+  private stopForNewEnv(): Promise<void> {
+    this.stopping ??= (async () => {
+      console.log("moltgate worker: the Worker's environment changed; restarting the container to apply it");
+      await this.stop();
+      const deadline = Date.now() + this.stopTimeoutMs;
+      while (this.ctx.container?.running) {
+        if (Date.now() > deadline) {
+          await this.destroy();
+          break;
+        }
+        await new Promise((resolve) => setTimeout(resolve, STOP_POLL_MS));
+      }
+    })().finally(() => {
+      this.stopping = undefined;
+    });
+    return this.stopping;
+  }
+
   /** startOnce starts the container once however many requests ask, and remembers why it failed. */
   private startOnce(): Promise<void> {
-    this.starting ??= this.startAndWaitForPorts({
-      ports: GATEWAY_PORT,
-      cancellationOptions: { portReadyTimeoutMS: START_TIMEOUT_MS },
-    })
+    this.starting ??= this.envFingerprint()
+      .then((fingerprint) => this.ctx.storage.put(ENV_FINGERPRINT_KEY, fingerprint))
+      .then(() =>
+        this.startAndWaitForPorts({
+          ports: GATEWAY_PORT,
+          cancellationOptions: { portReadyTimeoutMS: START_TIMEOUT_MS },
+        }),
+      )
       .then(
         () => {
           this.lastFailure = undefined;
@@ -104,7 +178,7 @@ export class MoltgateContainer extends Container<Env> {
   }
 
   private startingInfo() {
-    return { failure: this.lastFailure?.message, warnings: this.warnings };
+    return { failure: this.lastFailure?.message, restarting: this.stopping !== undefined, warnings: this.warnings };
   }
 
   private async status(): Promise<Response> {

@@ -10,6 +10,8 @@ import { wantsHTML } from "./forward";
 export interface StartingInfo {
   /** The container could not start: the last error, shown with a retry. */
   failure?: string;
+  /** The running container is being restarted to take the Worker's new settings. */
+  restarting?: boolean;
   /** Problems with the Worker's configuration, each a sentence. */
   warnings: string[];
 }
@@ -35,7 +37,9 @@ export function startingResponse(request: Request, info: StartingInfo): Response
   }
   const message = info.failure
     ? `moltgate's container could not start: ${info.failure}`
-    : "moltgate's container is starting";
+    : info.restarting
+      ? "moltgate's container is restarting with the Worker's new settings"
+      : "moltgate's container is starting";
   return Response.json(
     { error: { code: "unavailable", message, retryAfterMs: retryAfter * 1000 }, warnings: info.warnings },
     { status: 503, headers },
@@ -46,7 +50,9 @@ function startingPage(info: StartingInfo, retryAfter: number): string {
   const heading = info.failure ? "moltgate could not start" : "moltgate is starting";
   const detail = info.failure
     ? `<p class="error">${escapeHTML(info.failure)}</p><p>The container's log says why: <code>npx wrangler tail</code>, or the Containers page of the Cloudflare dashboard. This page tries again every ${retryAfter} seconds.</p>`
-    : `<p>Starting the container. After a sleep this takes a few seconds; the first start after a deploy can take a few minutes. This page reloads by itself.</p>`;
+    : info.restarting
+      ? `<p>Restarting the container with the Worker's new settings. This page reloads by itself.</p>`
+      : `<p>Starting the container. After a sleep this takes a few seconds; the first start after a deploy can take a few minutes. This page reloads by itself.</p>`;
   const warnings = info.warnings.length
     ? `<ul class="warnings">${info.warnings.map((w) => `<li>${escapeHTML(w)}</li>`).join("")}</ul>`
     : "";

@@ -14,6 +14,7 @@ beforeEach(() => {
   const record = (...args: unknown[]) => void logged.push(args.join(" "));
   vi.spyOn(console, "warn").mockImplementation(record);
   vi.spyOn(console, "error").mockImplementation(record);
+  vi.spyOn(console, "log").mockImplementation(record);
 });
 afterEach(() => vi.restoreAllMocks());
 
@@ -25,6 +26,33 @@ type Fake = FakeContainer<Record<string, unknown>> & { fetch(r: Request): Promis
 function container(env: Record<string, unknown> = {}, ctx: FakeContext = fakeContext()) {
   const c = new MoltgateContainer(ctx as never, { MOLTGATE: {} as never, MOLTBOT_GATEWAY_TOKEN: TOKEN, ...env });
   return { c, fake: c as unknown as Fake, ctx };
+}
+
+/** A container this Worker version started, answering on its port. */
+async function started(env: Record<string, unknown> = {}, ctx: FakeContext = fakeContext()) {
+  const made = container(env, ctx);
+  await made.fake.fetch(api());
+  await settle(ctx);
+  expect(made.ctx.container.running).toBe(true);
+  made.fake.startCalls = [];
+  return made;
+}
+
+/** settle waits for the background work handed to waitUntil, including work it hands on. */
+async function settle(ctx: FakeContext) {
+  for (let done = 0; done < ctx.background.length; ) {
+    const batch = ctx.background.slice(done);
+    done = ctx.background.length;
+    await Promise.all(batch);
+  }
+}
+
+/** until waits (bounded) for a condition that background work makes true. */
+async function until(cond: () => boolean) {
+  for (let i = 0; !cond(); i++) {
+    if (i > 200) throw new Error("condition not met");
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
 }
 
 const page = (path = "/?token=abc") => new Request(BASE + path, { headers: { Accept: "text/html" } });
@@ -61,8 +89,7 @@ describe("MoltgateContainer settings", () => {
 
 describe("MoltgateContainer.fetch", () => {
   it("forwards to the gateway once the container listens", async () => {
-    const { fake } = container({}, fakeContext(true));
-    fake.state = { status: "healthy", lastChange: 1 };
+    const { fake } = await started();
     const res = await fake.fetch(api());
     expect(await res.text()).toBe("from the gateway");
     expect(fake.forwarded).toHaveLength(1);
@@ -77,6 +104,7 @@ describe("MoltgateContainer.fetch", () => {
     const first = await fake.fetch(page());
     const second = await fake.fetch(page());
 
+    await until(() => fake.startCalls.length > 0);
     for (const res of [first, second]) {
       expect(res.status).toBe(503);
       expect(res.headers.get("Retry-After")).toBe("2");
@@ -88,10 +116,10 @@ describe("MoltgateContainer.fetch", () => {
     expect(fake.forwarded).toHaveLength(0);
     expect(fake.startCalls).toEqual([{ ports: 8080, cancellationOptions: { portReadyTimeoutMS: 60_000 } }]);
 
-    finish();
     fake.ctx.container.running = true;
     fake.state = { status: "healthy", lastChange: 2 };
-    await Promise.all(ctx.background);
+    finish();
+    await settle(ctx);
     const after = await fake.fetch(page());
     expect(await after.text()).toBe("from the gateway");
   });
@@ -115,7 +143,7 @@ describe("MoltgateContainer.fetch", () => {
       throw new Error("Container exited before we could determine the container health, exit code: 1");
     };
     await fake.fetch(page());
-    await Promise.all(ctx.background);
+    await settle(ctx);
 
     const html = await (await fake.fetch(page())).text();
     expect(html).toContain("moltgate could not start");
@@ -128,7 +156,7 @@ describe("MoltgateContainer.fetch", () => {
     expect(body.error.message).toBe(
       "moltgate's container could not start: Container exited before we could determine the container health, exit code: 1",
     );
-    await Promise.all(ctx.background);
+    await settle(ctx);
     expect(fake.startCalls).toHaveLength(3); // every request tried again
     expect(logged).toContain("moltgate worker: the container did not start: Container exited before we could determine the container health, exit code: 1");
 
@@ -137,7 +165,7 @@ describe("MoltgateContainer.fetch", () => {
       fake.state = { status: "healthy", lastChange: 3 };
     };
     await fake.fetch(api());
-    await Promise.all(ctx.background);
+    await settle(ctx);
     const status = (await (await fake.fetch(api(STATUS_PATH))).json()) as { lastStartFailure: unknown };
     expect(status.lastStartFailure).toBeNull();
   });
@@ -191,5 +219,78 @@ describe("MoltgateContainer.fetch", () => {
     });
     expect(fake.startCalls).toHaveLength(0);
     expect(fake.forwarded).toHaveLength(0);
+  });
+
+  it("restarts a running container started with other settings, gracefully, and only once", async () => {
+    // The container was started by the previous Worker version; `wrangler
+    // secret put` deployed this one, and the Durable Object restarted with it.
+    const ctx = fakeContext();
+    const before = await started({ TELEGRAM_BOT_TOKEN: "old" }, ctx);
+    const after = container({ TELEGRAM_BOT_TOKEN: "new" }, ctx);
+    after.fake.state = before.fake.state;
+
+    const first = await after.fake.fetch(page());
+    const second = await after.fake.fetch(api());
+    expect(first.status).toBe(503);
+    expect(await first.text()).toContain("Restarting the container with the Worker's new settings");
+    expect(((await second.json()) as { error: { message: string } }).error.message).toBe(
+      "moltgate's container is restarting with the Worker's new settings",
+    );
+    await settle(ctx);
+
+    expect(after.fake.signals).toEqual(["SIGTERM"]); // one graceful stop for both requests
+    expect(after.fake.destroyed).toBe(0);
+    expect(after.fake.startCalls).toHaveLength(1);
+    expect(after.fake.forwarded).toHaveLength(0);
+    expect(logged).toContain("moltgate worker: the Worker's environment changed; restarting the container to apply it");
+
+    // Started with the new settings, it is not restarted again.
+    const res = await after.fake.fetch(api());
+    expect(await res.text()).toBe("from the gateway");
+    expect(after.fake.signals).toEqual(["SIGTERM"]);
+  });
+
+  it("leaves a running container alone when the settings are the same", async () => {
+    const ctx = fakeContext();
+    await started({ TELEGRAM_BOT_TOKEN: "same" }, ctx);
+    const again = container({ TELEGRAM_BOT_TOKEN: "same" }, ctx);
+    again.fake.state = { status: "healthy", lastChange: 1 };
+    expect(await (await again.fake.fetch(api())).text()).toBe("from the gateway");
+    expect(again.fake.signals).toEqual([]);
+    expect(again.fake.startCalls).toHaveLength(0);
+  });
+
+  it("keeps no secret in Durable Object storage, only a fingerprint", async () => {
+    const { ctx } = await started({ ANTHROPIC_API_KEY: "sk-ant-very-secret" });
+    const stored = JSON.stringify([...ctx.storage.data.values()]);
+    expect(stored).not.toContain("sk-ant-very-secret");
+    expect(stored).toMatch(/^\["[0-9a-f]{64}"\]$/);
+  });
+
+  it("holds a WebSocket upgrade through the restart, then hands it to the new container", async () => {
+    const ctx = fakeContext();
+    const before = await started({ SLACK_BOT_TOKEN: "old" }, ctx);
+    const after = container({ SLACK_BOT_TOKEN: "new" }, ctx);
+    after.fake.state = before.fake.state;
+    const res = await after.fake.fetch(upgrade());
+    expect(await res.text()).toBe("from the gateway");
+    expect(after.fake.signals).toEqual(["SIGTERM"]);
+    expect(after.fake.startCalls).toHaveLength(1);
+    expect(after.fake.forwarded[0].headers.get("Upgrade")).toBe("websocket");
+  });
+
+  it("kills a container that does not stop in time, then starts it with the new settings", async () => {
+    const ctx = fakeContext();
+    const before = await started({ DISCORD_BOT_TOKEN: "old" }, ctx);
+    const after = container({ DISCORD_BOT_TOKEN: "new" }, ctx);
+    after.fake.state = before.fake.state;
+    after.fake.exitOnStop = false;
+    after.c.stopTimeoutMs = 50;
+    await after.fake.fetch(api());
+    await settle(ctx);
+    expect(after.fake.signals).toEqual(["SIGTERM"]);
+    expect(after.fake.destroyed).toBe(1);
+    expect(after.fake.startCalls).toHaveLength(1);
+    expect(await (await after.fake.fetch(api())).text()).toBe("from the gateway");
   });
 });

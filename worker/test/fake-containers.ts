@@ -6,6 +6,7 @@ export type Status = "running" | "healthy" | "stopping" | "stopped" | "stopped_w
 
 export interface FakeContext {
   container: { running: boolean };
+  storage: { get<T>(key: string): Promise<T | undefined>; put(key: string, value: unknown): Promise<void>; data: Map<string, unknown> };
   waitUntil(promise: Promise<unknown>): void;
   /** Promises handed to waitUntil, so a test can wait for background work. */
   background: Promise<unknown>[];
@@ -13,7 +14,17 @@ export interface FakeContext {
 
 export function fakeContext(running = false): FakeContext {
   const background: Promise<unknown>[] = [];
-  return { container: { running }, background, waitUntil: (p) => void background.push(p) };
+  const data = new Map<string, unknown>();
+  const storage = {
+    data,
+    async get<T>(key: string) {
+      return data.get(key) as T | undefined;
+    },
+    async put(key: string, value: unknown) {
+      data.set(key, value);
+    },
+  };
+  return { container: { running }, storage, background, waitUntil: (p) => void background.push(p) };
 }
 
 export class Container<Env = unknown> {
@@ -33,6 +44,10 @@ export class Container<Env = unknown> {
   startCalls: unknown[] = [];
   forwarded: Request[] = [];
   stops = 0;
+  /** Signals sent with stop(); the container exits on the next tick unless exitOnStop is false. */
+  signals: string[] = [];
+  exitOnStop = true;
+  destroyed = 0;
 
   constructor(ctx: FakeContext, env: Env) {
     this.ctx = ctx;
@@ -52,6 +67,22 @@ export class Container<Env = unknown> {
   async fetch(request: Request): Promise<Response> {
     this.forwarded.push(request);
     return new Response("from the gateway", { status: 200 });
+  }
+
+  async stop(signal = "SIGTERM"): Promise<void> {
+    this.signals.push(signal);
+    if (this.exitOnStop) {
+      setTimeout(() => {
+        this.ctx.container.running = false;
+        this.state = { status: "stopped", lastChange: Date.now() };
+      }, 0);
+    }
+  }
+
+  async destroy(): Promise<void> {
+    this.destroyed++;
+    this.ctx.container.running = false;
+    this.state = { status: "stopped", lastChange: Date.now() };
   }
 
   /** The library's default: stop the container. */
