@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	_ "embed"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/url"
@@ -161,7 +162,10 @@ func (a *Admin) sameOrigin() gin.HandlerFunc {
 // bindJSON decodes the body into v: 413 for a body over the limit, 400
 // with usage for anything malformed.
 func bindJSON(c *gin.Context, v any, usage string) error {
-	if err := c.ShouldBindJSON(v); err != nil {
+	// encoding/json rather than gin's binding: the validator behind
+	// ShouldBindJSON uses reflection that keeps every method of every
+	// type in the binary (see loading.go).
+	if err := json.NewDecoder(c.Request.Body).Decode(v); err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			return moltgate.Errorf(moltgate.ETOOLARGE, "the request body is over %d bytes", tooBig.Limit)

@@ -1,8 +1,7 @@
 package api
 
 import (
-	"bytes"
-	"html/template"
+	"html"
 	"net/http"
 	"strings"
 )
@@ -12,7 +11,11 @@ func wantsHTML(r *http.Request) bool {
 	return r.Method == http.MethodGet && strings.Contains(r.Header.Get("Accept"), "text/html")
 }
 
-var loadingTemplate = template.Must(template.New("loading").Parse(`<!doctype html>
+// loadingHTML is the page, split where the stage goes. Not html/template:
+// any use of text/template's reflection keeps every exported method of
+// every type in the binary (the linker cannot prune them), which cost
+// tens of megabytes with the provider SDKs linked in.
+var loadingHead, loadingTail, _ = strings.Cut(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta http-equiv="refresh" content="1">
@@ -24,11 +27,9 @@ main{text-align:center;padding:2rem}
 @keyframes spin{to{transform:rotate(360deg)}}
 p{color:#94a3b8}
 </style></head>
-<body><main><div class="spinner"></div><h1>moltgate is starting</h1><p>{{.}}</p><p>This page reloads by itself.</p></main></body></html>`))
+<body><main><div class="spinner"></div><h1>moltgate is starting</h1><p>{{stage}}</p><p>This page reloads by itself.</p></main></body></html>`, "{{stage}}")
 
 // loadingPage renders the page shown while the log is restored and replayed.
 func loadingPage(stage string) []byte {
-	var b bytes.Buffer
-	_ = loadingTemplate.Execute(&b, stage)
-	return b.Bytes()
+	return []byte(loadingHead + html.EscapeString(stage) + loadingTail)
 }

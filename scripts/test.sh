@@ -4,11 +4,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian's Chromium drives the web UI tests (chromedp).
-if ! command -v chromium >/dev/null 2>&1; then
+# Debian's Chromium drives the web UI and browser tests (chromedp); ffmpeg
+# encodes the browser package's videos and ffprobe checks them.
+if ! command -v chromium >/dev/null 2>&1 || ! command -v ffprobe >/dev/null 2>&1; then
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq
-	apt-get install -y -qq chromium >/dev/null
+	apt-get install -y -qq chromium ffmpeg >/dev/null
 fi
 
 # The real OpenClaw CLI (and the Node 24 it needs, as an npm package) for
@@ -31,7 +32,6 @@ fi
 go vet ./...
 go test -race -count=1 -timeout 30m ./...
 
-# The Cloudflare Worker shim: npm packages from the lock file, then the
-# TypeScript compiler checks it against the Workers and Containers types.
-(cd worker && npm ci --no-audit --no-fund --loglevel=error && npm run --silent check)
-echo "worker: typecheck passed"
+# The deploy path: the Worker's tests and typecheck, wrangler's dry run,
+# the Dockerfile lint and the binary built with the Dockerfile's flags.
+./scripts/test-deploy.sh

@@ -72,6 +72,8 @@ func run(ctx context.Context, env Env, args []string, stdout, stderr io.Writer) 
 		return runRestore(ctx, env, args, stdout, stderr)
 	case "browser":
 		return runBrowser(ctx, env, args, stdout, stderr)
+	case "healthcheck":
+		return runHealthcheck(ctx, env, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "moltgate", moltgate.Version)
 		return nil

@@ -1,0 +1,27 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"strings"
+	"testing"
+)
+
+func TestHealthcheck(t *testing.T) {
+	_, env := testEnv(t, nil)
+	g := mustOpenGateway(t, env)
+	defer g.close(context.Background())
+	_, port, _ := net.SplitHostPort(strings.TrimPrefix(g.server.URL(), "http://"))
+	// The container listens on 0.0.0.0: the check asks over loopback.
+	_, probe := testEnv(t, map[string]string{"MOLTGATE_LISTEN": "0.0.0.0:" + port})
+	var out bytes.Buffer
+	if err := run(context.Background(), probe, []string{"healthcheck"}, &out, io.Discard); err != nil || strings.TrimSpace(out.String()) != "ready" {
+		t.Fatalf("healthcheck of a ready gateway = %q, %v", out.String(), err)
+	}
+	g.close(context.Background())
+	if err := run(context.Background(), probe, []string{"healthcheck"}, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "does not answer") {
+		t.Fatalf("healthcheck of a stopped gateway = %v", err)
+	}
+}
