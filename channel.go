@@ -76,6 +76,56 @@ type OutboundMessage struct {
 	ChannelAddress
 	Text      string `json:"text"`
 	ReplyToID string `json:"replyToId,omitempty"` // send as a reply to this platform message
+	// Skip is how many of the pieces SplitText makes of Text were already
+	// delivered by an earlier attempt that failed part way: they are not
+	// sent again (SplitText is deterministic).
+	Skip int `json:"skip,omitempty"`
+}
+
+// Delivery kinds.
+const (
+	DeliveryReply       = "reply"        // the assistant's answer (or why there is none)
+	DeliveryPairingCode = "pairing-code" // a stranger's pairing code
+	DeliveryApproved    = "approved"     // the owner approved a stranger
+)
+
+// Delivery is a message the outbox owes a chat: asked for by an event (a
+// run's end, a pairing request, an approval), pending until it is sent or
+// given up on. Pending deliveries survive restarts (they are read models
+// of the log), so nothing asked for is lost.
+type Delivery struct {
+	ID        string         `json:"id"` // the event that asked for it
+	Kind      string         `json:"kind"`
+	To        ChannelAddress `json:"to"`
+	ReplyToID string         `json:"replyToId,omitempty"`
+	// For DeliveryReply: the session, run, how it ended, and the event
+	// holding the reply (empty when the run produced none).
+	SessionKey   string `json:"sessionKey,omitempty"`
+	RunID        string `json:"runId,omitempty"`
+	RunStatus    string `json:"runStatus,omitempty"`
+	RunError     string `json:"runError,omitempty"`
+	ReplyEventID string `json:"replyEventId,omitempty"`
+	// For DeliveryPairingCode and DeliveryApproved.
+	Code string `json:"code,omitempty"`
+	// Sent counts the pieces already delivered (see OutboundMessage.Skip).
+	Sent        int       `json:"sent,omitempty"`
+	Attempts    int       `json:"attempts,omitempty"`
+	RequestedAt time.Time `json:"requestedAt"`
+}
+
+// OutboxQueries reads what the outbox still owes.
+type OutboxQueries interface {
+	// PendingDeliveries returns the deliveries not yet sent or given up
+	// on, oldest first.
+	PendingDeliveries() []Delivery
+}
+
+// DeliveryService records the outcome of a delivery attempt.
+type DeliveryService interface {
+	// RecordDelivery records an attempt: sent (err nil), or failed, final
+	// when the outbox gives up. messageIDs are the platform ids of what
+	// was sent, also on a partial failure.
+	RecordDelivery(ctx context.Context, d Delivery, messageIDs []string, err error, final bool) error
 }
 
 // Channel states for ChannelStatus.State.

@@ -58,6 +58,19 @@ func ChannelStream(channel string) string { return "channel:" + channel }
 // SessionStream is the stream of one chat session's transcript and runs.
 func SessionStream(sessionKey string) string { return "session:" + sessionKey }
 
+// MainSessionKey is the owner's main session, in OpenClaw's scheme
+// (agent:<agentId>:<mainKey>).
+const MainSessionKey = "agent:main:main"
+
+// CanonicalSessionKey maps OpenClaw's short alias "main" onto the main
+// session's key, so the web chat, the CLI and the channels share it.
+func CanonicalSessionKey(key string) string {
+	if key == "main" {
+		return MainSessionKey
+	}
+	return key
+}
+
 // SessionKeyFromStream is the inverse of SessionStream; ok is false for
 // streams that are not sessions.
 func SessionKeyFromStream(stream string) (key string, ok bool) {
@@ -177,13 +190,23 @@ type ChannelAllowlistChangedData struct {
 }
 
 // ChannelDeliveryData is the payload of channel.delivery.sent and
-// channel.delivery.failed.
+// channel.delivery.failed: one attempt of the outbox to deliver a message
+// to a chat. DeliveryID is the id of the event that asked for it (a run's
+// end, a pairing request, an approval).
 type ChannelDeliveryData struct {
-	Channel    string `json:"channel"`
-	ChatID     string `json:"chatId"`
-	SessionKey string `json:"sessionKey,omitempty"`
-	MessageID  string `json:"messageId,omitempty"`
-	Error      string `json:"error,omitempty"`
+	DeliveryID string   `json:"deliveryId"`
+	Kind       string   `json:"kind"`
+	Channel    string   `json:"channel"`
+	ChatID     string   `json:"chatId"`
+	ThreadID   string   `json:"threadId,omitempty"`
+	SessionKey string   `json:"sessionKey,omitempty"`
+	RunID      string   `json:"runId,omitempty"`
+	MessageIDs []string `json:"messageIds,omitempty"` // the platform's ids of what was sent
+	Attempt    int      `json:"attempt"`
+	Error      string   `json:"error,omitempty"`
+	// Final marks a failure the outbox gives up on (not retryable, or out
+	// of attempts): the delivery is no longer pending.
+	Final bool `json:"final,omitempty"`
 }
 
 // Usage is the token usage a provider reported for one reply.
@@ -221,6 +244,8 @@ type ChatRunStartedData struct {
 	Origin *ChannelAddress `json:"origin,omitempty"`
 	// Owner: the owner sent the message, so owner-only tools are offered.
 	Owner bool `json:"owner,omitempty"`
+	// ReplyToID is the platform id of the message the run answers.
+	ReplyToID string `json:"replyToId,omitempty"`
 }
 
 // Run outcomes for ChatRunFinishedData.Status.
@@ -239,6 +264,9 @@ type ChatRunFinishedData struct {
 	RunID      string `json:"runId"`
 	Status     string `json:"status"`
 	Error      string `json:"error,omitempty"`
+	// ReplyEventID is the id of the event holding the assistant's reply,
+	// when there is one: the outbox reads it from there.
+	ReplyEventID string `json:"replyEventId,omitempty"`
 }
 
 // SessionResetData is the payload of session.reset: the session key keeps

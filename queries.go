@@ -176,6 +176,8 @@ type EventReader interface {
 	// Scan calls fn for every matching event without holding them all.
 	Scan(ctx context.Context, f EventFilter, fn func(Event) error) error
 	GetSeq(ctx context.Context, seq int64) (Event, error)
+	// Get returns the event with id.
+	Get(ctx context.Context, id string) (Event, error)
 	// SeqAt returns the seq of the last event recorded at or before t.
 	SeqAt(ctx context.Context, t time.Time) (int64, error)
 	// Follow calls fn for every event after fromSeq, in order, first those

@@ -76,11 +76,28 @@ var credentialPatterns = []*regexp.Regexp{
 }
 
 // FindCredentials returns the byte ranges of credential-looking words in
-// text, in order and without overlaps.
+// text, in order and without overlaps. Credentials are long runs of
+// [A-Za-z0-9_.:-]: only such runs are matched against the patterns, which
+// keeps a long message cheap (most words are short).
 func FindCredentials(text string) [][]int {
 	var spans [][]int
-	for _, p := range credentialPatterns {
-		spans = append(spans, p.FindAllStringIndex(text, -1)...)
+	for start := 0; start < len(text); {
+		if !tokenByte(text[start]) {
+			start++
+			continue
+		}
+		end := start
+		for end < len(text) && tokenByte(text[end]) {
+			end++
+		}
+		if n := end - start; n >= 16 && n <= maxCredentialLen {
+			for _, p := range credentialPatterns {
+				for _, sp := range p.FindAllStringIndex(text[start:end], -1) {
+					spans = append(spans, []int{start + sp[0], start + sp[1]})
+				}
+			}
+		}
+		start = end
 	}
 	sort.Slice(spans, func(i, j int) bool { return spans[i][0] < spans[j][0] })
 	var out [][]int
@@ -254,6 +271,14 @@ func RedactSealed(doc json.RawMessage) json.RawMessage {
 		return doc
 	}
 	return out
+}
+
+// maxCredentialLen bounds the runs FindCredentials looks into: a longer
+// run (a base64 blob, a minified file) is data, not a pasted token.
+const maxCredentialLen = 4096
+
+func tokenByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.' || c == ':'
 }
 
 // RedactSensitive returns a JSON document (a tool call's arguments) with

@@ -117,6 +117,8 @@ type RunRequest struct {
 	Origin *ChannelAddress
 	// Owner says the owner sent it (see QueuedRun.Owner).
 	Owner bool
+	// ReplyToID is the platform id of the message, answered as a reply.
+	ReplyToID string
 }
 
 // RunReceipt says what became of a RunRequest.

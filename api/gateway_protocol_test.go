@@ -386,7 +386,7 @@ func TestGateway_SlowConsumerIsDisconnected(t *testing.T) {
 	h := newHarness(t, "", agent.Echo{})
 	h.gw.Policy.MaxBufferedBytes = 256 << 10
 	fast := h.operator()
-	slow := dial(t, h.url)
+	slow := dialSmallWindow(t, h.url)
 	if res := slow.connect(connectOpts{token: testToken, raw: true}); res["ok"] != true {
 		t.Fatal(res)
 	}
@@ -398,12 +398,14 @@ func TestGateway_SlowConsumerIsDisconnected(t *testing.T) {
 	}
 	big := strings.Repeat("x", 200<<10)
 	deadline := time.Now().Add(30 * time.Second)
-	for h.gw.Connections() > 1 {
+	n := 0
+	for ; h.gw.Connections() > 1; n++ {
 		if time.Now().After(deadline) {
 			t.Fatal("the slow client was never disconnected")
 		}
 		fast.ok("chat.inject", map[string]any{"sessionKey": "flood", "message": big})
 	}
+	t.Logf("disconnected after %d injects", n)
 	// The fast client is unaffected.
 	if p := fast.ok("health", nil); p["ok"] != true {
 		t.Fatal("the fast client stopped working")

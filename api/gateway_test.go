@@ -12,8 +12,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -124,9 +127,24 @@ type client struct {
 // dial opens a connection and reads the challenge.
 func dial(t testing.TB, url string) *client {
 	t.Helper()
+	return dialWith(t, url, nil)
+}
+
+// dialSmallWindow dials with a tiny socket receive buffer, so a client that
+// stops reading backs up into the gateway's queue at once instead of into
+// megabytes of kernel buffers.
+func dialSmallWindow(t testing.TB, url string) *client {
+	d := &net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+	}}
+	return dialWith(t, url, &websocket.DialOptions{HTTPClient: &http.Client{Transport: &http.Transport{DialContext: d.DialContext}}})
+}
+
+func dialWith(t testing.TB, url string, opts *websocket.DialOptions) *client {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	ws, _, err := websocket.Dial(ctx, url, nil)
+	ws, _, err := websocket.Dial(ctx, url, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -157,6 +157,12 @@ func (s *Server) handleNotReady(c *gin.Context) {
 	c.JSON(http.StatusServiceUnavailable, gin.H{"error": gin.H{"code": "unavailable", "message": "moltgate is starting: " + stage}})
 }
 
+// Handle serves a plain http.Handler at a path (the Telegram webhook, the
+// CDP endpoints): the caller's handler does its own authentication.
+func (s *Server) Handle(method, path string, h http.Handler) {
+	s.router.Handle(method, path, gin.WrapH(h))
+}
+
 // MountGateway serves the gateway protocol on / (OpenClaw clients dial the
 // bare URL) and /ws; a plain GET of / goes to page.
 func (s *Server) MountGateway(g *Gateway, page gin.HandlerFunc) {

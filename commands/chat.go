@@ -72,7 +72,7 @@ func (s *Service) SendMessage(ctx context.Context, req moltgate.RunRequest, meta
 		SessionKey: req.SessionKey, MessageID: moltgate.NewID(), Role: "user", Content: s.sealText(stream, req.Message), RunID: runID, Origin: req.Origin,
 	}, meta)
 	started := moltgate.MustEvent(stream, moltgate.EventChatRunStarted, moltgate.ChatRunStartedData{
-		SessionKey: req.SessionKey, RunID: runID, IdempotencyKey: req.IdempotencyKey, Origin: req.Origin, Owner: req.Owner,
+		SessionKey: req.SessionKey, RunID: runID, IdempotencyKey: req.IdempotencyKey, Origin: req.Origin, Owner: req.Owner, ReplyToID: req.ReplyToID,
 	}, meta)
 	if req.IdempotencyKey != "" {
 		user.ID = derivedID("chat.send", req.SessionKey, req.IdempotencyKey, "user")
@@ -139,16 +139,18 @@ func (s *Service) runState(ctx context.Context, sessionKey, runID string) (state
 func (s *Service) FinishRun(ctx context.Context, sessionKey, runID string, reply *moltgate.ChatMessage, status, errMsg string, meta moltgate.Meta) error {
 	stream := moltgate.SessionStream(sessionKey)
 	var events []moltgate.Event
+	replyID := ""
 	if reply != nil {
 		e := moltgate.MustEvent(stream, moltgate.EventChatMessageAdded, moltgate.ChatMessageAddedData{
 			SessionKey: sessionKey, MessageID: moltgate.NewID(), Role: "assistant", Content: s.sealText(stream, reply.Content),
 			RunID: runID, Model: reply.Model, Usage: reply.Usage, Origin: reply.Origin,
 		}, meta)
 		e.ID = derivedID("run.reply", sessionKey, runID)
+		replyID = e.ID
 		events = append(events, e)
 	}
 	finished := moltgate.MustEvent(stream, moltgate.EventChatRunFinished, moltgate.ChatRunFinishedData{
-		SessionKey: sessionKey, RunID: runID, Status: status, Error: errMsg,
+		SessionKey: sessionKey, RunID: runID, Status: status, Error: errMsg, ReplyEventID: replyID,
 	}, meta)
 	finished.ID = derivedID("run.finished", sessionKey, runID)
 	_, err := s.append(ctx, false, append(events, finished)...)

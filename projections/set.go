@@ -15,6 +15,7 @@ type Set struct {
 	Devices  *Devices       `json:"devices"`
 	Channels *ChannelAccess `json:"channels"`
 	Sessions *Sessions      `json:"sessions"`
+	Outbox   *Outbox        `json:"outbox"`
 	position *position
 }
 
@@ -22,12 +23,12 @@ var _ moltgate.Queries = (*Set)(nil)
 
 // NewSet returns empty read models.
 func NewSet() *Set {
-	return &Set{Config: NewConfig(), Devices: NewDevices(), Channels: NewChannelAccess(), Sessions: NewSessions(), position: &position{}}
+	return &Set{Config: NewConfig(), Devices: NewDevices(), Channels: NewChannelAccess(), Sessions: NewSessions(), Outbox: NewOutbox(), position: &position{}}
 }
 
 // All returns the set as projections for a Runner.
 func (s *Set) All() []Projection {
-	return []Projection{s.Config, s.Devices, s.Channels, s.Sessions, s.position}
+	return []Projection{s.Config, s.Devices, s.Channels, s.Sessions, s.Outbox, s.position}
 }
 
 // View returns the read models as of seq, judging expiry at now. Config
@@ -88,6 +89,9 @@ func (s *Set) Allowlist(channel string) []string { return s.Channels.Allowlist(c
 
 // Allowed implements moltgate.ChannelQueries.
 func (s *Set) Allowed(channel, senderID string) bool { return s.Channels.Allowed(channel, senderID) }
+
+// PendingDeliveries implements moltgate.OutboxQueries.
+func (s *Set) PendingDeliveries() []moltgate.Delivery { return s.Outbox.PendingDeliveries() }
 
 // ListSessions implements moltgate.SessionQueries.
 func (s *Set) ListSessions() []moltgate.Session { return s.Sessions.List() }

@@ -63,7 +63,8 @@ func (a *Adapter) Send(ctx context.Context, msg moltgate.OutboundMessage) ([]str
 		return nil, &moltgate.DeliveryError{Err: errors.New("discord: cannot send an empty message")}
 	}
 	ids := make([]string, 0, len(pieces))
-	for i, piece := range pieces {
+	for i := min(max(msg.Skip, 0), len(pieces)); i < len(pieces); i++ { // Skip: pieces delivered by an earlier attempt
+		piece := pieces[i]
 		body := createMessage{Content: piece, AllowedMentions: allowedMentions{Parse: []string{}, RepliedUser: true}}
 		if i == 0 {
 			body.MessageReference = reply

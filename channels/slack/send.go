@@ -39,7 +39,7 @@ func (a *Adapter) Send(ctx context.Context, msg moltgate.OutboundMessage) ([]str
 		thread = msg.ReplyToID
 	}
 	var ids []string
-	for _, piece := range pieces {
+	for _, piece := range pieces[min(max(msg.Skip, 0), len(pieces)):] { // Skip: pieces delivered by an earlier attempt
 		opts := []slack.MsgOption{slack.MsgOptionText(piece, true)}
 		if thread != "" {
 			opts = append(opts, slack.MsgOptionTS(thread))

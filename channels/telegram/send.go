@@ -31,7 +31,8 @@ func (a *Adapter) Send(ctx context.Context, msg moltgate.OutboundMessage) ([]str
 		return nil, &moltgate.DeliveryError{Err: errors.New("telegram: nothing to send: the text is empty")}
 	}
 	ids := make([]string, 0, len(pieces))
-	for i, text := range pieces {
+	for i := min(max(msg.Skip, 0), len(pieces)); i < len(pieces); i++ { // Skip: pieces delivered by an earlier attempt
+		text := pieces[i]
 		params := &bot.SendMessageParams{ChatID: chat, MessageThreadID: thread, Text: text}
 		if i == 0 && replyTo != 0 {
 			// Still deliver the answer if the question was deleted.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	moltgate "github.com/moltgate/moltgate"
 	"github.com/moltgate/moltgate/agent"
 	"github.com/moltgate/moltgate/api"
+	"github.com/moltgate/moltgate/channels"
 	"github.com/moltgate/moltgate/commands"
 	"github.com/moltgate/moltgate/eventlog"
 	"github.com/moltgate/moltgate/projections"
@@ -62,6 +64,8 @@ type gateway struct {
 	runner   *projections.Runner
 	service  *commands.Service
 	agent    *agent.Runner
+	channels *channels.Manager
+	outbox   *channels.Outbox
 	gw       *api.Gateway
 	config   *liveConfig
 	sealer   *secrets.Sealer
@@ -176,6 +180,16 @@ func (g *gateway) open(ctx context.Context) error {
 	g.agent = agent.NewRunner(g.service, g.gw, models)
 	g.agent.Logger, g.agent.Secrets = g.logger, resolver
 	g.gw.Runs, g.service.Runs = g.agent, g.agent
+
+	settings := func() map[string]channels.Settings { return channels.ResolveSettings(g.config.get(), g.env, resolver) }
+	g.channels = &channels.Manager{Factory: channelFactory(g.logger), Settings: settings, Events: g.log, WaitFor: g.runner.WaitFor, Logger: g.logger}
+	router := &channels.Router{Chat: g.service, Access: g.service, Queries: g.set, Settings: settings,
+		DMScope: func() string { return g.config.get().Session.DMScope }, Channel: g.channels.Channel, Active: g.agent.Active, Logger: g.logger}
+	g.channels.Handle = router.Handle
+	g.outbox = &channels.Outbox{Queries: g.set, Deliveries: g.service, Events: g.log, WaitFor: g.runner.WaitFor, Channel: g.channels.Channel,
+		Configured: g.channels.Configured, Secrets: resolver, Logger: g.logger}
+	g.gw.Channels = g.channels.Statuses
+	g.server.Handle(http.MethodPost, "/telegram/webhook", telegramWebhook(g.channels))
 	g.server.MountGateway(g.gw, api.WebChat)
 	admin, err := g.admin(missing)
 	if err != nil {
@@ -204,6 +218,8 @@ func (g *gateway) open(ctx context.Context) error {
 	if _, err := g.log.Append(ctx, started); err != nil {
 		return fmt.Errorf("cannot record gateway start: %w", err)
 	}
+	g.channels.Start(context.Background())
+	g.outbox.Start(context.Background())
 	g.server.Ready()
 	g.logger.Info("ready", "events", g.log.LastSeq(), "replayed", replayed, "startup", time.Since(processStart).Round(time.Millisecond))
 	return nil
@@ -219,6 +235,14 @@ func (g *gateway) close(ctx context.Context) error {
 	if g.gw != nil {
 		g.gw.Close()
 		g.stopTail()
+	}
+	// Stop taking messages from the chat platforms, then stop delivering:
+	// what is undelivered stays pending in the log for the next start.
+	if g.channels != nil {
+		g.channels.Close()
+	}
+	if g.outbox != nil {
+		g.outbox.Close()
 	}
 	if g.agent != nil {
 		errs = append(errs, g.agent.Close(ctx)) // aborted runs are recorded before the log closes
@@ -258,6 +282,7 @@ func (g *gateway) admin(storageMissing []string) (*api.Admin, error) {
 		if err != nil {
 			return err
 		}
+		g.channels.Restart()
 		e := moltgate.MustEvent(moltgate.StreamGateway, moltgate.EventGatewayRestarted, moltgate.GatewayRestartedData{RunsAborted: n}, meta)
 		_, err = g.log.Append(ctx, e)
 		return err
