@@ -149,26 +149,37 @@ func (l *failLimiter) fail(ip string, now time.Time) {
 }
 
 // evict makes room: first every address whose bucket has refilled (it is
-// as good as new), then, if a flood of live addresses remains, the least
-// recently seen quarter.
+// as good as new), then, if a flood of live addresses remains, a quarter
+// of them: those not blocked before those blocked, the least recently
+// seen first. A flood of fresh addresses thus never frees a blocked one.
 func (l *failLimiter) evict(now time.Time) {
+	type entry struct {
+		ip      string
+		blocked bool
+		seen    time.Time
+	}
+	var live []entry
 	for ip, e := range l.clients {
-		if e.lim.TokensAt(now) >= float64(l.burst) {
+		tokens := e.lim.TokensAt(now)
+		if tokens >= float64(l.burst) {
 			delete(l.clients, ip)
+			continue
 		}
+		live = append(live, entry{ip, tokens < 1, e.seen})
 	}
 	if len(l.clients) < l.max {
 		return
 	}
-	oldest := make([]time.Time, 0, len(l.clients))
-	for _, e := range l.clients {
-		oldest = append(oldest, e.seen)
-	}
-	slices.SortFunc(oldest, time.Time.Compare)
-	cut := oldest[len(oldest)/4]
-	for ip, e := range l.clients {
-		if !e.seen.After(cut) {
-			delete(l.clients, ip)
+	slices.SortFunc(live, func(a, b entry) int {
+		if a.blocked != b.blocked {
+			if a.blocked {
+				return 1
+			}
+			return -1
 		}
+		return a.seen.Compare(b.seen)
+	})
+	for _, e := range live[:len(live)/4] {
+		delete(l.clients, e.ip)
 	}
 }

@@ -137,6 +137,15 @@ func (s *Service) runState(ctx context.Context, sessionKey, runID string) (state
 // ids derived from the run, so whoever records the end of a run second
 // (the agent and a shutdown racing, a retry) changes nothing.
 func (s *Service) FinishRun(ctx context.Context, sessionKey, runID string, reply *moltgate.ChatMessage, status, errMsg string, meta moltgate.Meta) error {
+	if reply != nil {
+		// A reply for a run that has ended already (closed as interrupted,
+		// then finished late by the agent) would land after its end.
+		if _, finished, err := s.runState(ctx, sessionKey, runID); err != nil {
+			return err
+		} else if finished {
+			return nil
+		}
+	}
 	stream := moltgate.SessionStream(sessionKey)
 	var events []moltgate.Event
 	replyID := ""
