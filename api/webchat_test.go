@@ -108,10 +108,10 @@ func TestWebChat(t *testing.T) {
 		t.Fatalf("no-model notice = %q", notice)
 	}
 	// 127.0.0.1 is a secure context: the key is WebCrypto's, not extractable.
-	if kind, _ := chromedp.Run(ctx, chromedp.Evaluate[string](storedKeyKind, chromedp.EvalAwaitPromise)); kind != "webcrypto, not extractable" {
+	if kind := eval[string](t, ctx, storedKeyKind, chromedp.EvalAwaitPromise); kind != "webcrypto, not extractable" {
 		t.Fatalf("device key on 127.0.0.1: %s", kind)
 	}
-	if hidden, _ := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.getElementById("insecure").hidden`)); !hidden {
+	if !eval[bool](t, ctx, `document.getElementById("insecure").hidden`) {
 		t.Fatal("the plain-HTTP note shows in a secure context")
 	}
 
@@ -220,9 +220,10 @@ func openChat(t *testing.T, ctx context.Context, base string) {
 	)
 }
 
-func eval[T any](t *testing.T, ctx context.Context, js string) T {
+// eval runs js in the page and returns its value.
+func eval[T any](t *testing.T, ctx context.Context, js string, opts ...chromedp.EvaluateOption) T {
 	t.Helper()
-	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](js))
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](js, opts...))
 	if err != nil {
 		t.Fatalf("%s: %v", js, err)
 	}
@@ -580,7 +581,7 @@ func TestWebChat_PlainHTTPAddress(t *testing.T) {
 	if ctxInfo := eval[string](t, ctx, `location.host + " secure=" + window.isSecureContext + " subtle=" + typeof crypto.subtle + " randomUUID=" + typeof crypto.randomUUID`); ctxInfo != "moltgate.test:"+port+" secure=false subtle=undefined randomUUID=undefined" {
 		t.Fatalf("not the insecure context this test is about: %s", ctxInfo)
 	}
-	if kind, _ := chromedp.Run(ctx, chromedp.Evaluate[string](storedKeyKind, chromedp.EvalAwaitPromise)); kind != "raw, 32 bytes" {
+	if kind := eval[string](t, ctx, storedKeyKind, chromedp.EvalAwaitPromise); kind != "raw, 32 bytes" {
 		t.Fatalf("device key without WebCrypto: %s", kind)
 	}
 	if note := text(t, ctx, "#insecure"); !strings.Contains(note, "plain HTTP") || !eval[bool](t, ctx, `!document.getElementById("insecure").hidden`) {
