@@ -132,6 +132,11 @@ func (g *Gateway) broadcast(event string, payload any, scope string) {
 // event to every reader; with many sessions streaming at once that is
 // n² frames, so moltgate scopes them to the session's followers.
 func (g *Gateway) broadcastChat(sessionKey string, payload any) {
+	g.broadcastSession(sessionKey, "chat", payload)
+}
+
+// broadcastSession sends an event to the connections following a session.
+func (g *Gateway) broadcastSession(sessionKey, event string, payload any) {
 	g.mu.Lock()
 	conns := make([]*conn, 0, len(g.followers[sessionKey]))
 	for c := range g.followers[sessionKey] {
@@ -140,7 +145,7 @@ func (g *Gateway) broadcastChat(sessionKey string, payload any) {
 		}
 	}
 	g.mu.Unlock()
-	g.sendTo(conns, "chat", payload)
+	g.sendTo(conns, event, payload)
 }
 
 func (g *Gateway) broadcastTo(event string, payload any, want func(*conn) bool) {
@@ -288,6 +293,21 @@ type chatDelta struct {
 func (g *Gateway) RunDelta(sessionKey, runID string, seq int, delta, cumulative string) {
 	g.broadcastChat(sessionKey, chatDelta{RunID: runID, SessionKey: sessionKey, Seq: seq, State: "delta",
 		DeltaText: delta, Message: newWireMessage("assistant", cumulative, time.Now())})
+}
+
+// RunTool implements agent.Sink: an OpenClaw-style `agent` event on the
+// "tool" stream, to the session's followers, when a tool call starts
+// (phase "start", with its arguments) and when it has a result.
+func (g *Gateway) RunTool(sessionKey, runID string, seq int, phase string, call moltgate.ToolCall) {
+	data := map[string]any{"phase": phase, "toolCallId": call.ID, "name": call.Name, "args": moltgate.RedactSensitive(call.Input)}
+	if phase != "start" {
+		data["status"], data["summary"], data["error"] = call.Status, moltgate.RedactText(call.Summary), moltgate.RedactText(call.Error)
+		if call.Image != nil {
+			data["image"] = call.Image
+		}
+	}
+	g.broadcastSession(sessionKey, "agent", map[string]any{"runId": runID, "sessionKey": sessionKey, "seq": seq, "stream": "tool",
+		"ts": time.Now().UnixMilli(), "data": data})
 }
 
 // RunDone implements agent.Sink: a `chat` event in state final, aborted or

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	moltgate "github.com/moltgate/moltgate"
 	"github.com/moltgate/moltgate/agent"
 )
 
@@ -101,7 +102,7 @@ func TestGateway_Chat(t *testing.T) {
 
 	t.Run("SessionsListAndReset", func(t *testing.T) {
 		list := c.ok("sessions.list", nil)["sessions"].([]any)
-		if len(list) != 1 || list[0].(map[string]any)["key"] != "main" || list[0].(map[string]any)["messageCount"] != float64(3) {
+		if len(list) != 1 || list[0].(map[string]any)["key"] != moltgate.MainSessionKey || list[0].(map[string]any)["messageCount"] != float64(3) {
 			t.Fatalf("sessions = %v", list)
 		}
 		old := list[0].(map[string]any)["sessionId"]

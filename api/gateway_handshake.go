@@ -143,12 +143,12 @@ func (c *conn) pair(r *http.Request, p *connectParams, deviceID string, pub []by
 }
 
 // gatewayEvents are the events this gateway sends.
-var gatewayEvents = []string{"connect.challenge", "tick", "chat", "device.pair.requested", "device.pair.resolved", "config.changed"}
+var gatewayEvents = []string{"connect.challenge", "tick", "chat", "agent", "device.pair.requested", "device.pair.resolved", "config.changed"}
 
 // snapshot is hello-ok's picture of the gateway.
 func (g *Gateway) snapshot() map[string]any {
 	return map[string]any{
-		"sessionDefaults": map[string]any{"defaultAgentId": "main", "mainKey": "main", "mainSessionKey": "main"},
+		"sessionDefaults": map[string]any{"defaultAgentId": "main", "mainKey": "main", "mainSessionKey": moltgate.MainSessionKey},
 		"model":           g.modelInfo(),
 		"uptimeMs":        time.Since(g.started).Milliseconds(),
 	}

@@ -210,11 +210,13 @@ func sessionRequest(c *conn, params json.RawMessage) (sessionParams, error) {
 	return p, nil
 }
 
+// key is the session key sent, with OpenClaw's alias "main" mapped onto
+// the main session (agent:main:main), which the channels share.
 func (p sessionParams) key() string {
 	if p.SessionKey != "" {
-		return p.SessionKey
+		return moltgate.CanonicalSessionKey(p.SessionKey)
 	}
-	return p.Key
+	return moltgate.CanonicalSessionKey(p.Key)
 }
 
 func (g *Gateway) sessionsList(ctx context.Context, c *conn, _ json.RawMessage) (any, error) {

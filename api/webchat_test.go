@@ -142,7 +142,7 @@ func TestWebChat(t *testing.T) {
 	}
 
 	// Model output is untrusted: markup in it is shown, never run.
-	admin.ok("chat.inject", map[string]any{"sessionKey": "main", "message": `look <img src=x onerror="window.__xss=1"> and <script>window.__xss=2</script> **bold**`})
+	admin.ok("chat.inject", map[string]any{"sessionKey": moltgate.MainSessionKey, "message": `look <img src=x onerror="window.__xss=1"> and <script>window.__xss=2</script> **bold**`})
 	within(t, ctx, 10*time.Second, "see the injected reply",
 		chromedp.Poll[chromedp.Void](`document.getElementById("log").textContent.includes("onerror")`),
 	)
@@ -257,9 +257,9 @@ func TestWebChat_Sessions(t *testing.T) {
 	gate := gatedProvider{release: make(chan struct{})}
 	h := newHarness(t, "", gate)
 	h.gw.DevMode = true
-	inject(t, h, "main", "user", "What should I plant in the garden?")
-	inject(t, h, "main", "assistant", "Tomatoes and basil.")
-	garden, _ := h.models.Session("main")
+	inject(t, h, moltgate.MainSessionKey, "user", "What should I plant in the garden?")
+	inject(t, h, moltgate.MainSessionKey, "assistant", "Tomatoes and basil.")
+	garden, _ := h.models.Session(moltgate.MainSessionKey)
 	for !time.Now().After(garden.LastActivity.Add(time.Millisecond)) {
 		runtime.Gosched() // "work" must be the more recent by the clock, not only by seq
 	}
@@ -270,9 +270,9 @@ func TestWebChat_Sessions(t *testing.T) {
 
 	const listed = `[...document.querySelectorAll("#session-list .session")].map(b => b.dataset.key).join()`
 	within(t, ctx, 10*time.Second, "list both sessions, most recent first",
-		chromedp.Poll[chromedp.Void](listed+` === "work,main"`),
+		chromedp.Poll[chromedp.Void](listed+` === "work,agent:main:main"`),
 	)
-	if meta := text(t, ctx, `.session[data-key="main"] .s-meta`); !strings.HasPrefix(meta, "2 messages") {
+	if meta := text(t, ctx, `.session[data-key="agent:main:main"] .s-meta`); !strings.HasPrefix(meta, "2 messages") {
 		t.Fatalf("main's entry says %q", meta)
 	}
 	if log := text(t, ctx, "#log"); !strings.Contains(log, "Tomatoes") || strings.Contains(log, "quarterly") {
@@ -358,7 +358,7 @@ func TestWebChat_Sessions(t *testing.T) {
 	if s, _ := h.models.Session("work"); s.ID == work.ID || s.MessageCount != 0 {
 		t.Fatalf("work after reset: %+v (was %s)", s, work.ID)
 	}
-	if msgs, _ := h.svc.Transcript(context.Background(), "main", 0); len(msgs) != 2 {
+	if msgs, _ := h.svc.Transcript(context.Background(), moltgate.MainSessionKey, 0); len(msgs) != 2 {
 		t.Fatalf("resetting work changed main: %d messages", len(msgs))
 	}
 
@@ -372,7 +372,7 @@ func TestWebChat_Sessions(t *testing.T) {
 	)
 	screenshot(t, ctx, "webchat-phone-sessions.png")
 	within(t, ctx, 10*time.Second, "pick a session in the drawer",
-		chromedp.Click(chromedp.CSS(`.session[data-key="main"]`)),
+		chromedp.Click(chromedp.CSS(`.session[data-key="agent:main:main"]`)),
 		chromedp.Poll[chromedp.Void](`!document.body.classList.contains("drawer-open") && document.getElementById("log").textContent.includes("Tomatoes")`),
 	)
 }
@@ -407,7 +407,7 @@ func TestWebChat_ToolCalls(t *testing.T) {
 	h.gw.DevMode = true
 	ctx0 := context.Background()
 	meta := moltgate.Meta{Actor: "agent", Source: moltgate.SourceAgent}
-	inject(t, h, "main", "user", "Open example.org and show me")
+	inject(t, h, moltgate.MainSessionKey, "user", "Open example.org and show me")
 	shot := solidPNG(t, 40, 30, color.RGBA{R: 255, G: 0, B: 128, A: 255})
 	calls := []moltgate.ToolCall{
 		{ID: "call-1", Name: "browser", Input: json.RawMessage(`{"action":"screenshot","url":"https://example.org"}`), Status: moltgate.ToolOK,
@@ -418,11 +418,11 @@ func TestWebChat_ToolCalls(t *testing.T) {
 			Image: &moltgate.Media{MimeType: "image/svg+xml", Data: []byte(`<svg xmlns="http://www.w3.org/2000/svg"><script>window.__xss=2</script></svg>`)}},
 	}
 	for _, c := range calls {
-		if err := h.svc.RecordToolCall(ctx0, "main", "run-1", c, meta); err != nil {
+		if err := h.svc.RecordToolCall(ctx0, moltgate.MainSessionKey, "run-1", c, meta); err != nil {
 			t.Fatal(err)
 		}
 	}
-	inject(t, h, "main", "assistant", "Here is **example.org**.")
+	inject(t, h, moltgate.MainSessionKey, "assistant", "Here is **example.org**.")
 	ctx := newBrowser(t)
 	base := strings.Replace(h.url, "ws://", "http://", 1)
 	openChat(t, ctx, base)
@@ -477,7 +477,7 @@ func TestWebChat_ToolCalls(t *testing.T) {
 		return "void onFrame(" + string(f) + ")"
 	}
 	eval[chromedp.Void](t, ctx, agentEvent("elsewhere", map[string]any{"phase": "start", "toolCallId": "live-0", "name": "browser", "args": map[string]any{}}))
-	eval[chromedp.Void](t, ctx, agentEvent("main", map[string]any{"phase": "start", "toolCallId": "live-1", "name": "browser", "args": map[string]any{"action": "screenshot", "url": "https://example.com"}}))
+	eval[chromedp.Void](t, ctx, agentEvent(moltgate.MainSessionKey, map[string]any{"phase": "start", "toolCallId": "live-1", "name": "browser", "args": map[string]any{"action": "screenshot", "url": "https://example.com"}}))
 	if got := eval[string](t, ctx, `(e => e.dataset.status + ":" + e.querySelector(".t-status").textContent)([...document.querySelectorAll("#log .tool")].at(-1))`); got != "running:running…" {
 		t.Fatalf("live tool start shows %q", got)
 	}
@@ -485,7 +485,7 @@ func TestWebChat_ToolCalls(t *testing.T) {
 		t.Fatalf("%d tool blocks after a start in this session and one in another, want 4", n)
 	}
 	screenshot(t, ctx, "webchat-tool-running.png")
-	eval[chromedp.Void](t, ctx, agentEvent("main", map[string]any{"phase": "result", "toolCallId": "live-1", "name": "browser", "status": "ok",
+	eval[chromedp.Void](t, ctx, agentEvent(moltgate.MainSessionKey, map[string]any{"phase": "result", "toolCallId": "live-1", "name": "browser", "status": "ok",
 		"summary": "Took a screenshot of https://example.com", "image": map[string]any{"mimeType": "image/png", "data": liveShot}}))
 	within(t, ctx, 10*time.Second, "the live block is filled in",
 		chromedp.Poll[chromedp.Void](`(e => e.dataset.status === "ok" && (i => i && i.complete && i.naturalWidth === 20)(e.querySelector("img.t-shot")))([...document.querySelectorAll("#log .tool")].at(-1))`),
@@ -538,9 +538,9 @@ func TestWebChat_InterruptedRun(t *testing.T) {
 	}
 	screenshot(t, ctx, "webchat-interrupted.png")
 
-	h.agent.Abort("main", "") // the old process is gone: end its run
+	h.agent.Abort(moltgate.MainSessionKey, "") // the old process is gone: end its run
 	deadline := time.Now().Add(10 * time.Second)
-	for len(h.agent.Active("main")) > 0 {
+	for len(h.agent.Active(moltgate.MainSessionKey)) > 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("the stalled run never ended")
 		}
@@ -552,7 +552,7 @@ func TestWebChat_InterruptedRun(t *testing.T) {
 		chromedp.Poll[chromedp.Void](`(n => n !== null && n.textContent.includes(`+jsString(commands.InterruptedMessage)+`))(document.querySelector("#log .note"))`),
 	)
 	screenshot(t, ctx, "webchat-interrupted-history.png")
-	if s, _ := h.models.Session("main"); s.LastRunState != moltgate.RunInterrupted {
+	if s, _ := h.models.Session(moltgate.MainSessionKey); s.LastRunState != moltgate.RunInterrupted {
 		t.Fatalf("last run state %q", s.LastRunState)
 	}
 }
