@@ -86,6 +86,7 @@ func (s *Server) MountAdmin(a *Admin) {
 	g.GET("/sessions", a.listSessions)
 	g.GET("/sessions/:key", a.transcript)
 	g.POST("/sessions/:key/reset", a.resetSession)
+	a.mountStream(s, g) // GET /api/admin/stream: the group's middleware, after an EventSource ?token= adapter
 }
 
 // guard admits the owner: a local request in DEV_MODE, a local request

@@ -2,10 +2,13 @@ package api_test
 
 import (
 	"context"
+	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 	moltgate "github.com/moltgate/moltgate"
 	"github.com/moltgate/moltgate/agent"
@@ -23,12 +26,34 @@ func TestAdminUI(t *testing.T) {
 	ctx := newBrowser(t)
 	base := strings.Replace(h.url, "ws://", "http://", 1)
 
+	// Count what the page asks the server for.
+	var mu sync.Mutex
+	requests := map[string]int{}
+	if err := chromedp.Listen(ctx, func(ev any) {
+		if e, ok := ev.(*network.EventRequestWillBeSent); ok {
+			if u, err := url.Parse(e.Request.URL); err == nil {
+				mu.Lock()
+				requests[u.Path]++
+				mu.Unlock()
+			}
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	count := func(path string) int {
+		mu.Lock()
+		defer mu.Unlock()
+		return requests[path]
+	}
+
 	within(t, ctx, 20*time.Second, "open the admin",
 		chromedp.Navigate(base+"/_admin/"),
 		chromedp.Poll[chromedp.Void](`document.getElementById("who").textContent === "dev-mode"`),
 		chromedp.WaitVisible(chromedp.ID("devbanner")),
+		chromedp.Poll[chromedp.Void](`document.getElementById("stream").textContent === "● live"`),
 		chromedp.Evaluate[chromedp.Void](`window.confirm = () => true; window.alert = (m) => { window.__alert = m }`),
 	)
+	live := time.Now()
 	within(t, ctx, 10*time.Second, "restart with confirmation", chromedp.Click(chromedp.ID("restart")))
 	select {
 	case <-restarted:
@@ -46,6 +71,7 @@ func TestAdminUI(t *testing.T) {
 	within(t, ctx, 10*time.Second, "approve it and see it paired",
 		chromedp.Click(chromedp.CSS(`#pending tr[data-request-id="`+requestID+`"] button`)),
 		chromedp.Poll[chromedp.Void](`document.querySelectorAll("#pending tr").length === 0 && document.querySelectorAll("#paired tr").length === 1`),
+		chromedp.Poll[chromedp.Void](`(document.querySelector('#outcomes li[data-key="device/`+requestID+`"]') || {}).textContent?.startsWith("approved device")`),
 	)
 
 	// A Telegram stranger waits too; approving lets them in.
@@ -53,13 +79,34 @@ func TestAdminUI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	within(t, ctx, 10*time.Second, "approve a chat sender",
-		chromedp.Poll[chromedp.Void](`document.querySelector('#senders tr[data-code="`+code+`"]') !== null`),
-		chromedp.Click(chromedp.CSS(`#senders tr[data-code="`+code+`"] button`)),
+	row := `#senders tr[data-channel="telegram"][data-code="` + code + `"]`
+	within(t, ctx, 10*time.Second, "see the chat sender in the queue",
+		chromedp.Poll[chromedp.Void](`document.querySelector('`+row+`') !== null`),
+	)
+	if got := text(t, ctx, row); !strings.Contains(got, "telegram") || !strings.Contains(got, "Ada (4242)") {
+		t.Fatalf("sender row = %q", got)
+	}
+	screenshot(t, ctx, "admin-senders.png")
+	within(t, ctx, 10*time.Second, "approve the chat sender",
+		chromedp.Click(chromedp.CSS(row+` button`)),
 		chromedp.Poll[chromedp.Void](`document.querySelectorAll("#senders tr").length === 0`),
+		chromedp.Poll[chromedp.Void](`(document.querySelector('#outcomes li[data-key="telegram/`+code+`"]') || {}).textContent?.startsWith("approved telegram sender Ada (4242) by dev-mode")`),
 	)
 	if !h.models.Channels.Allowed("telegram", "4242") {
 		t.Fatal("the sender approved in the UI is not allowed")
+	}
+
+	// Nothing of the above was polled: the old page fetched the queues
+	// every second and the events every three. Absence takes a window to
+	// show; give it two and a half old poll periods since the stream went
+	// live, then count.
+	if wait := 2500*time.Millisecond - time.Since(live); wait > 0 {
+		time.Sleep(wait)
+	}
+	for path, want := range map[string]int{"/_admin/": 1, "/api/admin/stream": 1, "/api/admin/devices": 0, "/api/admin/channels": 0, "/api/admin/events": 0} {
+		if got := count(path); got != want {
+			t.Errorf("%s was requested %d times, want %d", path, got, want)
+		}
 	}
 
 	// The config editor shows syntax errors before anything is sent, and
@@ -101,4 +148,21 @@ func TestAdminUI(t *testing.T) {
 		chromedp.Poll[chromedp.Void](`document.getElementById("apply").getBoundingClientRect().right <= 390`),
 	)
 	screenshot(t, ctx, "admin-phone.png")
+}
+
+// Without Access, the page opened with ?token= authenticates its stream
+// with the token too (EventSource cannot send the header its fetches send).
+func TestAdminUI_LocalToken(t *testing.T) {
+	h := newHarness(t, "", agent.Echo{})
+	h.server.MountAdmin(&api.Admin{Token: testToken, Gateway: h.gw, Channels: h.svc, History: &projections.History{Log: h.log}})
+	ctx := newBrowser(t)
+	within(t, ctx, 20*time.Second, "open the admin with the token",
+		chromedp.Navigate(strings.Replace(h.url, "ws://", "http://", 1)+"/_admin/?token="+testToken),
+		chromedp.Poll[chromedp.Void](`document.getElementById("who").textContent === "local-admin"`),
+		chromedp.Poll[chromedp.Void](`document.getElementById("stream").textContent === "● live"`),
+	)
+	requestID := errDetail(dial(t, h.url).connect(connectOpts{token: testToken, device: newDevice()}), "requestId").(string)
+	within(t, ctx, 10*time.Second, "see the request",
+		chromedp.Poll[chromedp.Void](`document.querySelector('#pending tr[data-request-id="`+requestID+`"]') !== null`),
+	)
 }
