@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -9,14 +10,25 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
+	moltgate "github.com/moltgate/moltgate"
+	"github.com/moltgate/moltgate/eventlog"
+	"github.com/moltgate/moltgate/internal/fakellm"
+	"github.com/moltgate/moltgate/internal/fakes3"
 )
 
 // openclawCLI is the real OpenClaw CLI, installed from npm (pinned in
@@ -156,5 +168,118 @@ func TestOpenClawCLI(t *testing.T) {
 			t.Fatalf("history = %v", hist)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// OpenClaw's CLI applies a config with a plaintext apiKey (as its guides
+// do), chats with that provider, and the key is neither in the event log
+// nor in the replica in plaintext; config.get shows OpenClaw's marker.
+func TestOpenClawCLI_PlaintextProviderKey(t *testing.T) {
+	const token = "openclaw-compat-token-0123456789"
+	const apiKey = "sk-plaintext-deepseek-key-for-the-test-0123"
+	model := fakellm.NewOpenAI(t)
+	model.Script(fakellm.Step{Tokens: fakellm.Tokens("hello from deepseek")})
+	var seenKey atomic.Value
+	upstream, _ := url.Parse(model.URL)
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seenKey.Store(r.Header.Get("Authorization"))
+		httputil.NewSingleHostReverseProxy(upstream).ServeHTTP(w, r)
+	}))
+	defer proxy.Close()
+	s3 := fakes3.New(t)
+	vars := s3.Env("openclaw-key")
+	vars["MOLTBOT_GATEWAY_TOKEN"] = token
+	vars["MOLTGATE_SECRET_KEY"] = strings.Repeat("ab", 32)
+	_, env := testEnv(t, vars)
+	g := mustOpenGateway(t, env)
+	defer g.close(context.Background())
+	wsURL := strings.Replace(g.server.URL(), "http://", "ws://", 1)
+
+	raw, _ := json.Marshal(map[string]any{
+		"models": map[string]any{"providers": map[string]any{"deepseek": map[string]any{
+			"api": "openai-completions", "baseUrl": proxy.URL + "/v1", "apiKey": apiKey, "models": []any{map[string]any{"id": "deepseek-chat"}}}}},
+		"agents": map[string]any{"defaults": map[string]any{"model": map[string]any{"primary": "deepseek/deepseek-chat"}}},
+	})
+	params, _ := json.Marshal(map[string]any{"raw": string(raw)})
+	if res, err := openclaw(t, wsURL, token, "gateway", "call", "config.apply", "--params", string(params)); err != nil || res["ok"] != true {
+		t.Fatalf("config.apply = %v %v", res, err)
+	}
+	got, err := openclaw(t, wsURL, token, "gateway", "call", "config.get")
+	if err != nil || !strings.Contains(fmt.Sprint(got["raw"]), moltgate.RedactedMarker) || strings.Contains(fmt.Sprint(got), apiKey) {
+		t.Fatalf("config.get = %v %v", got, err)
+	}
+
+	if _, err := openclaw(t, wsURL, token, "gateway", "call", "chat.send", "--params", `{"sessionKey":"cli","message":"hi","idempotencyKey":"oc-k"}`); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the reply", func() bool {
+		msgs, _ := g.service.Transcript(context.Background(), "cli", 0)
+		return len(msgs) == 2 && msgs[1].Content == "hello from deepseek"
+	})
+	if seenKey.Load() != "Bearer "+apiKey {
+		t.Fatalf("the provider got Authorization %q", seenKey.Load())
+	}
+
+	// Neither the log file nor the replica holds the key.
+	if err := g.log.SnapshotNow(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"moltgate.db", "moltgate.db-wal"} {
+		b, _ := os.ReadFile(filepath.Join(env.DataDir(), f))
+		if bytes.Contains(b, []byte(apiKey)) {
+			t.Fatalf("%s holds the key in plaintext", f)
+		}
+	}
+	restored := filepath.Join(t.TempDir(), "restored.db")
+	if err := eventlog.Restore(context.Background(), s3.Config("openclaw-key"), eventlog.RestoreOptions{OutputPath: restored}); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(restored); !bytes.Contains(b, []byte(moltgate.SealedPrefix)) || bytes.Contains(b, []byte(apiKey)) {
+		t.Fatal("the replica does not hold the key sealed")
+	}
+}
+
+// A log restored on a machine without the sealing key starts, names the
+// secrets it cannot open and why, and runs everything else.
+func TestServe_RestoreWithoutTheSealingKey(t *testing.T) {
+	s3 := fakes3.New(t)
+	vars := s3.Env("no-key")
+	vars["MOLTGATE_SECRET_KEY"] = strings.Repeat("ab", 32)
+	_, env := testEnv(t, vars)
+	g := mustOpenGateway(t, env)
+	doc := `{"models":{"providers":{"deepseek":{"api":"openai-completions","apiKey":"sk-sealed-on-the-first-machine-0123"}}},"agents":{"defaults":{"model":{"primary":"deepseek/deepseek-chat"}}}}`
+	if _, err := g.service.ApplyConfig(context.Background(), json.RawMessage(doc), "", moltgate.Meta{Actor: "owner"}); err != nil {
+		t.Fatal(err)
+	}
+	g.close(context.Background())
+
+	// A new machine: an empty disk, the replica, another key.
+	vars["MOLTGATE_SECRET_KEY"] = strings.Repeat("cd", 32)
+	vars["MOLTGATE_DATA_DIR"] = filepath.Join(t.TempDir(), "data")
+	var logs syncBuffer
+	g2 := &gateway{env: EnvFromMap(vars), logger: slog.New(slog.NewTextHandler(&logs, nil)), stderr: io.Discard}
+	if err := g2.open(context.Background()); err != nil {
+		t.Fatalf("the gateway did not start without its key: %v", err)
+	}
+	defer g2.close(context.Background())
+	if !strings.Contains(logs.String(), "path=models.providers.deepseek.apiKey") || !strings.Contains(logs.String(), "MOLTGATE_SECRET_KEY") {
+		t.Fatalf("start-up did not name the secret it cannot open:\n%s", logs.String())
+	}
+	_, out := adminCall(t, g2, "GET", "/api/admin/config", "")
+	if !strings.Contains(fmt.Sprint(out["secretProblems"]), "models.providers.deepseek.apiKey") {
+		t.Fatalf("admin config = %v", out)
+	}
+	// Everything else runs: a chat is answered with why the model cannot.
+	r, err := g2.service.SendMessage(context.Background(), moltgate.RunRequest{SessionKey: "s", Message: "hi"}, moltgate.Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the run to end", func() bool {
+		s, _ := g2.set.Sessions.Get("s")
+		return s.LastRunID == r.RunID && s.LastRunState != "running"
+	})
+	s, _ := g2.set.Sessions.Get("s")
+	if s.LastRunState != moltgate.RunFailed || !strings.Contains(s.LastRunError, "another key") {
+		t.Fatalf("run = %s %q", s.LastRunState, s.LastRunError)
 	}
 }
