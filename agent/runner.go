@@ -234,6 +234,15 @@ func (r *Runner) execute(ru *run) {
 		finish(nil, moltgate.RunFailed, "cannot read the conversation: "+moltgate.ErrorMessage(err))
 		return
 	}
+	// A run answers its own message: messages queued after it in the
+	// session (sent while an earlier reply was being written) are for the
+	// runs that follow.
+	for i, m := range history {
+		if m.Role == "user" && m.RunID == ru.id {
+			history = history[:i+1]
+			break
+		}
+	}
 	if r.Secrets != nil {
 		path := moltgate.SessionStream(ru.sessionKey)
 		for i := range history {

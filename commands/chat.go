@@ -118,19 +118,22 @@ func (s *Service) enqueue(run moltgate.QueuedRun) error {
 	return s.Runs.Enqueue(run)
 }
 
-// runState says how a run ended, or finished false while it is open.
+// runState says how a run ended, or finished false while it is open. The
+// end of a run has an id derived from it (see FinishRun), so this is one
+// lookup by id, however long the session.
 func (s *Service) runState(ctx context.Context, sessionKey, runID string) (state string, finished bool, err error) {
-	events, err := s.Log.Query(ctx, eventlog.Filter{Stream: moltgate.SessionStream(sessionKey), TypePrefix: moltgate.EventChatRunFinished, Desc: true, Limit: 500})
-	if err != nil {
+	e, err := s.Log.Get(ctx, derivedID("run.finished", sessionKey, runID))
+	switch {
+	case moltgate.ErrorCode(err) == moltgate.ENOTFOUND:
+		return "", false, nil
+	case err != nil:
 		return "", false, err
 	}
-	for _, e := range events {
-		var d moltgate.ChatRunFinishedData
-		if e.Decode(&d) == nil && d.RunID == runID {
-			return d.Status, true, nil
-		}
+	var d moltgate.ChatRunFinishedData
+	if err := e.Decode(&d); err != nil {
+		return "", false, err
 	}
-	return "", false, nil
+	return d.Status, true, nil
 }
 
 // FinishRun implements moltgate.ChatService. The reply and the finish have

@@ -30,7 +30,7 @@ type platform struct {
 	fail func(n int)
 }
 
-func telegramPlatform(t *testing.T) platform {
+func telegramPlatform(t testing.TB) platform {
 	f := faketelegram.New(t)
 	return platform{name: "telegram",
 		env: func(owner string) map[string]string {
@@ -50,7 +50,7 @@ func telegramPlatform(t *testing.T) platform {
 	}
 }
 
-func discordPlatform(t *testing.T) platform {
+func discordPlatform(t testing.TB) platform {
 	f := fakediscord.New(t)
 	return platform{name: "discord",
 		env: func(owner string) map[string]string {
@@ -67,7 +67,7 @@ func discordPlatform(t *testing.T) platform {
 	}
 }
 
-func slackPlatform(t *testing.T) platform {
+func slackPlatform(t testing.TB) platform {
 	f := fakeslack.New(t)
 	return platform{name: "slack",
 		env: func(owner string) map[string]string {
@@ -84,10 +84,10 @@ func slackPlatform(t *testing.T) platform {
 	}
 }
 
-var platforms = []func(*testing.T) platform{telegramPlatform, discordPlatform, slackPlatform}
+var platforms = []func(testing.TB) platform{telegramPlatform, discordPlatform, slackPlatform}
 
 // waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	for deadline := time.Now().Add(20 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {

@@ -34,7 +34,7 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-func testEnv(t *testing.T, extra map[string]string) (map[string]string, Env) {
+func testEnv(t testing.TB, extra map[string]string) (map[string]string, Env) {
 	m := map[string]string{"MOLTGATE_DATA_DIR": filepath.Join(t.TempDir(), "data"), "MOLTGATE_LISTEN": "127.0.0.1:0"}
 	for k, v := range extra {
 		m[k] = v
@@ -44,7 +44,7 @@ func testEnv(t *testing.T, extra map[string]string) (map[string]string, Env) {
 
 func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-func mustOpenGateway(t *testing.T, env Env) *gateway {
+func mustOpenGateway(t testing.TB, env Env) *gateway {
 	t.Helper()
 	g := &gateway{env: env, logger: discardLogger(), stderr: io.Discard}
 	if err := g.open(context.Background()); err != nil {
