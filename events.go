@@ -26,6 +26,9 @@ const (
 	EventChannelDeliverySent     = "channel.delivery.sent"
 	EventChannelDeliveryFailed   = "channel.delivery.failed"
 
+	EventBrowserSessionOpened = "browser.session.opened"
+	EventBrowserSessionClosed = "browser.session.closed"
+
 	EventChatMessageAdded = "chat.message.added"
 	EventChatRunStarted   = "chat.run.started"
 	EventChatRunFinished  = "chat.run.finished"
@@ -40,6 +43,7 @@ var EventTypes = []string{
 	EventChannelPairingRequested, EventChannelPairingApproved, EventChannelPairingRejected,
 	EventChannelAllowlistChanged, EventChannelDeliverySent, EventChannelDeliveryFailed,
 	EventChatMessageAdded, EventChatRunStarted, EventChatRunFinished, EventSessionReset,
+	EventBrowserSessionOpened, EventBrowserSessionClosed,
 }
 
 // Stream names. One stream per aggregate keeps optimistic concurrency local:
@@ -208,6 +212,27 @@ type ChannelDeliveryData struct {
 	// of attempts): the delivery is no longer pending.
 	Final bool `json:"final,omitempty"`
 }
+
+// BrowserSessionData is the payload of browser.session.opened and
+// .closed: a CDP client (a Puppeteer or Playwright script) drove the
+// shared browser. Sessions are recorded, not their frames.
+type BrowserSessionData struct {
+	SessionID  string `json:"sessionId"`
+	TargetType string `json:"targetType"` // browser, page
+	TargetID   string `json:"targetId,omitempty"`
+	RemoteIP   string `json:"remoteIp,omitempty"`
+	// Set on close.
+	DurationMs int64  `json:"durationMs,omitempty"`
+	FramesIn   int64  `json:"framesIn,omitempty"`
+	BytesIn    int64  `json:"bytesIn,omitempty"`
+	FramesOut  int64  `json:"framesOut,omitempty"`
+	BytesOut   int64  `json:"bytesOut,omitempty"`
+	CloseCode  int    `json:"closeCode,omitempty"`
+	ClosedBy   string `json:"closedBy,omitempty"`
+}
+
+// BrowserStream is the stream of CDP session events.
+const BrowserStream = "browser"
 
 // Usage is the token usage a provider reported for one reply.
 type Usage struct {

@@ -158,8 +158,13 @@ func (s *Server) handleNotReady(c *gin.Context) {
 }
 
 // Handle serves a plain http.Handler at a path (the Telegram webhook, the
-// CDP endpoints): the caller's handler does its own authentication.
+// CDP endpoints) for one method, or every method when method is "": the
+// caller's handler does its own authentication.
 func (s *Server) Handle(method, path string, h http.Handler) {
+	if method == "" {
+		s.router.Any(path, gin.WrapH(h))
+		return
+	}
 	s.router.Handle(method, path, gin.WrapH(h))
 }
 

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	moltgate "github.com/moltgate/moltgate"
+	"github.com/moltgate/moltgate/api"
 	"github.com/moltgate/moltgate/browser"
 )
 
@@ -175,4 +177,39 @@ func humanBytes(n int) string {
 		return fmt.Sprintf("%.1f KB", float64(n)/(1<<10))
 	}
 	return fmt.Sprintf("%d bytes", n)
+}
+
+// mountBrowser opens the shared browser (Chromium starts on first use) and
+// serves its CDP endpoints at /cdp behind CDP_SECRET, recording every CDP
+// session as events.
+func (g *gateway) mountBrowser(trust *api.Trust) error {
+	g.browser = newBrowserManager(g.env, g.logger)
+	if err := g.browser.Open(); err != nil {
+		return err
+	}
+	h, err := browser.NewCDPHandler(g.browser, browser.CDPConfig{
+		Secret: g.env.get("CDP_SECRET", ""), PublicURL: g.env.get("WORKER_URL", ""),
+		TrustedRequest: trust.ViaTrustedProxy, ClientIP: trust.ClientIP,
+		OnSession: func(ev browser.SessionEvent) {
+			typ := moltgate.EventBrowserSessionOpened
+			d := moltgate.BrowserSessionData{SessionID: ev.ID, TargetType: ev.TargetType, TargetID: ev.TargetID, RemoteIP: ev.RemoteAddr}
+			if ev.State == browser.SessionClosed {
+				typ = moltgate.EventBrowserSessionClosed
+				d.DurationMs, d.FramesIn, d.BytesIn, d.FramesOut, d.BytesOut = ev.Duration.Milliseconds(), ev.FramesIn, ev.BytesIn, ev.FramesOut, ev.BytesOut
+				d.CloseCode, d.ClosedBy = ev.CloseCode, ev.ClosedBy
+			}
+			// OnSession must not block the session: record in the background.
+			go func() {
+				if err := g.service.RecordBrowserSession(context.Background(), typ, d); err != nil {
+					g.logger.Error("cannot record a CDP session", "error", err)
+				}
+			}()
+		},
+	})
+	if err != nil {
+		return err
+	}
+	g.server.Handle("", "/cdp", h)
+	g.server.Handle("", "/cdp/*path", h)
+	return nil
 }

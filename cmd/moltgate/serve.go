@@ -16,6 +16,7 @@ import (
 	moltgate "github.com/moltgate/moltgate"
 	"github.com/moltgate/moltgate/agent"
 	"github.com/moltgate/moltgate/api"
+	"github.com/moltgate/moltgate/browser"
 	"github.com/moltgate/moltgate/channels"
 	"github.com/moltgate/moltgate/commands"
 	"github.com/moltgate/moltgate/eventlog"
@@ -66,6 +67,7 @@ type gateway struct {
 	agent    *agent.Runner
 	channels *channels.Manager
 	outbox   *channels.Outbox
+	browser  *browser.Manager
 	gw       *api.Gateway
 	config   *liveConfig
 	sealer   *secrets.Sealer
@@ -190,6 +192,9 @@ func (g *gateway) open(ctx context.Context) error {
 		Configured: g.channels.Configured, Secrets: resolver, Logger: g.logger}
 	g.gw.Channels = g.channels.Statuses
 	g.server.Handle(http.MethodPost, "/telegram/webhook", telegramWebhook(g.channels))
+	if err := g.mountBrowser(trust); err != nil {
+		return err
+	}
 	g.server.MountGateway(g.gw, api.WebChat)
 	admin, err := g.admin(missing)
 	if err != nil {
@@ -243,6 +248,9 @@ func (g *gateway) close(ctx context.Context) error {
 	}
 	if g.outbox != nil {
 		g.outbox.Close()
+	}
+	if g.browser != nil {
+		errs = append(errs, g.browser.Close(ctx))
 	}
 	if g.agent != nil {
 		errs = append(errs, g.agent.Close(ctx)) // aborted runs are recorded before the log closes
