@@ -33,7 +33,9 @@ func (a agentTab) Screenshot(ctx context.Context) ([]byte, error) {
 	return a.t.Screenshot(ctx, ScreenshotOptions{})
 }
 
-func (a agentTab) Text(ctx context.Context) (string, error)           { return a.t.Text(ctx) }
-func (a agentTab) Click(ctx context.Context, selector string) error   { return a.t.Click(ctx, selector) }
-func (a agentTab) Type(ctx context.Context, selector, s string) error { return a.t.Type(ctx, selector, s) }
-func (a agentTab) Close() error                                       { return a.t.Close() }
+func (a agentTab) Text(ctx context.Context) (string, error)         { return a.t.Text(ctx) }
+func (a agentTab) Click(ctx context.Context, selector string) error { return a.t.Click(ctx, selector) }
+func (a agentTab) Type(ctx context.Context, selector, s string) error {
+	return a.t.Type(ctx, selector, s)
+}
+func (a agentTab) Close() error { return a.t.Close() }
