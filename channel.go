@@ -149,6 +149,9 @@ type ChannelStatus struct {
 	// watchdog restarts a channel that has been silent too long.
 	LastActivity time.Time `json:"lastActivity,omitzero"`
 	Reconnects   int       `json:"reconnects"`
+	// DMPolicy is the channel's policy for direct messages (set by the
+	// router's manager, not the adapter).
+	DMPolicy string `json:"dmPolicy,omitempty"`
 }
 
 // DeliveryError is a failed Send. Retryable failures are retried by the

@@ -104,17 +104,38 @@ func (g *Gateway) channelStatuses() []moltgate.ChannelStatus {
 	return g.Channels()
 }
 
+// channelLabels are the platforms' names as OpenClaw's CLI shows them.
+var channelLabels = map[string]string{"telegram": "Telegram", "discord": "Discord", "slack": "Slack"}
+
 // channelsStatus answers OpenClaw's channels.status (what `openclaw
-// channels status` calls): each chat platform's connection.
+// channels status` calls), in its shape: a summary per channel and one
+// account per configured channel (moltgate runs one bot per platform,
+// OpenClaw's "default" account).
 func (g *Gateway) channelsStatus(ctx context.Context, c *conn, _ json.RawMessage) (any, error) {
 	list := g.channelStatuses()
-	byName := map[string]any{}
+	channels, accounts := map[string]any{}, map[string]any{}
 	for _, st := range list {
-		byName[st.Channel] = map[string]any{"configured": st.State != moltgate.ChannelStopped, "running": st.State == moltgate.ChannelRunning,
-			"state": st.State, "lastError": st.Error, "accountId": st.AccountID, "botName": st.BotName,
-			"lastActivityAt": st.LastActivity.UnixMilli(), "reconnects": st.Reconnects}
+		configured, running := st.State != moltgate.ChannelStopped, st.State == moltgate.ChannelRunning
+		channels[st.Channel] = map[string]any{"configured": configured, "running": running, "state": st.State, "lastError": st.Error}
+		if !configured {
+			continue
+		}
+		account := map[string]any{"accountId": "default", "enabled": true, "configured": true, "running": running, "connected": running,
+			"state": st.State, "dmPolicy": st.DMPolicy, "reconnects": st.Reconnects, "botId": st.AccountID}
+		if st.BotName != "" {
+			account["name"], account["bot"] = st.BotName, map[string]any{"username": st.BotName}
+		}
+		if st.Error != "" {
+			account["lastError"] = st.Error
+		}
+		if !st.LastActivity.IsZero() {
+			account["lastTransportActivityAt"] = st.LastActivity.UnixMilli()
+		}
+		accounts[st.Channel] = []any{account}
 	}
-	return map[string]any{"ts": time.Now().UnixMilli(), "channels": byName, "list": list}, nil
+	return map[string]any{"ts": time.Now().UnixMilli(), "channels": channels, "channelAccounts": accounts,
+		"channelDefaultAccountId": map[string]string{"telegram": "default", "discord": "default", "slack": "default"},
+		"channelLabels": channelLabels, "channelOrder": []string{"telegram", "discord", "slack"}}, nil
 }
 
 func (g *Gateway) modelsList(ctx context.Context, c *conn, _ json.RawMessage) (any, error) {

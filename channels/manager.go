@@ -240,10 +240,10 @@ func (m *Manager) Statuses() []moltgate.ChannelStatus {
 		case inst == nil:
 			out = append(out, moltgate.ChannelStatus{Channel: name, State: moltgate.ChannelStopped})
 		case inst.ch == nil:
-			out = append(out, moltgate.ChannelStatus{Channel: name, State: moltgate.ChannelFailed, Error: inst.problem})
+			out = append(out, moltgate.ChannelStatus{Channel: name, State: moltgate.ChannelFailed, Error: inst.problem, DMPolicy: inst.settings.DMPolicy})
 		default:
 			st := inst.ch.Status()
-			st.Channel = name
+			st.Channel, st.DMPolicy = name, inst.settings.DMPolicy
 			st.Reconnects += inst.restarts
 			out = append(out, st)
 		}

@@ -27,8 +27,10 @@ import (
 	"github.com/coder/websocket"
 	moltgate "github.com/moltgate/moltgate"
 	"github.com/moltgate/moltgate/eventlog"
+	"github.com/moltgate/moltgate/internal/fakediscord"
 	"github.com/moltgate/moltgate/internal/fakellm"
 	"github.com/moltgate/moltgate/internal/fakes3"
+	"github.com/moltgate/moltgate/internal/faketelegram"
 )
 
 // openclawCLI is the real OpenClaw CLI, installed from npm (pinned in
@@ -281,5 +283,46 @@ func TestServe_RestoreWithoutTheSealingKey(t *testing.T) {
 	s, _ := g2.set.Sessions.Get("s")
 	if s.LastRunState != moltgate.RunFailed || !strings.Contains(s.LastRunError, "another key") {
 		t.Fatalf("run = %s %q", s.LastRunState, s.LastRunError)
+	}
+}
+
+// `openclaw channels status` (OpenClaw's channels.status) shows a running
+// channel and a failed one with its reason.
+func TestOpenClawCLI_ChannelsStatus(t *testing.T) {
+	const token = "openclaw-compat-token-0123456789"
+	tg, dc := faketelegram.New(t), fakediscord.New(t)
+	dc.RefuseToken(true)
+	_, env := testEnv(t, map[string]string{"MOLTBOT_GATEWAY_TOKEN": token, "TELEGRAM_BOT_TOKEN": tg.Token, "TELEGRAM_API_URL": tg.URL,
+		"DISCORD_BOT_TOKEN": dc.Token, "DISCORD_API_URL": dc.URL})
+	g := mustOpenGateway(t, env)
+	defer g.close(context.Background())
+	waitFor(t, "telegram running and discord failed", func() bool {
+		return channelState(g, "telegram") == "running" && channelState(g, "discord") == "failed"
+	})
+	bin, cenv := openclawCLI(t)
+	// This command has no --url: it reads the gateway from OpenClaw's config.
+	home := ""
+	for _, e := range cenv {
+		if h, ok := strings.CutPrefix(e, "HOME="); ok {
+			home = h
+		}
+	}
+	wsURL := strings.Replace(g.server.URL(), "http://", "ws://", 1)
+	os.MkdirAll(filepath.Join(home, ".openclaw"), 0o700)
+	os.WriteFile(filepath.Join(home, ".openclaw", "openclaw.json"), []byte(`{"gateway":{"mode":"remote","remote":{"url":"`+wsURL+`","token":"`+token+`"}}}`), 0o600)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "channels", "status")
+	cmd.Env = cenv
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("openclaw channels status: %v\n%s", err, out)
+	}
+	text := string(out)
+	if !strings.Contains(text, "Telegram default (moltgate_test_bot): enabled, configured, running, connected") {
+		t.Fatalf("telegram is not shown running:\n%s", text)
+	}
+	if !strings.Contains(text, "Discord default") || !strings.Contains(text, "error:discord: the bot token was refused") {
+		t.Fatalf("discord's failure is not shown:\n%s", text)
 	}
 }
