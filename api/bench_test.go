@@ -109,8 +109,22 @@ type chatFrame struct {
 // tokens a second. Reports the wall time, the delivery latency of a delta
 // (provider emit → client receive), errors, and the heap of the process
 // (the gateway and the 1,000 clients, which share the 2 cores).
+//
+// Two shapes of delta in the same run: "v4" (OpenClaw's, each delta
+// repeating the whole reply so far) and "delta-only" (clients that ask for
+// api.CapDeltaOnly get only the new text).
 func BenchmarkConcurrentSessions(b *testing.B) {
+	for _, mode := range []string{"v4", "delta-only"} {
+		b.Run(mode, func(b *testing.B) { concurrentSessions(b, mode == "delta-only") })
+	}
+}
+
+func concurrentSessions(b *testing.B, deltaOnly bool) {
 	const sessions, tokens = 1000, 200
+	caps := []string{}
+	if deltaOnly {
+		caps = []string{api.CapDeltaOnly}
+	}
 	for i := 0; i < b.N; i++ {
 		h := newHarness(b, "", timedProvider{n: tokens, gap: 20 * time.Millisecond})
 		h.gw.Policy.TickInterval = time.Minute
@@ -118,7 +132,7 @@ func BenchmarkConcurrentSessions(b *testing.B) {
 		clients := make([]*client, sessions)
 		for j := range clients {
 			c := dial(b, h.url)
-			if res := c.connect(connectOpts{token: testToken, raw: true}); res["ok"] != true {
+			if res := c.connect(connectOpts{token: testToken, raw: true, tamper: func(p map[string]any) { p["caps"] = caps }}); res["ok"] != true {
 				b.Fatal(res)
 			}
 			clients[j] = c

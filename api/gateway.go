@@ -288,11 +288,47 @@ type chatDelta struct {
 	Message    wireMessage `json:"message"`
 }
 
+// CapDeltaOnly is the connect capability of a client that wants `chat`
+// deltas without the cumulative message: protocol v4 repeats the whole
+// reply so far in every delta, so a long reply costs O(n²) bytes per
+// follower; with it, each delta carries only its new text (deltaText),
+// which the client appends. OpenClaw's clients do not ask for it and get
+// v4's frames unchanged.
+const CapDeltaOnly = "chat.delta-only"
+
+// chatDeltaOnly is a delta for CapDeltaOnly clients.
+type chatDeltaOnly struct {
+	RunID      string `json:"runId"`
+	SessionKey string `json:"sessionKey"`
+	Seq        int    `json:"seq"`
+	State      string `json:"state"`
+	DeltaText  string `json:"deltaText"`
+}
+
 // RunDelta implements agent.Sink: a `chat` event in state delta, with the
-// v4 deltaText and the cumulative message.
+// v4 deltaText and the cumulative message — or, for clients that asked
+// for CapDeltaOnly, the deltaText alone. Each shape is encoded at most
+// once however many followers get it.
 func (g *Gateway) RunDelta(sessionKey, runID string, seq int, delta, cumulative string) {
-	g.broadcastChat(sessionKey, chatDelta{RunID: runID, SessionKey: sessionKey, Seq: seq, State: "delta",
-		DeltaText: delta, Message: newWireMessage("assistant", cumulative, time.Now())})
+	g.mu.Lock()
+	var full, lean []*conn
+	for c := range g.followers[sessionKey] {
+		switch {
+		case !c.allowed(scopeRead):
+		case c.deltaOnly:
+			lean = append(lean, c)
+		default:
+			full = append(full, c)
+		}
+	}
+	g.mu.Unlock()
+	if len(full) > 0 {
+		g.sendTo(full, "chat", chatDelta{RunID: runID, SessionKey: sessionKey, Seq: seq, State: "delta",
+			DeltaText: delta, Message: newWireMessage("assistant", cumulative, time.Now())})
+	}
+	if len(lean) > 0 {
+		g.sendTo(lean, "chat", chatDeltaOnly{RunID: runID, SessionKey: sessionKey, Seq: seq, State: "delta", DeltaText: delta})
+	}
 }
 
 // RunTool implements agent.Sink: an OpenClaw-style `agent` event on the

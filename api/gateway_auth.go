@@ -30,6 +30,7 @@ type connectParams struct {
 	} `json:"client"`
 	Role   string   `json:"role"`
 	Scopes []string `json:"scopes"`
+	Caps   []string `json:"caps"`
 	Auth   struct {
 		Token       string `json:"token"`
 		DeviceToken string `json:"deviceToken"`

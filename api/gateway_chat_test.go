@@ -2,12 +2,14 @@ package api_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	moltgate "github.com/moltgate/moltgate"
 	"github.com/moltgate/moltgate/agent"
+	"github.com/moltgate/moltgate/api"
 )
 
 // finalFor waits for the run's final/aborted/error chat event, checking
@@ -173,5 +175,41 @@ func TestGateway_ChatAbortAndQueue(t *testing.T) {
 	msgs := c.ok("chat.history", map[string]any{"sessionKey": "s"})["messages"].([]any)
 	if len(msgs) != 4 || !strings.HasPrefix(messageText(msgs[2]), "word") {
 		t.Fatalf("history = %v", msgs)
+	}
+}
+
+// A client that asks for chat.delta-only gets deltas without the
+// cumulative message (O(1) bytes each); a v4 client keeps OpenClaw's shape.
+func TestGateway_DeltaOnlyCapability(t *testing.T) {
+	h := newHarness(t, "", agent.Echo{})
+	lean := dial(t, h.url)
+	if res := lean.connect(connectOpts{token: testToken, tamper: func(p map[string]any) { p["caps"] = []string{api.CapDeltaOnly} }}); res["ok"] != true {
+		t.Fatal(res)
+	}
+	if caps := fmt.Sprint(lean.hello["features"].(map[string]any)["caps"]); !strings.Contains(caps, api.CapDeltaOnly) {
+		t.Fatalf("hello-ok features.caps = %s", caps)
+	}
+	full := h.operator()
+	full.ok("chat.history", map[string]any{"sessionKey": "both"}) // follow the session
+	runID := lean.ok("chat.send", map[string]any{"sessionKey": "both", "message": "one two three four", "idempotencyKey": "d1"})["runId"]
+	var leanText, fullText string
+	for _, c := range []*client{lean, full} {
+		for {
+			p := c.event("chat", func(p map[string]any) bool { return p["runId"] == runID })
+			if p["state"] != "delta" {
+				break
+			}
+			if c == lean {
+				if _, has := p["message"]; has {
+					t.Fatal("a delta-only client got the cumulative message")
+				}
+				leanText += p["deltaText"].(string)
+			} else {
+				fullText = p["message"].(map[string]any)["content"].([]any)[0].(map[string]any)["text"].(string)
+			}
+		}
+	}
+	if leanText == "" || leanText != fullText {
+		t.Fatalf("appended deltas %q, cumulative %q", leanText, fullText)
 	}
 }

@@ -67,6 +67,8 @@ type conn struct {
 	scopes   []string
 	deviceID string
 	actor    string
+	// deltaOnly: the client asked for CapDeltaOnly.
+	deltaOnly bool
 
 	send     chan []byte
 	buffered atomic.Int64

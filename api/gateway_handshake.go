@@ -101,6 +101,7 @@ func (c *conn) handshake(r *http.Request, raw json.RawMessage, nonce string) (ma
 		}
 	}
 	c.role = p.Role
+	c.deltaOnly = slices.Contains(p.Caps, CapDeltaOnly)
 	auth := map[string]any{"role": c.role, "scopes": nonNil(c.scopes)}
 	if deviceToken != "" {
 		auth["deviceToken"] = deviceToken
@@ -109,7 +110,7 @@ func (c *conn) handshake(r *http.Request, raw json.RawMessage, nonce string) (ma
 		"type":     "hello-ok",
 		"protocol": ProtocolVersion,
 		"server":   map[string]any{"version": moltgate.Version, "connId": c.id},
-		"features": map[string]any{"methods": c.g.methodNames(), "events": gatewayEvents},
+		"features": map[string]any{"methods": c.g.methodNames(), "events": gatewayEvents, "caps": []string{CapDeltaOnly}},
 		"snapshot": c.g.snapshot(),
 		"auth":     auth,
 		"policy": map[string]any{
