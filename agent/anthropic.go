@@ -82,7 +82,7 @@ func (a *Anthropic) Stream(ctx context.Context, req Request, onDelta func(string
 		case anthropic.TextBlock:
 			reply.Text += b.Text
 		case anthropic.ToolUseBlock:
-			reply.ToolCalls = append(reply.ToolCalls, ToolUse{ID: b.ID, Name: b.Name, Input: inputObject(b.Input)})
+			reply.ToolCalls = append(reply.ToolCalls, ToolUse{ID: b.ID, Name: b.Name, Input: b.Input})
 		}
 	}
 	return reply, nil

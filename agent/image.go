@@ -19,7 +19,7 @@ import (
 const (
 	MaxImageBytes  = 300 << 10
 	MaxImageEdge   = 1568
-	maxImagePixels = 40 << 20 // refuse to decode anything larger
+	maxImagePixels = 16 << 20 // refuse to decode anything larger (64 MiB as RGBA)
 )
 
 // compactScreenshot turns a PNG screenshot into an image fit to record
@@ -75,8 +75,11 @@ func scaleDown(img image.Image, edge int) *image.RGBA {
 	}
 	nw, nh := w*edge/max(w, h), h*edge/max(w, h)
 	nw, nh = max(nw, 1), max(nh, 1)
-	src := image.NewRGBA(image.Rect(0, 0, w, h))
-	draw.Draw(src, src.Bounds(), img, b.Min, draw.Src)
+	src, ok := img.(*image.RGBA)
+	if !ok || b.Min != (image.Point{}) {
+		src = image.NewRGBA(image.Rect(0, 0, w, h))
+		draw.Draw(src, src.Bounds(), img, b.Min, draw.Src)
+	}
 	out := image.NewRGBA(image.Rect(0, 0, nw, nh))
 	for y := 0; y < nh; y++ {
 		y0, y1 := y*h/nh, max((y+1)*h/nh, y*h/nh+1)

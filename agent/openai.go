@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"net/http"
 
 	moltgate "github.com/moltgate/moltgate"
@@ -79,7 +80,7 @@ func (o *OpenAI) Stream(ctx context.Context, req Request, onDelta func(string)) 
 		m := acc.Choices[0].Message
 		reply.Text = m.Content
 		for _, c := range m.ToolCalls {
-			reply.ToolCalls = append(reply.ToolCalls, ToolUse{ID: c.ID, Name: c.Function.Name, Input: inputObject([]byte(c.Function.Arguments))})
+			reply.ToolCalls = append(reply.ToolCalls, ToolUse{ID: c.ID, Name: c.Function.Name, Input: json.RawMessage(c.Function.Arguments)})
 		}
 	}
 	return reply, nil

@@ -151,13 +151,27 @@ func outputText(o ToolOutput, images bool) string {
 	return text
 }
 
-// inputObject returns a tool call's input as JSON, {} when empty, so a
-// replayed call is always valid for the provider.
+// inputObject returns a tool call's input as a JSON object, {} when it is
+// empty or not an object, so a replayed call is always valid for the
+// provider.
 func inputObject(in json.RawMessage) json.RawMessage {
-	if len(strings.TrimSpace(string(in))) == 0 || !json.Valid(in) {
+	if raw := strings.TrimSpace(string(in)); raw == "" || raw[0] != '{' || !json.Valid(in) {
 		return json.RawMessage(`{}`)
 	}
 	return in
+}
+
+// recordedInput is a tool call's input as recorded: the model's JSON with
+// secrets redacted, or, when it sent something that is not JSON, that
+// text as a JSON string.
+func recordedInput(in json.RawMessage) json.RawMessage {
+	if strings.TrimSpace(string(in)) == "" {
+		return json.RawMessage(`{}`)
+	}
+	if !json.Valid(in) {
+		in, _ = json.Marshal(string(in))
+	}
+	return moltgate.RedactSensitive(in)
 }
 
 // schemaObject decodes a tool's JSON schema.

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -445,7 +446,7 @@ func (t *turn) runTool(use ToolUse) ToolOutput {
 	if use.ID == "" {
 		use.ID = fmt.Sprintf("call_%d", t.calls) // recording needs an id; providers always give one
 	}
-	rec := moltgate.ToolCall{ID: use.ID, Name: use.Name, Input: moltgate.RedactSensitive(inputObject(use.Input))}
+	rec := moltgate.ToolCall{ID: use.ID, Name: use.Name, Input: recordedInput(use.Input)}
 	t.emit(PhaseStart, rec)
 	res, err := t.call(use)
 	out := ToolOutput{CallID: use.ID, Text: res.Text, Image: res.Image}
@@ -490,6 +491,9 @@ func (t *turn) call(use ToolUse) (ToolResult, error) {
 			if isRefused(why) {
 				return ToolResult{}, why
 			}
+			if why == nil {
+				why = errors.New("it was not offered when the run started")
+			}
 			return ToolResult{}, Refusef("%s is not available in this run: %v", use.Name, why)
 		}
 		names := make([]string, 0, len(t.offered))
@@ -499,11 +503,10 @@ func (t *turn) call(use ToolUse) (ToolResult, error) {
 		sort.Strings(names)
 		return ToolResult{}, fmt.Errorf("there is no tool named %q (the tools are: %s)", use.Name, strings.Join(names, ", "))
 	}
-	in := inputObject(use.Input)
-	if !strings.HasPrefix(strings.TrimSpace(string(in)), "{") {
+	if raw := strings.TrimSpace(string(use.Input)); raw != "" && (!json.Valid(use.Input) || raw[0] != '{') {
 		return ToolResult{}, errors.New("the input must be a JSON object")
 	}
-	return tool.Run(t.ctx, Call{RunInfo: t.info, ID: use.ID, Input: in, Scope: t.scope})
+	return tool.Run(t.ctx, Call{RunInfo: t.info, ID: use.ID, Input: inputObject(use.Input), Scope: t.scope})
 }
 
 // emit announces a tool call to the sink, after the text streamed before it.

@@ -388,3 +388,25 @@ func TestRunner_WebFetchRefusedIsRecorded(t *testing.T) {
 		t.Fatalf("recorded %+v", rec.tools)
 	}
 }
+
+// Arguments that are not a JSON object are an error the model is told
+// about, not a call with empty input.
+func TestRunner_ToolInputMustBeAnObject(t *testing.T) {
+	s := fakellm.NewOpenAI(t)
+	s.Script(fakellm.Step{ToolCalls: []fakellm.ToolCall{{ID: "call_1", Name: "again", Input: `[1,2]`}, {ID: "call_2", Name: "again", Input: `{"x":`}}},
+		fakellm.Step{Tokens: fakellm.Tokens("Oops.")})
+	r := newRunner(Choice{Name: "fake/m", Model: "m", Provider: NewOpenAI("sk-test", s.URL, nil, nil)})
+	r.Tools = []Tool{loopTool{}}
+	rec := newRecorder()
+	runOn(t, r, rec, moltgate.QueuedRun{})
+	if len(rec.tools) != 2 || rec.tools[0].Error != "the input must be a JSON object" || rec.tools[1].Error != "the input must be a JSON object" {
+		t.Fatalf("recorded %+v", rec.tools)
+	}
+	if string(rec.tools[0].Input) != `[1,2]` || string(rec.tools[1].Input) != `"{\"x\":"` {
+		t.Fatalf("recorded inputs %s and %s", rec.tools[0].Input, rec.tools[1].Input)
+	}
+	// The calls are replayed to the provider with valid arguments.
+	if args := dig(s.Requests()[1], "messages", 2, "tool_calls", 1, "function", "arguments"); args != "{}" {
+		t.Fatalf("replayed arguments %v", args)
+	}
+}

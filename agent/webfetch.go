@@ -143,18 +143,19 @@ func (w *WebFetchTool) Run(ctx context.Context, call Call) (ToolResult, error) {
 		return ToolResult{}, fetchError(ctx, in.URL, timeout, err)
 	}
 	defer resp.Body.Close()
+	final := resp.Request.URL.Redacted() // where the redirects led, without a password
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return ToolResult{}, fmt.Errorf("%s answered HTTP %d %s", resp.Request.URL, resp.StatusCode, http.StatusText(resp.StatusCode))
+		return ToolResult{}, fmt.Errorf("%s answered HTTP %d %s", final, resp.StatusCode, http.StatusText(resp.StatusCode))
 	}
 	ctype := resp.Header.Get("Content-Type")
 	media, _, _ := mime.ParseMediaType(ctype)
 	isHTML := media == "text/html" || media == "application/xhtml+xml" || media == ""
 	if !isHTML && !strings.HasPrefix(media, "text/") && !strings.HasSuffix(media, "json") && !strings.HasSuffix(media, "xml") {
-		return ToolResult{}, fmt.Errorf("%s is %s, not a page with text", resp.Request.URL, media)
+		return ToolResult{}, fmt.Errorf("%s is %s, not a page with text", final, media)
 	}
 	body, err := charset.NewReader(io.LimitReader(resp.Body, maxBytes), ctype)
 	if err != nil {
-		return ToolResult{}, fmt.Errorf("cannot read %s: %w", resp.Request.URL, err)
+		return ToolResult{}, fmt.Errorf("cannot read %s: %w", final, err)
 	}
 	raw, err := io.ReadAll(body)
 	if err != nil {
@@ -174,7 +175,7 @@ func (w *WebFetchTool) Run(ctx context.Context, call Call) (ToolResult, error) {
 	total := len([]rune(text))
 	text, cut := truncate(text, maxChars)
 	var b strings.Builder
-	fmt.Fprintf(&b, "URL: %s\n", resp.Request.URL)
+	fmt.Fprintf(&b, "URL: %s\n", final)
 	if title != "" {
 		fmt.Fprintf(&b, "Title: %s\n", title)
 	}
@@ -185,7 +186,7 @@ func (w *WebFetchTool) Run(ctx context.Context, call Call) (ToolResult, error) {
 	case cutBytes:
 		fmt.Fprintf(&b, "\n\n[truncated: the page is larger than %d bytes; the start is shown]", maxBytes)
 	}
-	return ToolResult{Text: b.String(), Summary: fmt.Sprintf("fetched %s (%d characters)", resp.Request.URL, total)}, nil
+	return ToolResult{Text: b.String(), Summary: fmt.Sprintf("fetched %s (%d characters)", final, total)}, nil
 }
 
 // fetchError explains a failed fetch: refused, timed out or failed.
@@ -221,6 +222,7 @@ func (w *WebFetchTool) guardedDial(allowPrivate bool) func(ctx context.Context, 
 		}
 		var why string
 		for _, ip := range ips {
+			ip = ip.Unmap()
 			if reason := blockedAddr(ip); reason != "" && !allowPrivate {
 				why = fmt.Sprintf("%s is a %s address", ip, reason)
 				if ip.String() != host {
