@@ -3,6 +3,8 @@ package agent
 import (
 	"errors"
 	"fmt"
+	"net/http"
+	"net/url"
 	"strings"
 
 	moltgate "github.com/moltgate/moltgate"
@@ -59,6 +61,12 @@ type provider struct {
 // With nothing configured it returns no choices and no problems: the
 // runner falls back to the echo model.
 func Resolve(cfg moltgate.Config, getenv func(string) string, secrets moltgate.SecretResolver) Resolution {
+	return resolve(cfg, getenv, secrets, nil)
+}
+
+// resolve is Resolve with the HTTP client the providers use (nil = the
+// SDKs' own), so tests can stand a fake server in for a real host.
+func resolve(cfg moltgate.Config, getenv func(string) string, secrets moltgate.SecretResolver, httpClient *http.Client) Resolution {
 	providers := map[string]provider{}
 	primary := ""
 	// The environment first; the config's own providers override it.
@@ -115,23 +123,30 @@ func Resolve(cfg moltgate.Config, getenv func(string) string, secrets moltgate.S
 			res.Problems = append(res.Problems, fmt.Sprintf("%s: provider %q has no apiKey", name, id))
 			continue
 		}
+		api, baseURL := pc.api, pc.baseURL
+		if gwAPI, gwBase, ok := aiGatewayAPI(baseURL); ok {
+			api, baseURL = gwAPI, gwBase
+		}
 		// For the Cloudflare gateway the model keeps its upstream provider.
-		if id == "cloudflare-ai-gateway" && pc.api == moltgate.APIOpenAICompletions {
+		if id == "cloudflare-ai-gateway" && api == moltgate.APIOpenAICompletions {
 			model = strings.TrimPrefix(name, id+"/")
 		} else if id == "cloudflare-ai-gateway" {
 			model = strings.TrimPrefix(strings.TrimPrefix(name, id+"/"), "anthropic/")
 		}
 		var p Provider
-		switch pc.api {
+		switch api {
 		case moltgate.APIAnthropicMessages:
-			p = NewAnthropic(pc.apiKey, pc.baseURL, pc.headers, nil)
+			p = NewAnthropic(pc.apiKey, baseURL, pc.headers, httpClient)
 		case moltgate.APIOpenAICompletions:
-			p = NewOpenAI(pc.apiKey, pc.baseURL, pc.headers, nil)
+			p = NewOpenAI(pc.apiKey, baseURL, pc.headers, httpClient)
+		case "":
+			res.Problems = append(res.Problems, fmt.Sprintf("%s: provider %q needs an api (%q or %q)", name, id, moltgate.APIAnthropicMessages, moltgate.APIOpenAICompletions))
+			continue
 		default:
-			res.Problems = append(res.Problems, fmt.Sprintf("%s: api %q is not supported", name, pc.api))
+			res.Problems = append(res.Problems, fmt.Sprintf("%s: api %q is not supported", name, api))
 			continue
 		}
-		res.Choices = append(res.Choices, Choice{Name: name, Model: model, Provider: p, Entry: entry(pc.models, model)})
+		res.Choices = append(res.Choices, Choice{Name: name, Model: model, Provider: p, Entry: entry(pc.models, model), API: api})
 	}
 	return res
 }
@@ -185,4 +200,41 @@ func entry(models []moltgate.ModelEntry, id string) moltgate.ModelEntry {
 		}
 	}
 	return moltgate.ModelEntry{ID: id}
+}
+
+// AIGatewayHost is Cloudflare AI Gateway's host.
+const AIGatewayHost = "gateway.ai.cloudflare.com"
+
+// aiGatewayAPI applies the rule for Cloudflare AI Gateway base URLs, whose
+// path names the upstream: https://gateway.ai.cloudflare.com/v1/{account}/
+// {gateway}/{upstream}[/…]. The upstream decides the wire API, whatever the
+// provider's api says (or when it says nothing):
+//
+//   - "anthropic" speaks Anthropic's Messages API (…/anthropic/v1/messages);
+//   - every other upstream (openai, deepseek, openrouter, compat, groq,
+//     mistral, workers-ai, …) speaks the OpenAI-compatible chat
+//     completions API (…/{upstream}/chat/completions).
+//
+// Moltworker's guides configure DeepSeek through the gateway with the
+// Anthropic API, which posts to …/deepseek/v1/messages and gets a 404.
+// Workers AI and Mistral serve chat completions under /v1, so a base URL
+// that stops at their name gets it added. ok is false for other URLs.
+func aiGatewayAPI(baseURL string) (api, base string, ok bool) {
+	u, err := url.Parse(baseURL)
+	if err != nil || !strings.EqualFold(u.Hostname(), AIGatewayHost) {
+		return "", "", false
+	}
+	parts := strings.Split(strings.Trim(u.Path, "/"), "/")
+	if len(parts) < 4 || parts[0] != "v1" {
+		return "", "", false
+	}
+	base = strings.TrimRight(baseURL, "/")
+	switch upstream := parts[3]; {
+	case upstream == "anthropic":
+		return moltgate.APIAnthropicMessages, base, true
+	case (upstream == "workers-ai" || upstream == "mistral") && len(parts) == 4:
+		return moltgate.APIOpenAICompletions, base + "/v1", true
+	default:
+		return moltgate.APIOpenAICompletions, base, true
+	}
 }

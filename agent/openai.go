@@ -2,12 +2,14 @@ package agent
 
 import (
 	"context"
-	"errors"
+	"encoding/base64"
+	"encoding/json"
 	"net/http"
 
 	moltgate "github.com/moltgate/moltgate"
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
+	"github.com/openai/openai-go/v3/shared"
 )
 
 // OpenAI is the "openai-completions" API (chat completions) through the
@@ -32,7 +34,9 @@ func NewOpenAI(apiKey, baseURL string, headers map[string]string, httpClient *ht
 	return &OpenAI{client: openai.NewClient(opts...)}
 }
 
-// Stream implements Provider.
+// Stream implements Provider. Content deltas stream to onDelta; the
+// delta.tool_calls pieces (id and name first, then the arguments in
+// chunks, by index) are accumulated and returned in Reply.ToolCalls.
 func (o *OpenAI) Stream(ctx context.Context, req Request, onDelta func(string)) (Reply, error) {
 	params := openai.ChatCompletionNewParams{
 		Model:         openai.ChatModel(req.Model),
@@ -44,13 +48,10 @@ func (o *OpenAI) Stream(ctx context.Context, req Request, onDelta func(string)) 
 	if req.System != "" {
 		params.Messages = append(params.Messages, openai.SystemMessage(req.System))
 	}
-	for _, m := range req.Messages {
-		switch m.Role {
-		case "user":
-			params.Messages = append(params.Messages, openai.UserMessage(m.Content))
-		case "assistant":
-			params.Messages = append(params.Messages, openai.AssistantMessage(m.Content))
-		}
+	params.Messages = append(params.Messages, openaiMessages(req.Messages, req.Images)...)
+	for _, t := range req.Tools {
+		params.Tools = append(params.Tools, openai.ChatCompletionFunctionTool(shared.FunctionDefinitionParam{
+			Name: t.Name, Description: openai.String(t.Description), Parameters: shared.FunctionParameters(schemaObject(t.Schema))}))
 	}
 	stream := o.client.Chat.Completions.NewStreaming(ctx, params)
 	defer stream.Close()
@@ -72,12 +73,55 @@ func (o *OpenAI) Stream(ctx context.Context, req Request, onDelta func(string)) 
 		return Reply{}, err
 	}
 	if finish == "" {
-		return Reply{}, errors.New("the reply stream ended before the model finished")
+		return Reply{}, errIncomplete
 	}
-	text := ""
+	reply := Reply{StopReason: finish, Usage: moltgate.Usage{InputTokens: acc.Usage.PromptTokens, OutputTokens: acc.Usage.CompletionTokens}}
 	if len(acc.Choices) > 0 {
-		text = acc.Choices[0].Message.Content
+		m := acc.Choices[0].Message
+		reply.Text = m.Content
+		for _, c := range m.ToolCalls {
+			reply.ToolCalls = append(reply.ToolCalls, ToolUse{ID: c.ID, Name: c.Function.Name, Input: json.RawMessage(c.Function.Arguments)})
+		}
 	}
-	return Reply{Text: text, StopReason: finish,
-		Usage: moltgate.Usage{InputTokens: acc.Usage.PromptTokens, OutputTokens: acc.Usage.CompletionTokens}}, nil
+	return reply, nil
+}
+
+// openaiMessages writes the conversation as chat completion messages: tool
+// calls ride on the assistant message, each result is a "tool" message.
+// Tool messages carry only text, so screenshots follow them in one user
+// message of image parts when the model reads images.
+func openaiMessages(msgs []Message, images bool) []openai.ChatCompletionMessageParamUnion {
+	var out []openai.ChatCompletionMessageParamUnion
+	for _, m := range msgs {
+		if m.Role == "assistant" {
+			a := openai.ChatCompletionAssistantMessageParam{}
+			if m.Text != "" {
+				a.Content.OfString = openai.String(m.Text)
+			}
+			for _, c := range m.ToolCalls {
+				a.ToolCalls = append(a.ToolCalls, openai.ChatCompletionMessageToolCallUnionParam{OfFunction: &openai.ChatCompletionMessageFunctionToolCallParam{
+					ID: c.ID, Function: openai.ChatCompletionMessageFunctionToolCallFunctionParam{Name: c.Name, Arguments: string(inputObject(c.Input))}}})
+			}
+			if m.Text != "" || len(a.ToolCalls) > 0 {
+				out = append(out, openai.ChatCompletionMessageParamUnion{OfAssistant: &a})
+			}
+			continue
+		}
+		var shots []openai.ChatCompletionContentPartUnionParam
+		for _, r := range m.Results {
+			out = append(out, openai.ToolMessage(outputText(r, images), r.CallID))
+			if r.Image != nil && images {
+				shots = append(shots, openai.TextContentPart("Screenshot from tool call "+r.CallID+":"),
+					openai.ImageContentPart(openai.ChatCompletionContentPartImageImageURLParam{
+						URL: "data:" + r.Image.MimeType + ";base64," + base64.StdEncoding.EncodeToString(r.Image.Data)}))
+			}
+		}
+		if len(shots) > 0 {
+			out = append(out, openai.UserMessage(shots))
+		}
+		if m.Text != "" {
+			out = append(out, openai.UserMessage(m.Text))
+		}
+	}
+	return out
 }

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	moltgate "github.com/moltgate/moltgate"
 	"github.com/moltgate/moltgate/agent"
 	"github.com/moltgate/moltgate/internal/fakellm"
 )
@@ -24,8 +23,8 @@ var providerCases = []providerCase{
 	{"OpenAI", fakellm.NewOpenAI, func(url string) agent.Provider { return agent.NewOpenAI("sk-test", url, nil, nil) }},
 }
 
-var req = agent.Request{Model: "m", System: "be brief", MaxTokens: 100, Messages: []moltgate.ChatMessage{
-	{Role: "user", Content: "hi"}, {Role: "assistant", Content: "hello"}, {Role: "user", Content: "how are you?"}}}
+var req = agent.Request{Model: "m", System: "be brief", MaxTokens: 100, Messages: []agent.Message{
+	{Role: "user", Text: "hi"}, {Role: "assistant", Text: "hello"}, {Role: "user", Text: "how are you?"}}}
 
 func TestProviders(t *testing.T) {
 	for _, pc := range providerCases {
@@ -89,6 +88,34 @@ func TestProviders(t *testing.T) {
 				reply, err := pc.make(s.URL).Stream(context.Background(), req, func(string) {})
 				if err != nil || reply.Text != "late but fine" {
 					t.Fatalf("%q %v", reply.Text, err)
+				}
+			})
+			t.Run("ToolCalls", func(t *testing.T) {
+				s := pc.server(t)
+				s.Script(fakellm.Step{Tokens: fakellm.Tokens("Checking."), ToolCalls: []fakellm.ToolCall{
+					{ID: "call_a", Name: "web_fetch", Input: `{"url":"https://example.com/"}`},
+					{ID: "call_b", Name: "browser", Input: `{"action":"screenshot"}`}}})
+				var deltas string
+				reply, err := pc.make(s.URL).Stream(context.Background(), req, func(d string) { deltas += d })
+				if err != nil {
+					t.Fatal(err)
+				}
+				if deltas != "Checking." || reply.Text != "Checking." {
+					t.Fatalf("deltas %q text %q", deltas, reply.Text)
+				}
+				if reply.StopReason != map[string]string{"Anthropic": "tool_use", "OpenAI": "tool_calls"}[pc.name] {
+					t.Fatalf("stop reason %q", reply.StopReason)
+				}
+				if len(reply.ToolCalls) != 2 {
+					t.Fatalf("tool calls %+v", reply.ToolCalls)
+				}
+				for i, want := range []agent.ToolUse{
+					{ID: "call_a", Name: "web_fetch", Input: json.RawMessage(`{"url":"https://example.com/"}`)},
+					{ID: "call_b", Name: "browser", Input: json.RawMessage(`{"action":"screenshot"}`)}} {
+					got := reply.ToolCalls[i]
+					if got.ID != want.ID || got.Name != want.Name || string(got.Input) != string(want.Input) {
+						t.Fatalf("tool call %d = %+v (input %s), want %+v", i, got, got.Input, want)
+					}
 				}
 			})
 			t.Run("Abort", func(t *testing.T) {

@@ -2,8 +2,11 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -16,14 +19,30 @@ import (
 // log; the final message is.
 type Sink interface {
 	RunDelta(sessionKey, runID string, seq int, delta, cumulative string)
+	// RunTool announces a tool call: in PhaseStart when the model asked
+	// for it (ID, Name and Input, secrets redacted; Status empty), in
+	// PhaseResult when it finished (Status, Summary or Error, Image). seq
+	// orders it among the run's deltas.
+	RunTool(sessionKey, runID string, seq int, phase string, call moltgate.ToolCall)
 	RunDone(sessionKey, runID string, seq int, status, text, errMsg string)
 }
+
+// Phases of a tool call, for Sink.RunTool.
+const (
+	PhaseStart  = "start"
+	PhaseResult = "result"
+)
 
 // DefaultRunTimeout bounds one run, provider retries included.
 const DefaultRunTimeout = 5 * time.Minute
 
 // DefaultDeltaInterval is how often a run's streamed text is sent at most.
 const DefaultDeltaInterval = 50 * time.Millisecond
+
+// DefaultToolRounds bounds the rounds of tool calls in one run: a model
+// that asks for tools once more is stopped, so a confused model cannot
+// loop until the timeout.
+const DefaultToolRounds = 10
 
 // DefaultSystemPrompt is what the model is told before the conversation.
 const DefaultSystemPrompt = "You are a helpful personal assistant. Answer concisely; use Markdown where it helps."
@@ -47,6 +66,21 @@ type Runner struct {
 	// Secrets opens the credentials sealed in the transcript (a token the
 	// owner pasted), which the model needs to see.
 	Secrets moltgate.SecretResolver
+	// Tools are every tool the model may be offered; each says in which
+	// runs (see Tool.Offered).
+	Tools []Tool
+	// ToolRounds bounds the rounds of tool calls in a run (0 =
+	// DefaultToolRounds).
+	ToolRounds int
+	// Workspace holds AGENTS.md, SOUL.md, USER.md and the skills that
+	// the system prompt includes (nil = none).
+	Workspace moltgate.WorkspaceQueries
+	// Config is the current configuration (nil = defaults): the prompt's
+	// size cap and the skills' switches.
+	Config func() moltgate.Config
+	// Getenv reads the environment, for the skills' requirements (nil =
+	// nothing is set).
+	Getenv func(string) string
 
 	mu       sync.Mutex
 	sessions map[string]*session
@@ -190,48 +224,36 @@ func (r *Runner) drain(sessionKey string, s *session) {
 	}
 }
 
-// execute runs one reply: history from the log, the models in order until
-// one answers, deltas to the sink, the result recorded in the log.
+// execute runs one reply: history from the log, then rounds of asking the
+// model (the configured models in order until one answers) and running
+// the tools it calls, until it answers without calling any. Deltas and
+// tool calls go to the sink as they happen; tool calls and the result are
+// recorded in the log.
 func (r *Runner) execute(ru *run) {
-	meta := moltgate.Meta{Actor: "agent", Source: moltgate.SourceAgent, CorrelationID: ru.id}
-	seq := 0
+	t := &turn{r: r, ru: ru, meta: moltgate.Meta{Actor: "agent", Source: moltgate.SourceAgent, CorrelationID: ru.id}, scope: newRunScope()}
+	defer t.scope.close() // the browser tab and whatever else tools opened
 	var cumulative strings.Builder
-	deltas := newCoalescer(r.DeltaInterval, func(text string) {
-		seq++
-		r.Sink.RunDelta(ru.sessionKey, ru.id, seq, text, cumulative.String())
+	t.deltas = newCoalescer(r.DeltaInterval, func(text string) {
+		t.seq++
+		r.Sink.RunDelta(ru.sessionKey, ru.id, t.seq, text, cumulative.String())
 	}, &cumulative)
-	onDelta := deltas.add
-	finish := func(reply *moltgate.ChatMessage, status, errMsg string) {
-		deltas.stop() // every streamed token reaches clients before the end
-		// Record even when the run's own context is gone (aborted).
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := r.Chat.FinishRun(ctx, ru.sessionKey, ru.id, reply, status, errMsg, meta); err != nil {
-			r.Logger.Error("cannot record the end of a run", "run", ru.id, "error", err)
-		}
-		text := ""
-		if reply != nil {
-			text = reply.Content
-		}
-		seq++
-		r.Sink.RunDone(ru.sessionKey, ru.id, seq, status, text, errMsg)
-	}
 
 	if ru.ctx.Err() != nil {
 		// Stopped while it waited its turn (a shutdown or an abort):
 		// aborted, not failed.
-		finish(nil, moltgate.RunAborted, "")
+		t.finish(nil, moltgate.RunAborted, "")
 		return
 	}
-	ctx, cancel := context.WithTimeout(ru.ctx, r.Timeout)
+	var cancel context.CancelFunc
+	t.ctx, cancel = context.WithTimeout(ru.ctx, r.Timeout)
 	defer cancel()
-	history, err := r.Chat.Transcript(ctx, ru.sessionKey, 0)
+	history, err := r.Chat.Transcript(t.ctx, ru.sessionKey, 0)
 	if err != nil {
 		if ru.ctx.Err() != nil {
-			finish(nil, moltgate.RunAborted, "")
+			t.finish(nil, moltgate.RunAborted, "")
 			return
 		}
-		finish(nil, moltgate.RunFailed, "cannot read the conversation: "+moltgate.ErrorMessage(err))
+		t.finish(nil, moltgate.RunFailed, "cannot read the conversation: "+moltgate.ErrorMessage(err))
 		return
 	}
 	// A run answers its own message: messages queued after it in the
@@ -252,55 +274,301 @@ func (r *Runner) execute(ru *run) {
 	resolved := r.Models()
 	choices := resolved.Choices
 	if len(choices) == 0 && len(resolved.Problems) > 0 {
-		finish(nil, moltgate.RunFailed, "no model can answer: "+strings.Join(resolved.Problems, "; "))
+		t.finish(nil, moltgate.RunFailed, "no model can answer: "+strings.Join(resolved.Problems, "; "))
 		return
 	}
 	if len(choices) == 0 {
 		choices = []Choice{{Name: EchoModel, Model: "echo", Provider: Echo{}}}
 	}
-	var lastErr error
-	for _, c := range choices {
-		reply, err := c.Provider.Stream(ctx, Request{Model: c.Model, System: r.SystemPrompt, Messages: history, MaxTokens: 4096}, onDelta)
-		switch {
-		case err == nil:
-			usage := reply.Usage
-			finish(&moltgate.ChatMessage{Role: "assistant", Content: reply.Text, Model: c.Name, Usage: &usage}, moltgate.RunCompleted, "")
-			return
-		case ru.ctx.Err() != nil:
-			// Aborted: keep what was streamed, so the transcript shows what the user saw.
-			var partial *moltgate.ChatMessage
-			if text := deltas.streamed(); text != "" {
-				partial = &moltgate.ChatMessage{Role: "assistant", Content: text, Model: c.Name}
-			}
-			finish(partial, moltgate.RunAborted, "")
-			return
-		case errors.Is(err, context.DeadlineExceeded):
-			finish(nil, moltgate.RunFailed, "the model did not answer in time")
-			return
-		}
-		lastErr = err
-		r.Logger.Warn("model failed", "model", c.Name, "run", ru.id, "error", err)
-		if deltas.streamed() != "" {
-			break // text already reached the user: no silent switch to another model
-		}
+	t.info = RunInfo{SessionKey: ru.sessionKey, RunID: ru.id, Owner: ru.owner, Origin: ru.origin}
+	offered := r.offeredTools(t.info)
+	t.offered = map[string]Tool{}
+	for _, tool := range offered {
+		t.offered[tool.Name()] = tool
 	}
-	finish(nil, moltgate.RunFailed, "the model failed: "+safeError(lastErr))
+	var files []moltgate.WorkspaceFile
+	if r.Workspace != nil {
+		files = r.Workspace.WorkspaceFiles()
+	}
+	system := SystemPrompt(r.SystemPrompt, offered, files, r.config(), r.getenv)
+	specs := toolSpecs(offered)
+	msgs := modelHistory(history)
+
+	current := 0 // the model answering; a fallback moves it on for good
+	for round := 0; ; round++ {
+		reply, err := t.ask(choices, &current, system, specs, msgs)
+		model := choices[current].Name
+		if err != nil {
+			t.failed(err, model)
+			return
+		}
+		t.usage.InputTokens += reply.Usage.InputTokens
+		t.usage.OutputTokens += reply.Usage.OutputTokens
+		if reply.Text != "" {
+			t.texts = append(t.texts, reply.Text)
+		}
+		if len(reply.ToolCalls) == 0 {
+			t.complete(model)
+			return
+		}
+		if round >= r.toolRounds() {
+			t.finish(t.partial(model), moltgate.RunFailed, fmt.Sprintf("the model kept calling tools: stopped after %d rounds of tool calls", r.toolRounds()))
+			return
+		}
+		msgs = append(msgs, Message{Role: "assistant", Text: reply.Text, ToolCalls: reply.ToolCalls})
+		results := Message{Role: "user"}
+		for _, use := range reply.ToolCalls {
+			results.Results = append(results.Results, t.runTool(use))
+			if t.ctx.Err() != nil {
+				break
+			}
+		}
+		switch {
+		case ru.ctx.Err() != nil:
+			t.finish(t.partial(model), moltgate.RunAborted, "")
+			return
+		case t.ctx.Err() != nil:
+			t.finish(t.partial(model), moltgate.RunFailed, "the run did not finish in time")
+			return
+		}
+		msgs = append(msgs, results)
+	}
 }
 
-// safeError is an error's text for users: provider errors carry no
-// credentials, but are trimmed to a line.
-func safeError(err error) string {
+// turn is the state of one run while it executes.
+type turn struct {
+	r       *Runner
+	ru      *run
+	ctx     context.Context // the run's, bounded by the timeout
+	info    RunInfo
+	meta    moltgate.Meta
+	deltas  *coalescer
+	seq     int // sink event number; changed only under the coalescer's lock
+	scope   *RunScope
+	offered map[string]Tool
+	texts   []string // each round's text
+	usage   moltgate.Usage
+	skipped []string // models that failed before the one that answered, and why
+	calls   int
+	fresh   bool // no text streamed yet in this round
+}
+
+// ask sends the conversation to the current model and, when it fails for
+// a reason the next model may not share and nothing has streamed in this
+// run, to the next one (no silent switch once the user has seen text).
+func (t *turn) ask(choices []Choice, current *int, system string, specs []ToolSpec, msgs []Message) (Reply, error) {
+	for ; ; *current++ {
+		c := choices[*current]
+		req := Request{Model: c.Model, System: system, Tools: specs, Images: c.Entry.AcceptsImages(), MaxTokens: maxTokens(c.Entry)}
+		req.Messages = fitWindow(msgs, system, specs, contextWindow(c.Entry), req.MaxTokens)
+		t.fresh = true
+		reply, err := c.Provider.Stream(t.ctx, req, t.onDelta)
+		if err == nil || t.ctx.Err() != nil {
+			return reply, err
+		}
+		reason, transient := fallbackReason(err)
+		t.r.Logger.Warn("model failed", "model", c.Name, "run", t.ru.id, "error", err, "fallback", transient)
+		if !transient || *current == len(choices)-1 || t.deltas.streamed() != "" {
+			return reply, err
+		}
+		t.skipped = append(t.skipped, fmt.Sprintf("%s failed (%s)", c.Name, reason))
+	}
+}
+
+// onDelta streams a piece of text, with a blank line between the text of
+// one round and the next.
+func (t *turn) onDelta(text string) {
+	if text == "" {
+		return
+	}
+	if t.fresh {
+		t.fresh = false
+		if t.deltas.streamed() != "" {
+			text = "\n\n" + text
+		}
+	}
+	t.deltas.add(text)
+}
+
+// complete records the reply of a run that ended well, after a system
+// note that says which models failed first, when one did: the reply's
+// Model names the one that answered.
+func (t *turn) complete(model string) {
+	if len(t.skipped) > 0 {
+		note := strings.Join(t.skipped, "; ") + "; " + model + " answered instead."
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := t.r.Chat.Inject(ctx, t.ru.sessionKey, moltgate.ChatMessage{Role: "system", Content: note}, t.meta); err != nil {
+			t.r.Logger.Error("cannot record why a fallback model answered", "run", t.ru.id, "error", err)
+		}
+	}
+	usage := t.usage
+	t.finish(&moltgate.ChatMessage{Role: "assistant", Content: strings.Join(t.texts, "\n\n"), Model: model, Usage: &usage}, moltgate.RunCompleted, "")
+}
+
+// failed ends a run whose model request failed.
+func (t *turn) failed(err error, model string) {
+	switch {
+	case t.ru.ctx.Err() != nil:
+		// Aborted: keep what was streamed, so the transcript shows what the user saw.
+		t.finish(t.partial(model), moltgate.RunAborted, "")
+	case errors.Is(err, context.DeadlineExceeded):
+		t.finish(nil, moltgate.RunFailed, "the model did not answer in time")
+	default:
+		msg := "the model failed: " + safeError(err)
+		if len(t.skipped) > 0 {
+			msg += " (before it: " + strings.Join(t.skipped, "; ") + ")"
+		}
+		t.finish(nil, moltgate.RunFailed, msg)
+	}
+}
+
+// partial is what streamed so far, as a reply, or nil.
+func (t *turn) partial(model string) *moltgate.ChatMessage {
+	if text := t.deltas.streamed(); text != "" {
+		return &moltgate.ChatMessage{Role: "assistant", Content: text, Model: model}
+	}
+	return nil
+}
+
+// finish records how the run ended and tells the sink.
+func (t *turn) finish(reply *moltgate.ChatMessage, status, errMsg string) {
+	t.deltas.stop() // every streamed token reaches clients before the end
+	// Record even when the run's own context is gone (aborted).
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := t.r.Chat.FinishRun(ctx, t.ru.sessionKey, t.ru.id, reply, status, errMsg, t.meta); err != nil {
+		t.r.Logger.Error("cannot record the end of a run", "run", t.ru.id, "error", err)
+	}
+	text := ""
+	if reply != nil {
+		text = reply.Content
+	}
+	t.seq++
+	t.r.Sink.RunDone(t.ru.sessionKey, t.ru.id, t.seq, status, text, errMsg)
+}
+
+// runTool carries out one tool call: announced, run, recorded, announced
+// again with its outcome; the output goes back to the model.
+func (t *turn) runTool(use ToolUse) ToolOutput {
+	t.calls++
+	if use.ID == "" {
+		use.ID = fmt.Sprintf("call_%d", t.calls) // recording needs an id; providers always give one
+	}
+	rec := moltgate.ToolCall{ID: use.ID, Name: use.Name, Input: recordedInput(use.Input)}
+	t.emit(PhaseStart, rec)
+	res, err := t.call(use)
+	out := ToolOutput{CallID: use.ID, Text: res.Text, Image: res.Image}
 	if err == nil {
-		return "unknown error"
+		summary := res.Summary
+		if summary == "" {
+			summary = res.Text
+		}
+		rec.Status, rec.Summary, rec.Image = moltgate.ToolOK, redactString(shorten(summary, maxSummary)), res.Image
+	} else {
+		rec.Status = moltgate.ToolError
+		if isRefused(err) {
+			rec.Status = moltgate.ToolRefused
+		}
+		switch {
+		case t.ru.ctx.Err() != nil:
+			err = errors.New("the run was aborted")
+		case t.ctx.Err() != nil:
+			err = errors.New("the run did not finish in time")
+		}
+		rec.Error = redactString(shorten(err.Error(), maxSummary))
+		out = ToolOutput{CallID: use.ID, Text: err.Error(), IsError: true}
 	}
-	msg := err.Error()
-	if i := strings.IndexByte(msg, '\n'); i >= 0 {
-		msg = msg[:i]
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := t.r.Chat.RecordToolCall(ctx, t.ru.sessionKey, t.ru.id, rec, t.meta); err != nil {
+		t.r.Logger.Error("cannot record a tool call", "run", t.ru.id, "tool", use.Name, "error", err)
 	}
-	if len(msg) > 300 {
-		msg = msg[:300] + "…"
+	t.emit(PhaseResult, rec)
+	return out
+}
+
+// call runs a tool the run was offered, and refuses the others.
+func (t *turn) call(use ToolUse) (ToolResult, error) {
+	tool, ok := t.offered[use.Name]
+	if !ok {
+		for _, known := range t.r.Tools {
+			if known.Name() != use.Name {
+				continue
+			}
+			why := known.Offered(t.info)
+			if isRefused(why) {
+				return ToolResult{}, why
+			}
+			if why == nil {
+				why = errors.New("it was not offered when the run started")
+			}
+			return ToolResult{}, Refusef("%s is not available in this run: %v", use.Name, why)
+		}
+		names := make([]string, 0, len(t.offered))
+		for name := range t.offered {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		return ToolResult{}, fmt.Errorf("there is no tool named %q (the tools are: %s)", use.Name, strings.Join(names, ", "))
 	}
-	return msg
+	if raw := strings.TrimSpace(string(use.Input)); raw != "" && (!json.Valid(use.Input) || raw[0] != '{') {
+		return ToolResult{}, errors.New("the input must be a JSON object")
+	}
+	return tool.Run(t.ctx, Call{RunInfo: t.info, ID: use.ID, Input: inputObject(use.Input), Scope: t.scope})
+}
+
+// emit announces a tool call to the sink, after the text streamed before it.
+func (t *turn) emit(phase string, rec moltgate.ToolCall) {
+	t.deltas.do(func() {
+		t.seq++
+		t.r.Sink.RunTool(t.ru.sessionKey, t.ru.id, t.seq, phase, rec)
+	})
+}
+
+// modelHistory is the transcript as the model reads it: the user's and
+// the assistant's messages. Tool calls of earlier runs and system notes
+// are left out: the replies that followed them say what came of them.
+func modelHistory(history []moltgate.ChatMessage) []Message {
+	var msgs []Message
+	for _, m := range history {
+		if (m.Role == "user" || m.Role == "assistant") && strings.TrimSpace(m.Content) != "" {
+			msgs = append(msgs, Message{Role: m.Role, Text: m.Content})
+		}
+	}
+	return msgs
+}
+
+// offeredTools are the tools a run is offered.
+func (r *Runner) offeredTools(info RunInfo) []Tool {
+	var out []Tool
+	for _, t := range r.Tools {
+		if err := t.Offered(info); err == nil {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+func (r *Runner) toolRounds() int {
+	if r.ToolRounds > 0 {
+		return r.ToolRounds
+	}
+	return DefaultToolRounds
+}
+
+func (r *Runner) config() moltgate.Config {
+	if r.Config == nil {
+		return moltgate.Config{}
+	}
+	return r.Config()
+}
+
+func (r *Runner) getenv(name string) string {
+	if r.Getenv == nil {
+		return ""
+	}
+	return r.Getenv(name)
 }
 
 // coalescer batches streamed text for one run. add and stop may be called
@@ -353,6 +621,20 @@ func (c *coalescer) flushLocked() {
 	c.pending.Reset()
 	c.last = time.Now()
 	c.send(text)
+}
+
+// do sends what is pending, then runs fn, before any later text is sent:
+// an event that must come after the text streamed so far (a tool call)
+// goes out in order.
+func (c *coalescer) do(fn func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.timer != nil {
+		c.timer.Stop()
+		c.timer = nil
+	}
+	c.flushLocked()
+	fn()
 }
 
 // stop sends what is pending and stops sending.

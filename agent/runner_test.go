@@ -55,41 +55,6 @@ func (f failingProvider) Stream(context.Context, Request, func(string)) (Reply, 
 	return Reply{}, f.err
 }
 
-// recorder is a ChatService and Sink that remembers what a run did.
-type recorder struct {
-	mu       sync.Mutex
-	finished []string
-	replies  []string
-	done     chan struct{}
-}
-
-func (r *recorder) SendMessage(context.Context, moltgate.RunRequest, moltgate.Meta) (moltgate.RunReceipt, error) {
-	return moltgate.RunReceipt{}, nil
-}
-func (r *recorder) FinishRun(_ context.Context, _, _ string, reply *moltgate.ChatMessage, status, errMsg string, _ moltgate.Meta) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.finished = append(r.finished, status+":"+errMsg)
-	if reply != nil {
-		r.replies = append(r.replies, reply.Model+"|"+reply.Content)
-	}
-	return nil
-}
-func (r *recorder) RecordToolCall(context.Context, string, string, moltgate.ToolCall, moltgate.Meta) error {
-	return nil
-}
-func (r *recorder) Inject(context.Context, string, moltgate.ChatMessage, moltgate.Meta) (moltgate.ChatMessage, error) {
-	return moltgate.ChatMessage{}, nil
-}
-func (r *recorder) ResetSession(context.Context, string, moltgate.Meta) (string, error) {
-	return "", nil
-}
-func (r *recorder) Transcript(context.Context, string, int) ([]moltgate.ChatMessage, error) {
-	return []moltgate.ChatMessage{{Role: "user", Content: "hi"}}, nil
-}
-func (r *recorder) RunDelta(string, string, int, string, string)        {}
-func (r *recorder) RunDone(string, string, int, string, string, string) { close(r.done) }
-
 func runOnce(t *testing.T, choices []Choice, timeout time.Duration) *recorder {
 	t.Helper()
 	return runResolved(t, Resolution{Choices: choices}, timeout)
@@ -97,29 +62,23 @@ func runOnce(t *testing.T, choices []Choice, timeout time.Duration) *recorder {
 
 func runResolved(t *testing.T, res Resolution, timeout time.Duration) *recorder {
 	t.Helper()
-	rec := &recorder{done: make(chan struct{})}
+	rec := newRecorder()
 	r := NewRunner(rec, rec, func() Resolution { return res })
 	if timeout > 0 {
 		r.Timeout = timeout
 	}
-	if err := r.Enqueue(moltgate.QueuedRun{SessionKey: "s", RunID: "run1"}); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-rec.done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("run did not end")
-	}
-	r.Close(context.Background())
+	runOn(t, r, rec, moltgate.QueuedRun{})
 	return rec
 }
 
-func TestRunner_FallsBackToTheNextModel(t *testing.T) {
+// An error the runner does not recognise as the provider's service failing
+// is reported, not hidden behind a fallback.
+func TestRunner_UnknownErrorsAreNotFallenBackFrom(t *testing.T) {
 	rec := runOnce(t, []Choice{
 		{Name: "a/primary", Model: "primary", Provider: failingProvider{errors.New("500 Internal Server Error")}},
 		{Name: "echo/echo", Model: "echo", Provider: Echo{}},
 	}, 0)
-	if len(rec.replies) != 1 || !strings.HasPrefix(rec.replies[0], "echo/echo|You said: hi") || rec.finished[0] != moltgate.RunCompleted+":" {
+	if len(rec.replies) != 0 || rec.finished[0] != moltgate.RunFailed+":the model failed: 500 Internal Server Error" {
 		t.Fatalf("finished %v replies %v", rec.finished, rec.replies)
 	}
 }
@@ -150,7 +109,7 @@ func TestRunner_MissingKeyIsReported(t *testing.T) {
 // A run stopped while it waited for its turn (a shutdown) is aborted,
 // not failed.
 func TestRunner_QueuedRunsAreAbortedOnClose(t *testing.T) {
-	rec := &recorder{done: make(chan struct{})}
+	rec := newRecorder()
 	blocked := make(chan struct{})
 	r := NewRunner(rec, &multiSink{}, func() Resolution {
 		return Resolution{Choices: []Choice{{Name: "slow/m", Model: "m", Provider: blockingProvider{blocked}}}}
@@ -181,8 +140,9 @@ func TestRunner_QueuedRunsAreAbortedOnClose(t *testing.T) {
 
 type multiSink struct{}
 
-func (multiSink) RunDelta(string, string, int, string, string)        {}
-func (multiSink) RunDone(string, string, int, string, string, string) {}
+func (multiSink) RunDelta(string, string, int, string, string)           {}
+func (multiSink) RunTool(string, string, int, string, moltgate.ToolCall) {}
+func (multiSink) RunDone(string, string, int, string, string, string)    {}
 
 // blockingProvider tells it started, then waits for the run to be stopped.
 type blockingProvider struct{ started chan struct{} }
