@@ -29,6 +29,14 @@ type WorkspaceFile struct {
 	Content string `json:"content"`
 }
 
+// WorkspaceService changes the workspace.
+type WorkspaceService interface {
+	// WriteWorkspaceFile stores a file (its content whole); writing what is
+	// stored already changes nothing.
+	WriteWorkspaceFile(ctx context.Context, path, content string, meta Meta) error
+	DeleteWorkspaceFile(ctx context.Context, path string, meta Meta) error
+}
+
 // WorkspaceQueries reads the workspace.
 type WorkspaceQueries interface {
 	// WorkspaceFiles returns every file, sorted by path.

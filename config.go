@@ -319,7 +319,11 @@ func (c Config) Validate() []ConfigIssue {
 		switch p.API {
 		case APIAnthropicMessages, APIOpenAICompletions:
 		case "":
-			add(path+".api", `is required: %q or %q`, APIAnthropicMessages, APIOpenAICompletions)
+			// Behind Cloudflare AI Gateway the URL names the API (the agent
+			// picks it); elsewhere it must be said.
+			if u, err := url.Parse(p.BaseURL); err != nil || u.Hostname() != "gateway.ai.cloudflare.com" {
+				add(path+".api", `is required: %q or %q`, APIAnthropicMessages, APIOpenAICompletions)
+			}
 		default:
 			add(path+".api", `%q is not supported: use %q or %q`, p.API, APIAnthropicMessages, APIOpenAICompletions)
 		}

@@ -26,6 +26,9 @@ const (
 	EventChannelDeliverySent     = "channel.delivery.sent"
 	EventChannelDeliveryFailed   = "channel.delivery.failed"
 
+	EventWorkspaceFileWritten = "workspace.file.written"
+	EventWorkspaceFileDeleted = "workspace.file.deleted"
+
 	EventBrowserSessionOpened = "browser.session.opened"
 	EventBrowserSessionClosed = "browser.session.closed"
 
@@ -44,6 +47,7 @@ var EventTypes = []string{
 	EventChannelAllowlistChanged, EventChannelDeliverySent, EventChannelDeliveryFailed,
 	EventChatMessageAdded, EventChatRunStarted, EventChatRunFinished, EventSessionReset,
 	EventBrowserSessionOpened, EventBrowserSessionClosed,
+	EventWorkspaceFileWritten, EventWorkspaceFileDeleted,
 }
 
 // Stream names. One stream per aggregate keeps optimistic concurrency local:
@@ -230,6 +234,16 @@ type BrowserSessionData struct {
 	CloseCode  int    `json:"closeCode,omitempty"`
 	ClosedBy   string `json:"closedBy,omitempty"`
 }
+
+// WorkspaceFileData is the payload of workspace.file.written (with its
+// content) and workspace.file.deleted.
+type WorkspaceFileData struct {
+	Path    string `json:"path"`
+	Content string `json:"content,omitempty"`
+}
+
+// StreamWorkspace is the stream of the agent's workspace files.
+const StreamWorkspace = "workspace"
 
 // BrowserStream is the stream of CDP session events.
 const BrowserStream = "browser"

@@ -44,6 +44,9 @@ type Admin struct {
 	// SecretProblems lists sealed config values this gateway cannot open
 	// (a log restored without its MOLTGATE_SECRET_KEY).
 	SecretProblems func() []moltgate.ConfigIssue
+	// Workspace edits the agent's workspace files.
+	Workspace      moltgate.WorkspaceService
+	WorkspaceFiles moltgate.WorkspaceQueries
 }
 
 // MaxAdminBody bounds an admin request body; larger ones get 413 before
@@ -83,6 +86,9 @@ func (s *Server) MountAdmin(a *Admin) {
 	g.GET("/events/export", a.exportEvents)
 	g.GET("/events/:seq", a.showEvent)
 	g.GET("/replay", a.replay)
+	g.GET("/workspace", a.listWorkspace)
+	g.PUT("/workspace/*path", a.writeWorkspace)
+	g.DELETE("/workspace/*path", a.deleteWorkspace)
 	g.GET("/sessions", a.listSessions)
 	g.GET("/sessions/:key", a.transcript)
 	g.POST("/sessions/:key/reset", a.resetSession)

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	moltgate "github.com/moltgate/moltgate"
 	"github.com/moltgate/moltgate/agent"
 	"github.com/moltgate/moltgate/api"
 	"github.com/moltgate/moltgate/internal/fakellm"
@@ -226,7 +225,7 @@ func BenchmarkPairApprove(b *testing.B) {
 	b.ReportMetric(float64(percentile(rounds, 99).Microseconds())/1000, "p99-ms")
 }
 
-var req0 = agent.Request{Model: "m", MaxTokens: 100, Messages: []moltgate.ChatMessage{{Role: "user", Content: "hi"}}}
+var req0 = agent.Request{Model: "m", MaxTokens: 100, Messages: []agent.Message{{Role: "user", Text: "hi"}}}
 
 // BenchmarkApproveAll approves 100 pending devices with one admin call
 // (Moltworker runs one CLI process per device, 10–15 s each).

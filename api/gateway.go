@@ -44,6 +44,10 @@ type Gateway struct {
 	Storage  moltgate.Storage
 	Runs     moltgate.RunControl
 	Channels ChannelStatuses
+	// SkillsStatus and AgentsList answer OpenClaw's skills.status and
+	// agents.list (the agent package builds them; nil answers empty).
+	SkillsStatus func() any
+	AgentsList   func() any
 	// ModelInfo reports the active model; nil means the echo model only.
 	ModelInfo func() moltgate.ModelInfo
 	// TokenHash turns a device token into the hash the read models keep.

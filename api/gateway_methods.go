@@ -35,6 +35,22 @@ var methods = map[string]method{
 	"device.pair.reject":  {scopePairing, (*Gateway).devicePairReject},
 	"device.pair.remove":  {scopePairing, (*Gateway).devicePairRemove},
 	"channels.status":     {scopeRead, (*Gateway).channelsStatus},
+	"skills.status":       {scopeRead, (*Gateway).skillsStatus},
+	"agents.list":         {scopeRead, (*Gateway).agentsList},
+}
+
+func (g *Gateway) skillsStatus(ctx context.Context, c *conn, _ json.RawMessage) (any, error) {
+	if g.SkillsStatus == nil {
+		return map[string]any{"skills": []any{}}, nil
+	}
+	return g.SkillsStatus(), nil
+}
+
+func (g *Gateway) agentsList(ctx context.Context, c *conn, _ json.RawMessage) (any, error) {
+	if g.AgentsList == nil {
+		return map[string]any{"defaultId": "main", "agents": []any{}}, nil
+	}
+	return g.AgentsList(), nil
 }
 
 func (g *Gateway) methodNames() []string {

@@ -11,24 +11,25 @@ import (
 // Set is moltgate's read models, built together by one Runner. It answers
 // the root package's queries (moltgate.Queries) for the adapters.
 type Set struct {
-	Config   *Config        `json:"config"`
-	Devices  *Devices       `json:"devices"`
-	Channels *ChannelAccess `json:"channels"`
-	Sessions *Sessions      `json:"sessions"`
-	Outbox   *Outbox        `json:"outbox"`
-	position *position
+	Config    *Config        `json:"config"`
+	Devices   *Devices       `json:"devices"`
+	Channels  *ChannelAccess `json:"channels"`
+	Sessions  *Sessions      `json:"sessions"`
+	Outbox    *Outbox        `json:"outbox"`
+	Workspace *Workspace     `json:"workspace"`
+	position  *position
 }
 
 var _ moltgate.Queries = (*Set)(nil)
 
 // NewSet returns empty read models.
 func NewSet() *Set {
-	return &Set{Config: NewConfig(), Devices: NewDevices(), Channels: NewChannelAccess(), Sessions: NewSessions(), Outbox: NewOutbox(), position: &position{}}
+	return &Set{Config: NewConfig(), Devices: NewDevices(), Channels: NewChannelAccess(), Sessions: NewSessions(), Outbox: NewOutbox(), Workspace: NewWorkspace(), position: &position{}}
 }
 
 // All returns the set as projections for a Runner.
 func (s *Set) All() []Projection {
-	return []Projection{s.Config, s.Devices, s.Channels, s.Sessions, s.Outbox, s.position}
+	return []Projection{s.Config, s.Devices, s.Channels, s.Sessions, s.Outbox, s.Workspace, s.position}
 }
 
 // View returns the read models as of seq, judging expiry at now. Config
@@ -89,6 +90,9 @@ func (s *Set) Allowlist(channel string) []string { return s.Channels.Allowlist(c
 
 // Allowed implements moltgate.ChannelQueries.
 func (s *Set) Allowed(channel, senderID string) bool { return s.Channels.Allowed(channel, senderID) }
+
+// WorkspaceFiles implements moltgate.WorkspaceQueries.
+func (s *Set) WorkspaceFiles() []moltgate.WorkspaceFile { return s.Workspace.WorkspaceFiles() }
 
 // PendingDeliveries implements moltgate.OutboxQueries.
 func (s *Set) PendingDeliveries() []moltgate.Delivery { return s.Outbox.PendingDeliveries() }

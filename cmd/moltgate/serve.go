@@ -181,6 +181,19 @@ func (g *gateway) open(ctx context.Context) error {
 	g.gw.ModelInfo = func() moltgate.ModelInfo { return models().Info() }
 	g.agent = agent.NewRunner(g.service, g.gw, models)
 	g.agent.Logger, g.agent.Secrets = g.logger, resolver
+	g.agent.Config, g.agent.Getenv = g.config.get, g.env
+	workspace := openedWorkspace{files: g.set, secrets: resolver}
+	g.agent.Workspace = workspace
+	g.agent.Tools = []agent.Tool{agent.NewWebFetchTool(g.config.get), agent.NewConfigTool(g.set, g.service)}
+	g.gw.SkillsStatus = func() any { return agent.SkillsStatus(workspace.WorkspaceFiles(), g.config.get(), g.env) }
+	g.gw.AgentsList = func() any { return agent.ListAgents(g.config.get(), workspace.WorkspaceFiles(), models().Info()) }
+	if dir := g.workspaceDir(); dir != "" {
+		if n, err := g.service.ImportWorkspace(ctx, dir); err != nil {
+			g.logger.Error("cannot import the workspace", "dir", dir, "error", err)
+		} else if n > 0 {
+			g.logger.Info("workspace files recorded from disk", "dir", dir, "files", n)
+		}
+	}
 	g.gw.Runs, g.service.Runs = g.agent, g.agent
 
 	settings := func() map[string]channels.Settings { return channels.ResolveSettings(g.config.get(), g.env, resolver) }
@@ -195,6 +208,7 @@ func (g *gateway) open(ctx context.Context) error {
 	if err := g.mountBrowser(trust); err != nil {
 		return err
 	}
+	g.agent.Tools = append(g.agent.Tools, agent.NewBrowserTool(g.browser.ForAgent(), g.config.get))
 	g.server.MountGateway(g.gw, api.WebChat)
 	admin, err := g.admin(missing)
 	if err != nil {
@@ -275,7 +289,7 @@ func (g *gateway) close(ctx context.Context) error {
 // loopback-with-token fallback.
 func (g *gateway) admin(storageMissing []string) (*api.Admin, error) {
 	a := &api.Admin{Gateway: g.gw, Channels: g.service, Token: g.token, DevMode: g.gw.DevMode, StorageMissing: storageMissing,
-		History: &projections.History{Log: g.log, Logger: g.logger}}
+		History: &projections.History{Log: g.log, Logger: g.logger}, Workspace: g.service, WorkspaceFiles: g.set}
 	a.SecretProblems = func() []moltgate.ConfigIssue {
 		doc, _ := g.set.Config.Current()
 		return g.sealer.Unopenable(doc)
@@ -326,4 +340,36 @@ var overlayVariables = []string{
 	"MOLTBOT_GATEWAY_TOKEN", "MOLTGATE_SECRET_KEY", "MOLTGATE_TRUSTED_PROXIES", "MOLTGATE_TRUST_LOOPBACK",
 	"CF_ACCESS_TEAM_DOMAIN", "CF_ACCESS_AUD", "CDP_SECRET", "WORKER_URL", "BROWSER_CDP_URL", "CHROMIUM_PATH",
 	"DEV_MODE", "DEBUG_ROUTES",
+}
+
+// openedWorkspace is the workspace as the agent reads it: credentials
+// sealed in the files are opened for the model.
+type openedWorkspace struct {
+	files   moltgate.WorkspaceQueries
+	secrets moltgate.SecretResolver
+}
+
+func (w openedWorkspace) WorkspaceFiles() []moltgate.WorkspaceFile {
+	files := w.files.WorkspaceFiles()
+	for i := range files {
+		files[i].Content = w.secrets.OpenText(moltgate.StreamWorkspace, files[i].Content)
+	}
+	return files
+}
+
+// workspaceDir is the directory whose workspace files are recorded at
+// start: MOLTGATE_WORKSPACE_DIR, the config's agents.defaults.workspace,
+// or data/workspace when it exists.
+func (g *gateway) workspaceDir() string {
+	if dir := g.env.get("MOLTGATE_WORKSPACE_DIR", ""); dir != "" {
+		return dir
+	}
+	if dir := g.config.get().Agents.Defaults.Workspace; dir != "" {
+		return dir
+	}
+	dir := filepath.Join(g.env.DataDir(), "workspace")
+	if st, err := os.Stat(dir); err == nil && st.IsDir() {
+		return dir
+	}
+	return ""
 }
