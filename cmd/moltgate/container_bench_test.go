@@ -1,0 +1,148 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/moltgate/moltgate/eventlog"
+	"github.com/moltgate/moltgate/internal/benchdata"
+	"github.com/moltgate/moltgate/internal/fakes3"
+)
+
+var (
+	imageBinaryOnce sync.Once
+	imageBinary     string
+	imageBinaryErr  error
+)
+
+// dockerfileBinary builds the binary exactly as the Dockerfile does
+// (static, stripped, trimmed, nomsgpack): the one the container runs.
+func dockerfileBinary(b *testing.B) string {
+	imageBinaryOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "moltgate-image-bin-")
+		if err != nil {
+			imageBinaryErr = err
+			return
+		}
+		imageBinary = filepath.Join(dir, "moltgate")
+		cmd := exec.Command("go", "build", "-trimpath", "-tags", "nomsgpack", "-ldflags", "-s -w", "-o", imageBinary, ".")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			imageBinaryErr = err
+			b.Log(string(out))
+		}
+	})
+	if imageBinaryErr != nil {
+		b.Fatal(imageBinaryErr)
+	}
+	return imageBinary
+}
+
+// startContainer runs the image's binary as the container runs it (on
+// 0.0.0.0, with a token and the R2 variables, on an empty disk) and
+// returns the time from exec to /readyz 200 and its RSS then; idle, when
+// non-zero, waits that long before reading the RSS.
+func startContainer(b *testing.B, vars map[string]string, idle time.Duration) (time.Duration, float64) {
+	port := freePort(b)
+	cmd := exec.Command(dockerfileBinary(b))
+	cmd.Env = append(os.Environ(), "MOLTGATE_LISTEN=0.0.0.0:"+port, "MOLTGATE_DATA_DIR="+filepath.Join(b.TempDir(), "data"),
+		"MOLTBOT_GATEWAY_TOKEN=bench-token-0123456789abcdef", "MOLTGATE_SECRET_KEY="+strings.Repeat("ab", 32), "AWS_CA_BUNDLE=")
+	for k, v := range vars {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	client := &http.Client{Timeout: time.Second}
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	}()
+	for {
+		res, err := client.Get("http://127.0.0.1:" + port + "/readyz")
+		if err == nil {
+			res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Since(start) > 3*time.Minute {
+			b.Fatal("the container did not become ready")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	ready := time.Since(start)
+	time.Sleep(idle)
+	return ready, rssMB(b, cmd.Process.Pid)
+}
+
+// BenchmarkContainerStart measures a container's start (a wake from sleep)
+// to /readyz 200 with the binary built as the Dockerfile builds it: on an
+// empty replica, and on a replica of 100,000 events, which it restores
+// from S3 (gofakes3 on loopback) and replays first.
+func BenchmarkContainerStart(b *testing.B) {
+	s3 := fakes3.New(b)
+	report := func(b *testing.B, times []time.Duration, rss []float64) {
+		slices.Sort(times)
+		slices.Sort(rss)
+		b.ReportMetric(float64(times[len(times)/2].Microseconds())/1000, "ms-to-ready")
+		b.ReportMetric(rss[len(rss)/2], "rss-MB")
+		b.ReportMetric(0, "ns/op")
+	}
+	run := func(b *testing.B, prefix string) {
+		var times []time.Duration
+		var rss []float64
+		for i := 0; i < b.N; i++ {
+			d, r := startContainer(b, s3.Env(prefix), 0)
+			times, rss = append(times, d), append(rss, r)
+		}
+		report(b, times, rss)
+	}
+	b.Run("empty-replica", func(b *testing.B) { run(b, "empty") })
+	fixture := benchdata.Fixture(b, 100_000)
+	path := filepath.Join(b.TempDir(), "seed.db")
+	benchdata.Copy(b, fixture, path)
+	l := eventlog.NewLog(path)
+	cfg := s3.Config("100k")
+	l.Replica = &cfg
+	if err := l.Open(); err != nil {
+		b.Fatal(err)
+	}
+	if err := l.SnapshotNow(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	l.Close(context.Background())
+	b.Run("100k-replica", func(b *testing.B) { run(b, "100k") })
+}
+
+// BenchmarkIdleRSS is the container's resident memory a few seconds after
+// start, idle, with replication on (gofakes3) and, as the baseline in the
+// same run, without a replica.
+func BenchmarkIdleRSS(b *testing.B) {
+	s3 := fakes3.New(b)
+	for _, tc := range []struct {
+		name string
+		vars map[string]string
+	}{{"no-replica", nil}, {"replica", s3.Env("idle")}} {
+		b.Run(tc.name, func(b *testing.B) {
+			var rss []float64
+			for i := 0; i < b.N; i++ {
+				_, r := startContainer(b, tc.vars, 3*time.Second)
+				rss = append(rss, r)
+			}
+			slices.Sort(rss)
+			b.ReportMetric(rss[len(rss)/2], "rss-MB")
+			b.ReportMetric(0, "ns/op")
+		})
+	}
+}
