@@ -48,12 +48,18 @@ type harness struct {
 }
 
 func newHarness(t testing.TB, path string, provider agent.Provider) *harness {
+	return newHarnessReplica(t, path, provider, nil)
+}
+
+// newHarnessReplica is newHarness with the log replicated to replica.
+func newHarnessReplica(t testing.TB, path string, provider agent.Provider, replica *eventlog.ReplicaConfig) *harness {
 	t.Helper()
 	if path == "" {
 		path = filepath.Join(t.TempDir(), "moltgate.db")
 	}
 	h := &harness{t: t, path: path}
 	h.log = eventlog.NewLog(path)
+	h.log.Replica = replica
 	h.log.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	if err := h.log.Open(); err != nil {
 		t.Fatal(err)
