@@ -26,8 +26,11 @@ type platform struct {
 	env  func(owner string) map[string]string
 	dm   func(userID, name, text string)
 	sent func() []string // the texts the bot sent, in order
-	// fail makes the next n sends fail with a 5xx.
+	// fail makes the next n sends fail with a 5xx (0: none).
 	fail func(n int)
+	// ready waits until the bot is connected (a gateway in another
+	// process cannot be asked).
+	ready func(tb testing.TB)
 }
 
 func telegramPlatform(t testing.TB) platform {
@@ -46,7 +49,8 @@ func telegramPlatform(t testing.TB) platform {
 			}
 			return out
 		},
-		fail: func(n int) { f.FailNext("sendMessage", n, faketelegram.Failure{Status: 502}) },
+		fail:  func(n int) { f.ClearFailures(); f.FailNext("sendMessage", n, faketelegram.Failure{Status: 502}) },
+		ready: func(tb testing.TB) { f.WaitRequests(tb, "getUpdates", 1, 20*time.Second) }, // updates queue until polled
 	}
 }
 
@@ -63,7 +67,8 @@ func discordPlatform(t testing.TB) platform {
 			}
 			return out
 		},
-		fail: func(n int) { f.FailNext(fakediscord.RouteCreateMessage, n, fakediscord.Failure{Status: 502}) },
+		fail:  func(n int) { f.ClearFailures(); f.FailNext(fakediscord.RouteCreateMessage, n, fakediscord.Failure{Status: 502}) },
+		ready: func(tb testing.TB) { f.WaitReady(tb, 20*time.Second) },
 	}
 }
 
@@ -80,7 +85,8 @@ func slackPlatform(t testing.TB) platform {
 			}
 			return out
 		},
-		fail: func(n int) { f.FailNext("chat.postMessage", n, fakeslack.Failure{Status: 502}) },
+		fail:  func(n int) { f.ClearFailures(); f.FailNext("chat.postMessage", n, fakeslack.Failure{Status: 502}) },
+		ready: func(tb testing.TB) { f.WaitSocket(tb, 1, 20*time.Second) },
 	}
 }
 
@@ -142,8 +148,8 @@ func TestChannels_EndToEnd(t *testing.T) {
 			p.dm("1001", "Owner", "hello from the owner")
 			waitFor(t, "the owner's reply", func() bool { return count(p.sent(), "You said: hello from the owner") == 1 })
 
-			// A stranger writes three times: one code, one reply.
-			for i := 0; i < 3; i++ {
+			// A stranger floods the bot: one code, one reply.
+			for i := 0; i < 10; i++ {
 				p.dm("2002", "Stranger", fmt.Sprint("let me in ", i))
 			}
 			waitFor(t, "a pairing code", func() bool { return count(p.sent(), "pairing code is") == 1 })
@@ -183,24 +189,30 @@ func channelState(g *gateway, name string) string {
 	return ""
 }
 
-// allowlist: strangers are ignored, never given a code; the owner is answered.
+// allowlist: strangers are ignored, never given a code; the owner is
+// answered. On each platform.
 func TestChannels_AllowlistNeverSendsACode(t *testing.T) {
-	p := telegramPlatform(t)
-	vars := p.env("1001")
-	vars["TELEGRAM_DM_POLICY"] = "allowlist"
-	_, env := testEnv(t, vars)
-	g := mustOpenGateway(t, env)
-	defer g.close(context.Background())
-	for i := 0; i < 5; i++ {
-		p.dm("2002", "Stranger", "hello?")
-	}
-	p.dm("1001", "Owner", "ping")
-	waitFor(t, "the owner's reply", func() bool { return count(p.sent(), "You said: ping") == 1 })
-	if len(p.sent()) != 1 {
-		t.Fatalf("sent %q: a stranger got something under allowlist", p.sent())
-	}
-	if pending := g.set.Channels.Pending("telegram", time.Now()); len(pending) != 0 {
-		t.Fatalf("pending = %v", pending)
+	for _, newPlatform := range platforms {
+		p := newPlatform(t)
+		t.Run(p.name, func(t *testing.T) {
+			vars := p.env("1001")
+			vars[strings.ToUpper(p.name)+"_DM_POLICY"] = "allowlist"
+			_, env := testEnv(t, vars)
+			g := mustOpenGateway(t, env)
+			defer g.close(context.Background())
+			waitFor(t, p.name+" running", func() bool { return channelState(g, p.name) == "running" })
+			for i := 0; i < 5; i++ {
+				p.dm("2002", "Stranger", "hello?")
+			}
+			p.dm("1001", "Owner", "ping")
+			waitFor(t, "the owner's reply", func() bool { return count(p.sent(), "You said: ping") == 1 })
+			if len(p.sent()) != 1 {
+				t.Fatalf("sent %q: a stranger got something under allowlist", p.sent())
+			}
+			if pending := g.set.Channels.Pending(p.name, time.Now()); len(pending) != 0 {
+				t.Fatalf("pending = %v", pending)
+			}
+		})
 	}
 }
 

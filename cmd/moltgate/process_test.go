@@ -107,35 +107,54 @@ func TestCrash_DuringAModelReply(t *testing.T) {
 	}
 }
 
-// kill -9 between the model's reply and its delivery: after the restart
-// the reply is delivered exactly once, and the message that asked is not
-// answered twice.
+// kill -9 between the model's reply and its delivery, on each platform:
+// after the restart the reply is delivered exactly once, and the message
+// that asked is not answered twice.
 func TestCrash_BetweenReplyAndDelivery(t *testing.T) {
-	tg := faketelegram.New(t)
-	tg.FailNext("sendMessage", 1000, faketelegram.Failure{Status: 502}) // Telegram is down for now
-	vars, _ := testEnv(t, map[string]string{"MOLTGATE_LISTEN": "127.0.0.1:0",
-		"TELEGRAM_BOT_TOKEN": tg.Token, "TELEGRAM_API_URL": tg.URL, "TELEGRAM_DM_ALLOW_FROM": "1001"})
-	c := startChild(t, vars)
-	tg.DM(faketelegram.User{ID: 1001, FirstName: "Owner"}, "are you there")
-	waitFor(t, "a delivery attempt", func() bool { return len(tg.RequestsTo("sendMessage")) > 0 })
-	c.kill9(t)
-	if n := len(tg.Sent()); n != 0 {
-		t.Fatalf("%d messages delivered while Telegram was down", n)
-	}
+	for _, newPlatform := range platforms {
+		p := newPlatform(t)
+		t.Run(p.name, func(t *testing.T) {
+			p.fail(1000) // the platform cannot take messages for now
+			vars, _ := testEnv(t, p.env("1001"))
+			vars["MOLTGATE_LISTEN"] = "127.0.0.1:0"
+			c := startChild(t, vars)
+			p.ready(t)
+			p.dm("1001", "Owner", "are you there")
+			l := readLogWhenRunning(t, vars["MOLTGATE_DATA_DIR"])
+			waitFor(t, "a failed delivery attempt", func() bool {
+				failed, _ := l.Query(context.Background(), eventlog.Filter{TypePrefix: moltgate.EventChannelDeliveryFailed})
+				return len(failed) > 0
+			})
+			c.kill9(t)
+			if n := len(p.sent()); n != 0 {
+				t.Fatalf("%d messages delivered while the platform was down", n)
+			}
 
-	tg.ClearFailures()
-	startChild(t, vars)
-	waitFor(t, "the reply", func() bool { return count(sentTexts(tg), "You said: are you there") == 1 })
-	time.Sleep(2 * time.Second) // room for a duplicate to show up
-	if n := count(sentTexts(tg), "You said: are you there"); n != 1 || len(tg.Sent()) != 1 {
-		t.Fatalf("the reply was delivered %d times (%d messages)", n, len(tg.Sent()))
+			p.fail(0)
+			startChild(t, vars)
+			waitFor(t, "the reply", func() bool { return count(p.sent(), "You said: are you there") == 1 })
+			time.Sleep(2 * time.Second) // room for a duplicate to show up
+			if n := count(p.sent(), "You said: are you there"); n != 1 || len(p.sent()) != 1 {
+				t.Fatalf("the reply was delivered %d times (%d messages)", n, len(p.sent()))
+			}
+			runs, _ := l.Query(context.Background(), eventlog.Filter{TypePrefix: moltgate.EventChatRunStarted})
+			sent, _ := l.Query(context.Background(), eventlog.Filter{TypePrefix: moltgate.EventChannelDeliverySent})
+			if len(runs) != 1 || len(sent) != 1 {
+				t.Fatalf("%d runs and %d delivery records, want 1 and 1", len(runs), len(sent))
+			}
+		})
 	}
-	l := readLog(t, vars["MOLTGATE_DATA_DIR"])
-	runs, _ := l.Query(context.Background(), eventlog.Filter{TypePrefix: moltgate.EventChatRunStarted})
-	sent, _ := l.Query(context.Background(), eventlog.Filter{TypePrefix: moltgate.EventChannelDeliverySent})
-	if len(runs) != 1 || len(sent) != 1 {
-		t.Fatalf("%d runs and %d delivery records, want 1 and 1", len(runs), len(sent))
-	}
+}
+
+// readLogWhenRunning opens the log of a running gateway read-only (it
+// polls for new commits).
+func readLogWhenRunning(t *testing.T, dataDir string) *eventlog.Log {
+	t.Helper()
+	waitFor(t, "the log file", func() bool {
+		_, err := os.Stat(filepath.Join(dataDir, "moltgate.db"))
+		return err == nil
+	})
+	return readLog(t, dataDir)
 }
 
 func sentTexts(f *faketelegram.Server) (out []string) {
