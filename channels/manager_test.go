@@ -61,7 +61,9 @@ func TestManager_WatchdogRestartsASilentChannel(t *testing.T) {
 		Factory: func(Settings) (moltgate.Channel, error) {
 			return &stub{runs: &runs, silent: silent.Load()}, nil
 		},
-		Settings:       func() map[string]Settings { return map[string]Settings{"telegram": {Channel: "telegram", Enabled: true, Token: "t"}} },
+		Settings: func() map[string]Settings {
+			return map[string]Settings{"telegram": {Channel: "telegram", Enabled: true, Token: "t"}}
+		},
 		SilenceTimeout: 40 * time.Millisecond,
 	}
 	m.Start(context.Background())

@@ -67,7 +67,10 @@ func discordPlatform(t testing.TB) platform {
 			}
 			return out
 		},
-		fail:  func(n int) { f.ClearFailures(); f.FailNext(fakediscord.RouteCreateMessage, n, fakediscord.Failure{Status: 502}) },
+		fail: func(n int) {
+			f.ClearFailures()
+			f.FailNext(fakediscord.RouteCreateMessage, n, fakediscord.Failure{Status: 502})
+		},
 		ready: func(tb testing.TB) { f.WaitReady(tb, 20*time.Second) },
 	}
 }
