@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -247,8 +246,8 @@ func TestAdmin_LimitsAndOrigin(t *testing.T) {
 
 // An internal error is logged with the request id the client is given.
 func TestAdmin_InternalErrorsAreLoggedWithTheRequestID(t *testing.T) {
-	var logs logBuffer
-	h := adminWith(t, &api.Trust{Loopback: true}, &logs)
+	logs := &syncWriter{w: &bytes.Buffer{}}
+	h := adminWith(t, &api.Trust{Loopback: true}, logs)
 	h.log.Close(context.Background()) // every read now fails inside
 	code, out := adminDo(t, h, "GET", "/api/admin/events/1", "", "")
 	e, _ := out["error"].(map[string]any)
@@ -260,22 +259,4 @@ func TestAdmin_InternalErrorsAreLoggedWithTheRequestID(t *testing.T) {
 	if !strings.Contains(logs.String(), "requestId="+id) || !strings.Contains(logs.String(), "internal error") {
 		t.Fatalf("log does not name request %s:\n%s", id, logs.String())
 	}
-}
-
-// logBuffer collects log output written from the server's goroutines.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (w *logBuffer) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.buf.Write(p)
-}
-
-func (w *logBuffer) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.buf.String()
 }

@@ -49,10 +49,21 @@ func moltgateBinary(b *testing.B) string {
 // process start to /readyz 200 and the RSS at that moment; it stops the
 // process before returning.
 func startServe(b *testing.B, dataDir string) (time.Duration, float64) {
+	return startBinary(b, moltgateBinary(b), map[string]string{"MOLTGATE_DATA_DIR": dataDir,
+		"R2_ACCESS_KEY_ID": "", "R2_SECRET_ACCESS_KEY": "", "CF_ACCOUNT_ID": "", "R2_ENDPOINT": "", "MOLTGATE_LITESTREAM_CONFIG": ""}, "127.0.0.1", 0)
+}
+
+// startBinary runs bin serve with vars on host (a free port), and returns
+// the time from exec to /readyz 200 and its RSS then; idle, when not zero,
+// waits that long before reading the RSS. It stops the process before
+// returning.
+func startBinary(b *testing.B, bin string, vars map[string]string, host string, idle time.Duration) (time.Duration, float64) {
 	port := freePort(b)
-	cmd := exec.Command(moltgateBinary(b), "serve")
-	cmd.Env = append(os.Environ(), "MOLTGATE_DATA_DIR="+dataDir, "MOLTGATE_LISTEN=127.0.0.1:"+port,
-		"R2_ACCESS_KEY_ID=", "R2_SECRET_ACCESS_KEY=", "CF_ACCOUNT_ID=", "R2_ENDPOINT=", "MOLTGATE_LITESTREAM_CONFIG=")
+	cmd := exec.Command(bin, "serve")
+	cmd.Env = append(os.Environ(), "MOLTGATE_LISTEN="+host+":"+port)
+	for k, v := range vars {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
 	client := &http.Client{Timeout: time.Second}
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
@@ -70,12 +81,14 @@ func startServe(b *testing.B, dataDir string) (time.Duration, float64) {
 				break
 			}
 		}
-		if time.Since(start) > 2*time.Minute {
+		if time.Since(start) > 3*time.Minute {
 			b.Fatal("serve did not become ready")
 		}
 		time.Sleep(time.Millisecond)
 	}
-	return time.Since(start), rssMB(b, cmd.Process.Pid)
+	ready := time.Since(start)
+	time.Sleep(idle)
+	return ready, rssMB(b, cmd.Process.Pid)
 }
 
 func rssMB(b *testing.B, pid int) float64 {

@@ -2,14 +2,12 @@ package main
 
 import (
 	"context"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -48,42 +46,15 @@ func dockerfileBinary(b *testing.B) string {
 }
 
 // startContainer runs the image's binary as the container runs it (on
-// 0.0.0.0, with a token and the R2 variables, on an empty disk) and
-// returns the time from exec to /readyz 200 and its RSS then; idle, when
-// non-zero, waits that long before reading the RSS.
+// 0.0.0.0, with a token and the R2 variables, on an empty disk): see
+// startBinary.
 func startContainer(b *testing.B, vars map[string]string, idle time.Duration) (time.Duration, float64) {
-	port := freePort(b)
-	cmd := exec.Command(dockerfileBinary(b))
-	cmd.Env = append(os.Environ(), "MOLTGATE_LISTEN=0.0.0.0:"+port, "MOLTGATE_DATA_DIR="+filepath.Join(b.TempDir(), "data"),
-		"MOLTBOT_GATEWAY_TOKEN=bench-token-0123456789abcdef", "MOLTGATE_SECRET_KEY="+strings.Repeat("ab", 32), "AWS_CA_BUNDLE=")
+	env := map[string]string{"MOLTGATE_DATA_DIR": filepath.Join(b.TempDir(), "data"), "MOLTBOT_GATEWAY_TOKEN": "bench-token-0123456789abcdef",
+		"MOLTGATE_SECRET_KEY": strings.Repeat("ab", 32), "AWS_CA_BUNDLE": ""}
 	for k, v := range vars {
-		cmd.Env = append(cmd.Env, k+"="+v)
+		env[k] = v
 	}
-	client := &http.Client{Timeout: time.Second}
-	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	defer func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
-	}()
-	for {
-		res, err := client.Get("http://127.0.0.1:" + port + "/readyz")
-		if err == nil {
-			res.Body.Close()
-			if res.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		if time.Since(start) > 3*time.Minute {
-			b.Fatal("the container did not become ready")
-		}
-		time.Sleep(time.Millisecond)
-	}
-	ready := time.Since(start)
-	time.Sleep(idle)
-	return ready, rssMB(b, cmd.Process.Pid)
+	return startBinary(b, dockerfileBinary(b), env, "0.0.0.0", idle)
 }
 
 // BenchmarkContainerStart measures a container's start (a wake from sleep)

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -323,27 +322,10 @@ func TestCLI(t *testing.T) {
 func TestServe_SIGTERM(t *testing.T) {
 	s3 := fakes3.New(t)
 	vars, _ := testEnv(t, s3.Env("sigterm"))
-	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), "MOLTGATE_RUN_MAIN=1", "AWS_CA_BUNDLE=")
-	for k, v := range vars {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
-	var stderr syncBuffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(stderr.String(), "msg=ready") {
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			t.Fatalf("not ready:\n%s", stderr.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	cmd.Process.Signal(syscall.SIGTERM)
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("exit after SIGTERM: %v\n%s", err, stderr.String())
+	c := startChild(t, vars)
+	c.cmd.Process.Signal(syscall.SIGTERM)
+	if err := c.cmd.Wait(); err != nil {
+		t.Fatalf("exit after SIGTERM: %v\n%s", err, c.stderr.String())
 	}
 	out := filepath.Join(t.TempDir(), "after.db")
 	cfg := s3.Config("sigterm")
