@@ -176,11 +176,7 @@ func (l *Log) Open() error {
 
 	if l.Replica != nil {
 		l.replicator = newReplicator(l, *l.Replica)
-		if err := l.replicator.open(); err != nil {
-			// A dead bucket must not stop the gateway: report, keep serving,
-			// and let the replicator retry in the background.
-			l.Logger.Error("replication is not running yet", "error", err)
-		}
+		l.replicator.open()
 	}
 	return nil
 }
