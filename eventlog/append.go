@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	moltgate "github.com/moltgate/moltgate"
@@ -150,6 +151,11 @@ type writer struct {
 
 	// versions caches each stream's last committed version.
 	versions map[string]int64
+
+	// checkpointDue asks for one checkpoint on this connection between two
+	// commits, so that the WAL can start over (see checkpointLoop).
+	checkpointDue atomic.Bool
+	checkpoint    *sql.Stmt
 }
 
 // insertChunks are the row counts of the prepared multi-row INSERTs, largest
@@ -175,6 +181,7 @@ func newWriter(ctx context.Context, db *sql.DB) (*writer, error) {
 	prepare(&w.rollback, `ROLLBACK`)
 	prepare(&w.lastVersion, `SELECT MAX(version) FROM events WHERE stream = ?`)
 	prepare(&w.byID, `SELECT `+eventColumns+` FROM events WHERE id = ?`)
+	prepare(&w.checkpoint, `PRAGMA wal_checkpoint(PASSIVE)`)
 	prepare(&w.insertIfNew, `INSERT INTO events (`+eventColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`)
 	for _, n := range insertChunks {
 		var st *sql.Stmt
@@ -218,7 +225,7 @@ func (w *writer) loadEnd(ctx context.Context) error {
 }
 
 func (w *writer) close() {
-	for _, st := range []*sql.Stmt{w.begin, w.commit, w.rollback, w.lastVersion, w.byID, w.insertIfNew} {
+	for _, st := range []*sql.Stmt{w.begin, w.commit, w.rollback, w.lastVersion, w.byID, w.insertIfNew, w.checkpoint} {
 		if st != nil {
 			st.Close()
 		}
@@ -286,6 +293,13 @@ func (l *Log) writeLoop(ctx context.Context) {
 		lastCommit = time.Since(start)
 		// Those just answered, and those who queued up meanwhile.
 		expect = len(batch) + len(l.appendCh)
+		if l.w.checkpointDue.CompareAndSwap(true, false) {
+			// The pragma answers a row; Exec would not run it to the end.
+			var busy, frames, copied int64
+			if err := l.w.checkpoint.QueryRow().Scan(&busy, &frames, &copied); err != nil {
+				l.Logger.Warn("cannot checkpoint the event log", "error", err)
+			}
+		}
 	}
 }
 

@@ -27,10 +27,13 @@ const (
 // A passive checkpoint takes no lock that appends wait for, but under
 // steady appends it never catches up with the end of the WAL, and SQLite
 // starts the WAL over only after a checkpoint that did: the file would grow
-// without end. So once the WAL is longer than restartFrames, a RESTART
-// checkpoint copies the few frames the passive one left, holding appends
-// back only for that; the next commit starts the WAL over and truncates the
-// file (journal_size_limit), and the loop looks again sooner.
+// without end. So once the WAL is longer than restartFrames, the loop asks
+// the writer to checkpoint once itself, between two commits: with no other
+// writer about, that checkpoint copies the few frames this one left and
+// completes, and the next commit starts the WAL over and cuts the file back
+// (journal_size_limit). A RESTART checkpoint from here would do the same
+// but contend for the write lock, and an append that lost would sleep in
+// SQLite's busy handler for milliseconds.
 //
 // With a replica, Litestream checkpoints instead, after it has copied the
 // frames; this loop does not run.
@@ -46,12 +49,16 @@ func (l *Log) checkpointLoop(ctx context.Context, db *sql.DB) {
 		}
 		next := checkpointInterval
 		if seq := l.LastSeq(); seq != done {
-			frames, err := checkpoint(ctx, db)
+			var busy, frames, copied int64
+			err := db.QueryRowContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &frames, &copied)
 			switch {
 			case err != nil && ctx.Err() == nil:
 				l.Logger.Warn("cannot checkpoint the event log", "error", err)
 			case err == nil:
 				done = seq
+			}
+			if frames >= restartFrames {
+				l.w.checkpointDue.Store(true)
 			}
 			if frames >= restartFrames/4 {
 				next = checkpointInterval / 10 // a burst: keep up with it
@@ -61,16 +68,3 @@ func (l *Log) checkpointLoop(ctx context.Context, db *sql.DB) {
 	}
 }
 
-// checkpoint runs a passive checkpoint and, when the WAL has grown past
-// restartFrames, a RESTART one. It returns the WAL's length it found.
-func checkpoint(ctx context.Context, db *sql.DB) (frames int64, err error) {
-	var busy, copied int64
-	if err := db.QueryRowContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &frames, &copied); err != nil {
-		return 0, err
-	}
-	if frames < restartFrames {
-		return frames, nil
-	}
-	var after int64
-	return frames, db.QueryRowContext(ctx, `PRAGMA wal_checkpoint(RESTART)`).Scan(&busy, &after, &copied)
-}
