@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -238,6 +239,20 @@ func (w *writer) close() {
 	w.conn.Close()
 }
 
+// checkpointWAL runs the checkpoint checkpointLoop asked for. It is done
+// once it copied every frame; until then the next commit tries again.
+func (w *writer) checkpointWAL(logger *slog.Logger) {
+	// The pragma answers a row; Exec would not run it to the end.
+	var busy, frames, copied int64
+	if err := w.checkpoint.QueryRow().Scan(&busy, &frames, &copied); err != nil {
+		logger.Warn("cannot checkpoint the event log", "error", err)
+		return
+	}
+	if busy == 0 && copied == frames {
+		w.checkpointDue.Store(false)
+	}
+}
+
 // writeLoop is the single writer: it takes the first waiting request,
 // drains whatever else is queued (up to MaxBatch events) and commits them
 // together, so appenders that arrive during a commit share the next fsync.
@@ -293,12 +308,8 @@ func (l *Log) writeLoop(ctx context.Context) {
 		lastCommit = time.Since(start)
 		// Those just answered, and those who queued up meanwhile.
 		expect = len(batch) + len(l.appendCh)
-		if l.w.checkpointDue.CompareAndSwap(true, false) {
-			// The pragma answers a row; Exec would not run it to the end.
-			var busy, frames, copied int64
-			if err := l.w.checkpoint.QueryRow().Scan(&busy, &frames, &copied); err != nil {
-				l.Logger.Warn("cannot checkpoint the event log", "error", err)
-			}
+		if l.w.checkpointDue.Load() {
+			l.w.checkpointWAL(l.Logger)
 		}
 	}
 }

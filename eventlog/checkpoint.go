@@ -7,8 +7,12 @@ import (
 )
 
 // checkpointInterval is how often, while appends happen, the WAL is copied
-// back into the database file when no replica does it.
-const checkpointInterval = time.Second
+// back into the database file when no replica does it; ten times as often
+// after burstEvents were appended in one interval.
+const (
+	checkpointInterval = time.Second
+	burstEvents        = 1000
+)
 
 // restartFrames is the WAL length (in frames, pages) past which a
 // checkpoint also makes the next commit start the WAL over, and then cut
@@ -19,7 +23,8 @@ const (
 )
 
 // checkpointLoop copies the WAL back into the database file, on its own
-// connection, once a second while events are appended. The writer's
+// connection, once a second while events are appended (ten times a second
+// during a burst). The writer's
 // connection never checkpoints (wal_autocheckpoint(0)): SQLite's automatic
 // checkpoint runs inside a commit, so one append in every few dozen paid for
 // copying a thousand pages, and the appenders waiting behind it with it.
@@ -38,7 +43,7 @@ const (
 // With a replica, Litestream checkpoints instead, after it has copied the
 // frames; this loop does not run.
 func (l *Log) checkpointLoop(ctx context.Context, db *sql.DB) {
-	timer := time.NewTimer(checkpointInterval)
+	timer := time.NewTimer(checkpointInterval / 10)
 	defer timer.Stop()
 	var done int64 // the seq the last checkpoint covered
 	for {
@@ -48,7 +53,11 @@ func (l *Log) checkpointLoop(ctx context.Context, db *sql.DB) {
 		case <-timer.C:
 		}
 		next := checkpointInterval
-		if seq := l.LastSeq(); seq != done {
+		seq := l.LastSeq()
+		if seq-done >= burstEvents {
+			next = checkpointInterval / 10 // a burst: keep up with it
+		}
+		if seq != done && !l.w.checkpointDue.Load() {
 			var busy, frames, copied int64
 			err := db.QueryRowContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &frames, &copied)
 			switch {
@@ -60,11 +69,7 @@ func (l *Log) checkpointLoop(ctx context.Context, db *sql.DB) {
 			if frames >= restartFrames {
 				l.w.checkpointDue.Store(true)
 			}
-			if frames >= restartFrames/4 {
-				next = checkpointInterval / 10 // a burst: keep up with it
-			}
 		}
 		timer.Reset(next)
 	}
 }
-

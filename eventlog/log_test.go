@@ -429,6 +429,7 @@ func TestLog_CheckpointsWithoutReplica(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("%d MB of events, WAL %d MB", appended>>20, wal.Size()>>20)
 	if wal.Size() > appended/2 {
 		t.Fatalf("the WAL holds %d bytes after %d bytes of events: it was never started over", wal.Size(), appended)
 	}
