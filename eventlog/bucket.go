@@ -133,16 +133,17 @@ func ensureBucket(ctx context.Context, cfg ReplicaConfig, logger *slog.Logger) e
 		in.CreateBucketConfiguration = &types.CreateBucketConfiguration{LocationConstraint: types.BucketLocationConstraint(r)}
 	}
 	_, err = client.CreateBucket(ctx, in)
-	switch code := errorCode(err); {
+	code := errorCode(err)
+	switch {
 	case err == nil:
 		logger.Info("created the replica's bucket, which did not exist", "bucket", cfg.Bucket, "endpoint", cfg.endpoint())
 		return nil
 	case code == "BucketAlreadyOwnedByYou" || code == "BucketAlreadyExists":
 		return nil // created meanwhile
-	case code != "":
-		err = errors.New(code)
+	case code == "":
+		return fmt.Errorf("the bucket %s does not exist at %s, and creating it failed: %w", cfg.Bucket, cfg.endpoint(), err)
 	}
-	return &bucketMissingError{Bucket: cfg.Bucket, Endpoint: cfg.endpoint(), Err: err}
+	return &bucketMissingError{Bucket: cfg.Bucket, Endpoint: cfg.endpoint(), Err: errors.New(code)}
 }
 
 // httpStatus returns the HTTP status of an S3 error, or 0.
