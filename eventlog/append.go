@@ -5,7 +5,9 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	moltgate "github.com/moltgate/moltgate"
@@ -74,14 +76,14 @@ func (l *Log) AppendCritical(ctx context.Context, events ...moltgate.Event) ([]m
 	if err != nil || l.replicator == nil {
 		return stored, err
 	}
-	var max int64
+	var last int64
 	for _, e := range stored {
-		max = maxInt64(max, e.Seq)
+		last = max(last, e.Seq)
 	}
 	wctx, cancel := context.WithTimeout(ctx, l.CriticalWait)
 	defer cancel()
-	if err := l.replicator.waitFor(wctx, max); err != nil {
-		l.Logger.Warn("critical events are committed locally but not yet replicated", "seq", max, "error", err)
+	if err := l.replicator.waitFor(wctx, last); err != nil {
+		l.Logger.Warn("critical events are committed locally but not yet replicated", "seq", last, "error", err)
 	}
 	return stored, nil
 }
@@ -131,16 +133,144 @@ func validateEvents(events []moltgate.Event) error {
 	return nil
 }
 
+// writer is the state of the single writer goroutine. It owns one
+// connection for the log's lifetime and runs only statements it prepared
+// once at Open: parsing even a BEGIN costs tens of microseconds with this
+// driver, and a commit runs several statements.
+type writer struct {
+	conn                           *sql.Conn
+	begin, commit, rollback        *sql.Stmt
+	lastVersion, byID, insertIfNew *sql.Stmt
+	inserts                        map[int]*sql.Stmt // multi-row INSERTs by row count
+
+	lastSeq int64 // seq of the newest committed event
+	// lastAt is the recorded_at of the newest committed event. A batch is
+	// never recorded earlier, even when the clock steps back, so that
+	// recorded_at grows with seq and time queries can binary-search seq
+	// instead of keeping an index on recorded_at.
+	lastAt int64
+
+	// versions caches each stream's last committed version.
+	versions map[string]int64
+
+	// checkpointDue asks for one checkpoint on this connection between two
+	// commits, so that the WAL can start over (see checkpointLoop).
+	checkpointDue atomic.Bool
+	checkpoint    *sql.Stmt
+}
+
+// insertChunks are the row counts of the prepared multi-row INSERTs, largest
+// first; a batch is written greedily with them (9 parameters a row, well
+// under SQLite's limit of 32766).
+var insertChunks = []int{256, 64, 16, 4, 1}
+
+// newWriter takes the writer's connection from db and prepares its
+// statements.
+func newWriter(ctx context.Context, db *sql.DB) (*writer, error) {
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("cannot open the writer's connection: %w", err)
+	}
+	w := &writer{conn: conn, inserts: map[int]*sql.Stmt{}, versions: map[string]int64{}}
+	prepare := func(dst **sql.Stmt, query string) {
+		if err == nil {
+			*dst, err = conn.PrepareContext(ctx, query)
+		}
+	}
+	prepare(&w.begin, `BEGIN IMMEDIATE`)
+	prepare(&w.commit, `COMMIT`)
+	prepare(&w.rollback, `ROLLBACK`)
+	prepare(&w.lastVersion, `SELECT MAX(version) FROM events WHERE stream = ?`)
+	prepare(&w.byID, `SELECT `+eventColumns+` FROM events WHERE id = ?`)
+	prepare(&w.checkpoint, `PRAGMA wal_checkpoint(PASSIVE)`)
+	prepare(&w.insertIfNew, `INSERT INTO events (`+eventColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`)
+	for _, n := range insertChunks {
+		var st *sql.Stmt
+		prepare(&st, multiRowInsert(n))
+		w.inserts[n] = st
+	}
+	if err == nil {
+		err = w.loadEnd(ctx)
+	}
+	if err != nil {
+		w.close()
+		return nil, fmt.Errorf("cannot prepare the writer: %w", err)
+	}
+	return w, nil
+}
+
+// multiRowInsert returns an INSERT of n rows. A constraint failure rolls the
+// whole transaction back (OR ROLLBACK): a batch is retried as a whole
+// anyway, and with ABORT SQLite would keep a statement journal, copying
+// every page before changing it, so that it could undo one statement.
+func multiRowInsert(n int) string {
+	var b strings.Builder
+	b.WriteString(`INSERT OR ROLLBACK INTO events (` + eventColumns + `) VALUES `)
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString("(?,?,?,?,?,?,?,?,?)")
+	}
+	return b.String()
+}
+
+// loadEnd reads the seq and time of the newest event.
+func (w *writer) loadEnd(ctx context.Context) error {
+	err := w.conn.QueryRowContext(ctx, `SELECT seq, recorded_at FROM events ORDER BY seq DESC LIMIT 1`).Scan(&w.lastSeq, &w.lastAt)
+	if err == sql.ErrNoRows {
+		w.lastSeq, w.lastAt = 0, 0
+		return nil
+	}
+	return err
+}
+
+func (w *writer) close() {
+	for _, st := range []*sql.Stmt{w.begin, w.commit, w.rollback, w.lastVersion, w.byID, w.insertIfNew, w.checkpoint} {
+		if st != nil {
+			st.Close()
+		}
+	}
+	for _, st := range w.inserts {
+		if st != nil {
+			st.Close()
+		}
+	}
+	w.conn.Close()
+}
+
+// checkpointWAL runs the checkpoint checkpointLoop asked for. It is done
+// once it copied every frame; until then the next commit tries again.
+func (w *writer) checkpointWAL(logger *slog.Logger) {
+	// The pragma answers a row; Exec would not run it to the end.
+	var busy, frames, copied int64
+	if err := w.checkpoint.QueryRow().Scan(&busy, &frames, &copied); err != nil {
+		logger.Warn("cannot checkpoint the event log", "error", err)
+		return
+	}
+	if busy == 0 && copied == frames {
+		w.checkpointDue.Store(false)
+	}
+}
+
 // writeLoop is the single writer: it takes the first waiting request,
 // drains whatever else is queued (up to MaxBatch events) and commits them
 // together, so appenders that arrive during a commit share the next fsync.
 //
-// It does not hold a batch open to wait for more: measured here, a commit's
-// cost grows with the pages it dirties (one index leaf per stream touched),
-// so larger batches bought by waiting did not raise throughput and did add
-// latency (see BENCHMARKS.md).
+// When the last commit answered more callers than are now queued, it waits
+// a little for them: a caller that appends in a loop (an agent run, a busy
+// channel) is back within microseconds of its answer, and a commit costs an
+// fsync whatever it holds. Without the wait, 64 such callers settle into two
+// groups of 32 that commit in turn, paying twice the fsyncs. The wait ends
+// as soon as they are all back, and never lasts longer than half the last
+// commit (at most gatherMax): a lone caller, or one that does not come
+// back, costs at most that.
 func (l *Log) writeLoop(ctx context.Context) {
 	batch := make([]*appendRequest, 0, 256)
+	expect := 0 // the callers the next batch may gather
+	var lastCommit time.Duration
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
 	for {
 		var first *appendRequest
 		select {
@@ -160,9 +290,32 @@ func (l *Log) writeLoop(ctx context.Context) {
 				break drain
 			}
 		}
+		if len(batch) < expect && n < l.MaxBatch {
+			timer.Reset(min(lastCommit/2, gatherMax))
+		gather:
+			for len(batch) < expect && n < l.MaxBatch {
+				select {
+				case r := <-l.appendCh:
+					batch, n = append(batch, r), n+len(r.events)
+				case <-timer.C:
+					break gather
+				}
+			}
+			timer.Stop()
+		}
+		start := time.Now()
 		l.commit(batch)
+		lastCommit = time.Since(start)
+		// Those just answered, and those who queued up meanwhile.
+		expect = len(batch) + len(l.appendCh)
+		if l.w.checkpointDue.Load() {
+			l.w.checkpointWAL(l.Logger)
+		}
 	}
 }
+
+// gatherMax bounds how long a batch waits for callers of the last one.
+const gatherMax = time.Millisecond
 
 // refuseQueued answers requests that were queued while the log closed.
 func (l *Log) refuseQueued() {
@@ -190,25 +343,23 @@ func (l *Log) commit(batch []*appendRequest) {
 		for i := range results {
 			results[i] = appendResult{err: err}
 		}
-	} else {
-		var max int64
-		for _, r := range results {
-			for _, e := range r.events {
-				max = maxInt64(max, e.Seq)
-			}
+		// Whatever failed, the next batch starts from what the file says.
+		clear(l.w.versions)
+		if err := l.w.loadEnd(context.Background()); err != nil {
+			l.Logger.Error("cannot read the end of the log", "error", err)
 		}
-		l.committed.Advance(max)
+	} else {
+		l.committed.Advance(l.w.lastSeq)
 	}
 	for i, req := range batch {
 		req.done <- results[i]
 	}
 }
 
-// batchWriter holds one transaction and the stream versions it has assigned
-// so far, which only join the cache once the commit succeeds.
+// batchWriter is one transaction: the seqs and stream versions it has
+// assigned so far, which only become the writer's once the commit succeeds.
 type batchWriter struct {
-	log      *Log
-	tx       *sql.Tx
+	w        *writer
 	now      int64 // recorded_at of the batch, unix ms
 	nextSeq  int64
 	versions map[string]int64
@@ -216,41 +367,48 @@ type batchWriter struct {
 }
 
 // insertFunc writes the planned events of one request.
-type insertFunc func(w *batchWriter, req *appendRequest, planned []moltgate.Event) ([]moltgate.Event, error)
+type insertFunc func(b *batchWriter, req *appendRequest, planned []moltgate.Event) ([]moltgate.Event, error)
 
 func (l *Log) commitWith(batch []*appendRequest, insert insertFunc) ([]appendResult, error) {
+	w := l.w
 	results := make([]appendResult, len(batch))
-	tx, err := l.wdb.Begin()
-	if err != nil {
+	if _, err := w.begin.Exec(); err != nil {
 		return results, fmt.Errorf("cannot begin append: %w", err)
 	}
-	defer tx.Rollback()
-	w := &batchWriter{log: l, tx: tx, now: time.Now().UnixMilli(), versions: make(map[string]int64)}
-	if err := tx.QueryRow(`SELECT COALESCE(MAX(seq), 0) FROM events`).Scan(&w.nextSeq); err != nil {
-		return results, fmt.Errorf("cannot read last seq: %w", err)
-	}
-	w.nextSeq++
+	committed := false
+	defer func() {
+		if !committed {
+			// After a failed INSERT OR ROLLBACK there is no transaction
+			// left, and ROLLBACK says so: nothing to handle.
+			w.rollback.Exec()
+		}
+	}()
+	b := &batchWriter{w: w, now: max(time.Now().UnixMilli(), w.lastAt), nextSeq: w.lastSeq + 1, versions: make(map[string]int64)}
 	for i, req := range batch {
-		planned, err := w.plan(req.events)
+		planned, err := b.plan(req.events)
 		if err == nil {
-			planned, err = insert(w, req, planned)
+			planned, err = insert(b, req, planned)
 		}
 		if err != nil && moltgate.ErrorCode(err) == moltgate.EINTERNAL {
 			return results, err // the transaction is unusable: fail the batch
 		}
 		results[i] = appendResult{events: planned, err: err}
 	}
-	if err := w.flush(); err != nil {
+	if err := b.flush(); err != nil {
 		return results, err
 	}
-	if err := tx.Commit(); err != nil {
+	if _, err := w.commit.Exec(); err != nil {
 		return results, fmt.Errorf("cannot commit events: %w", err)
 	}
-	if len(l.versions)+len(w.versions) > maxCachedStreams {
-		clear(l.versions)
+	committed = true
+	if b.nextSeq > w.lastSeq+1 {
+		w.lastSeq, w.lastAt = b.nextSeq-1, b.now
 	}
-	for s, v := range w.versions {
-		l.versions[s] = v
+	if len(w.versions)+len(b.versions) > maxCachedStreams {
+		clear(w.versions)
+	}
+	for s, v := range b.versions {
+		w.versions[s] = v
 	}
 	return results, nil
 }
@@ -260,13 +418,13 @@ func (l *Log) commitWith(batch []*appendRequest, insert insertFunc) ([]appendRes
 // leaves the others untouched; a conflicting retry of an append that already
 // landed is answered with the stored events (returned with a nil error and
 // Seq set, which insert functions pass through).
-func (w *batchWriter) plan(events []moltgate.Event) ([]moltgate.Event, error) {
+func (b *batchWriter) plan(events []moltgate.Event) ([]moltgate.Event, error) {
 	out := make([]moltgate.Event, len(events))
 	next := make(map[string]int64, 1)
 	for i, e := range events {
 		v, ok := next[e.Stream]
 		if !ok {
-			cur, err := w.streamVersion(e.Stream)
+			cur, err := b.streamVersion(e.Stream)
 			if err != nil {
 				return nil, err
 			}
@@ -274,7 +432,7 @@ func (w *batchWriter) plan(events []moltgate.Event) ([]moltgate.Event, error) {
 		}
 		v++
 		if e.Version != 0 && e.Version != v {
-			stored, ok, err := w.storedAll(events)
+			stored, ok, err := b.storedAll(events)
 			if err != nil {
 				return nil, err
 			} else if ok {
@@ -283,105 +441,75 @@ func (w *batchWriter) plan(events []moltgate.Event) ([]moltgate.Event, error) {
 			return nil, ErrConcurrency
 		}
 		next[e.Stream] = v
-		e.Version, e.RecordedAt = v, time.UnixMilli(w.now)
+		e.Version, e.RecordedAt = v, time.UnixMilli(b.now)
 		out[i] = e
 	}
 	return out, nil
 }
 
-// insertChunks are the row counts of the prepared multi-row INSERTs, largest
-// first; a batch is written greedily with them (9 parameters a row, well
-// under SQLite's limit of 32766).
-var insertChunks = []int{256, 64, 16, 4, 1}
-
 // insertAll assigns seqs and queues the request's events for flush, which
 // writes the whole batch with multi-row INSERTs. It fails on an id that is
 // already stored.
-func (w *batchWriter) insertAll(req *appendRequest, planned []moltgate.Event) ([]moltgate.Event, error) {
+func (b *batchWriter) insertAll(req *appendRequest, planned []moltgate.Event) ([]moltgate.Event, error) {
 	if len(planned) > 0 && planned[0].Seq != 0 {
 		return planned, nil // answered from the log by plan
 	}
 	for i := range planned {
 		e := &planned[i]
-		e.Seq = w.nextSeq
-		w.nextSeq++
-		w.versions[e.Stream] = e.Version
-		w.args = append(w.args, e.Seq, e.ID, e.Stream, e.Version, e.Type, e.Schema, []byte(e.Data), req.metas[i], w.now)
+		e.Seq = b.nextSeq
+		b.nextSeq++
+		b.versions[e.Stream] = e.Version
+		b.args = append(b.args, e.Seq, e.ID, e.Stream, e.Version, e.Type, e.Schema, []byte(e.Data), req.metas[i], b.now)
 	}
 	return planned, nil
 }
 
 // flush inserts the rows queued by insertAll.
-func (w *batchWriter) flush() error {
+func (b *batchWriter) flush() error {
 	const cols = 9
-	for rows := len(w.args) / cols; rows > 0; {
+	for rows := len(b.args) / cols; rows > 0; {
 		for _, n := range insertChunks {
 			if n > rows {
 				continue
 			}
-			if _, err := w.tx.Stmt(w.log.insertStmts[n]).Exec(w.args[:n*cols]...); err != nil {
+			if _, err := b.w.inserts[n].Exec(b.args[:n*cols]...); err != nil {
 				return moltgate.Errorf(moltgate.EINTERNAL, "cannot insert events: %v", err)
 			}
-			w.args, rows = w.args[n*cols:], rows-n
+			b.args, rows = b.args[n*cols:], rows-n
 			break
 		}
 	}
 	return nil
 }
 
-// prepareInserts prepares the multi-row INSERTs once, at Open, while the
-// writer's single connection is free. Preparing once matters: parsing a
-// 256-row statement costs more than executing it.
-func (l *Log) prepareInserts() error {
-	l.insertStmts = map[int]*sql.Stmt{}
-	for _, n := range insertChunks {
-		var b strings.Builder
-		b.WriteString(`INSERT INTO events (seq, id, stream, version, type, schema, data, meta, recorded_at) VALUES `)
-		for i := 0; i < n; i++ {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			b.WriteString("(?,?,?,?,?,?,?,?,?)")
-		}
-		st, err := l.wdb.Prepare(b.String())
-		if err != nil {
-			return fmt.Errorf("cannot prepare insert: %w", err)
-		}
-		l.insertStmts[n] = st
-	}
-	return nil
-}
-
 // insertEach inserts the request's events one by one, answering an id that
 // is already stored with the stored event: an idempotent append.
-func (w *batchWriter) insertEach(req *appendRequest, planned []moltgate.Event) ([]moltgate.Event, error) {
+func (b *batchWriter) insertEach(req *appendRequest, planned []moltgate.Event) ([]moltgate.Event, error) {
 	if len(planned) > 0 && planned[0].Seq != 0 {
 		return planned, nil
 	}
 	for i := range planned {
 		e := &planned[i]
-		cur, err := w.streamVersion(e.Stream)
+		cur, err := b.streamVersion(e.Stream)
 		if err != nil {
 			return nil, err
 		}
 		e.Version = cur + 1
-		res, err := w.tx.Exec(`INSERT INTO events (seq, id, stream, version, type, schema, data, meta, recorded_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
-			w.nextSeq, e.ID, e.Stream, e.Version, e.Type, e.Schema, []byte(e.Data), req.metas[i], w.now)
+		res, err := b.w.insertIfNew.Exec(b.nextSeq, e.ID, e.Stream, e.Version, e.Type, e.Schema, []byte(e.Data), req.metas[i], b.now)
 		if err != nil {
 			return nil, moltgate.Errorf(moltgate.EINTERNAL, "cannot insert event %s: %v", e.ID, err)
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
-			stored, err := w.log.getTx(w.tx, e.ID)
+			stored, err := b.stored(e.ID)
 			if err != nil {
 				return nil, err
 			}
 			*e = stored
 			continue
 		}
-		e.Seq = w.nextSeq
-		w.nextSeq++
-		w.versions[e.Stream] = e.Version
+		e.Seq = b.nextSeq
+		b.nextSeq++
+		b.versions[e.Stream] = e.Version
 	}
 	return planned, nil
 }
@@ -391,27 +519,32 @@ func isDuplicateID(err error) bool {
 }
 
 // streamVersion returns the last version of stream as this transaction sees it.
-func (w *batchWriter) streamVersion(stream string) (int64, error) {
-	if v, ok := w.versions[stream]; ok {
+func (b *batchWriter) streamVersion(stream string) (int64, error) {
+	if v, ok := b.versions[stream]; ok {
 		return v, nil
 	}
-	if v, ok := w.log.versions[stream]; ok {
+	if v, ok := b.w.versions[stream]; ok {
 		return v, nil
 	}
 	var v sql.NullInt64
-	if err := w.tx.QueryRow(`SELECT MAX(version) FROM events WHERE stream = ?`, stream).Scan(&v); err != nil {
+	if err := b.w.lastVersion.QueryRow(stream).Scan(&v); err != nil {
 		return 0, moltgate.Errorf(moltgate.EINTERNAL, "cannot read version of stream %s: %v", stream, err)
 	}
-	w.versions[stream] = v.Int64
+	b.versions[stream] = v.Int64
 	return v.Int64, nil
+}
+
+// stored reads the event with id inside the transaction.
+func (b *batchWriter) stored(id string) (moltgate.Event, error) {
+	return getEvent(b.w.byID.QueryRow(id), id)
 }
 
 // storedAll returns the stored copies of events when every one of them is
 // already in the log.
-func (w *batchWriter) storedAll(events []moltgate.Event) ([]moltgate.Event, bool, error) {
+func (b *batchWriter) storedAll(events []moltgate.Event) ([]moltgate.Event, bool, error) {
 	out := make([]moltgate.Event, len(events))
 	for i, e := range events {
-		stored, err := w.log.getTx(w.tx, e.ID)
+		stored, err := b.stored(e.ID)
 		if moltgate.ErrorCode(err) == moltgate.ENOTFOUND {
 			return nil, false, nil
 		} else if err != nil {
@@ -420,11 +553,4 @@ func (w *batchWriter) storedAll(events []moltgate.Event) ([]moltgate.Event, bool
 		out[i] = stored
 	}
 	return out, true, nil
-}
-
-func maxInt64(a, b int64) int64 {
-	if a > b {
-		return a
-	}
-	return b
 }

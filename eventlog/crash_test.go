@@ -19,17 +19,23 @@ import (
 	"github.com/moltgate/moltgate/eventlog"
 )
 
-// TestMain turns the test binary into the crash test's child when asked:
-// it appends in a loop from several goroutines and prints the id of every
-// event whose Append returned, until it is killed.
+// TestMain turns the test binary into a child process when asked: the
+// crash test's appender (see crashChild) or the idle-memory probe (see
+// rssChild).
 func TestMain(m *testing.M) {
 	if path := os.Getenv("MOLTGATE_CRASH_CHILD"); path != "" {
 		crashChild(path)
 		return
 	}
+	if spec := os.Getenv("MOLTGATE_RSS_CHILD"); spec != "" {
+		rssChild(spec)
+		return
+	}
 	os.Exit(m.Run())
 }
 
+// crashChild appends in a loop from several goroutines and prints the id of
+// every event whose Append returned, until it is killed.
 func crashChild(path string) {
 	l := eventlog.NewLog(path)
 	if err := l.Open(); err != nil {

@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -25,10 +26,16 @@ import (
 	moltgate "github.com/moltgate/moltgate"
 	"github.com/moltgate/moltgate/internal/watermark"
 	_ "modernc.org/sqlite" // the only SQLite driver: Litestream uses it too
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 //go:embed migrations/*.sql
 var migrationFS embed.FS
+
+// rawPoolSize is how many range-read connections stay open between scans:
+// a replay reads with two, and a gateway follows the log with two or three
+// subscriptions.
+const rawPoolSize = 4
 
 // Defaults for a Log's tunables.
 const (
@@ -67,8 +74,10 @@ type Log struct {
 
 	Logger *slog.Logger
 
-	wdb *sql.DB // the writer's single connection
-	rdb *sql.DB // a pool for readers
+	wdb *sql.DB  // the writer's single connection
+	rdb *sql.DB  // a pool for readers
+	cdb *sql.DB  // the checkpointer's connection, without a replica
+	raw *rawPool // connections for range reads (replays, subscriptions)
 
 	appendCh chan *appendRequest
 	cancel   context.CancelFunc
@@ -76,11 +85,7 @@ type Log struct {
 	closed   atomic.Bool
 
 	committed *watermark.Watermark // the last committed seq
-
-	// versions caches each stream's last version, insertStmts the prepared
-	// multi-row INSERTs. Only the writer touches them.
-	versions    map[string]int64
-	insertStmts map[int]*sql.Stmt
+	w         *writer              // only the writer goroutine touches it
 
 	replicator   *replicator
 	restoredFrom string
@@ -94,7 +99,6 @@ func NewLog(path string) *Log {
 		MaxBatch:     DefaultMaxBatch,
 		Logger:       slog.Default(),
 		committed:    watermark.New(0),
-		versions:     make(map[string]int64),
 	}
 }
 
@@ -106,10 +110,13 @@ func DSN(path string, extra ...string) string {
 		"_pragma=busy_timeout(5000)",
 		"_pragma=synchronous(FULL)",
 		"_pragma=foreign_keys(1)",
-		// Statement journals (multi-row INSERTs need one) stay in memory
-		// rather than in a temp file written with a syscall a page.
+		// Statement journals and sort scratch stay in memory rather than
+		// in a temp file written with a syscall a page.
 		"_pragma=temp_store(MEMORY)",
 		"_txlock=immediate",
+	}
+	if registerWALVFS() == sqlite3.SQLITE_OK {
+		q = append(q, "vfs="+walVFSName)
 	}
 	return "file:" + path + "?" + strings.Join(append(q, extra...), "&")
 }
@@ -135,14 +142,17 @@ func (l *Log) Open() error {
 		f.Close()
 	}
 
-	var extra []string
-	if l.Replica != nil {
-		// Litestream checkpoints the WAL itself; an application checkpoint
-		// could move pages before Litestream has copied them.
-		extra = append(extra, "_pragma=wal_autocheckpoint(0)")
+	// No connection of ours checkpoints in a commit: with a replica,
+	// Litestream checkpoints the WAL itself (a checkpoint of ours could move
+	// pages before Litestream has copied them); without, checkpointLoop does.
+	extra := []string{"_pragma=wal_autocheckpoint(0)"}
+	writerExtra := slices.Clone(extra)
+	if l.Replica == nil {
+		// After checkpointLoop's RESTART the next commit cuts the WAL back.
+		writerExtra = append(writerExtra, fmt.Sprintf("_pragma=journal_size_limit(%d)", walSizeLimit))
 	}
 	var err error
-	if l.wdb, err = sql.Open("sqlite", DSN(l.Path, extra...)); err != nil {
+	if l.wdb, err = sql.Open("sqlite", DSN(l.Path, writerExtra...)); err != nil {
 		return fmt.Errorf("cannot open event log: %w", err)
 	}
 	l.wdb.SetMaxOpenConns(1)
@@ -152,16 +162,15 @@ func (l *Log) Open() error {
 		l.wdb.Close()
 		return err
 	}
-	if err := l.prepareInserts(); err != nil {
+	if l.w, err = newWriter(context.Background(), l.wdb); err != nil {
 		l.closeDBs()
 		return err
 	}
-	if l.rdb, err = sql.Open("sqlite", DSN(l.Path, append(extra, "_pragma=query_only(1)")...)); err != nil {
-		l.wdb.Close()
-		return fmt.Errorf("cannot open event log for reading: %w", err)
+	if l.rdb, err = openReaders(l.Path, extra...); err != nil {
+		l.closeDBs()
+		return err
 	}
-	l.rdb.SetMaxOpenConns(8)
-	l.rdb.SetMaxIdleConns(8)
+	l.raw = newRawPool(l.Path, rawPoolSize)
 
 	if err := l.loadLastSeq(); err != nil {
 		l.closeDBs()
@@ -176,11 +185,15 @@ func (l *Log) Open() error {
 
 	if l.Replica != nil {
 		l.replicator = newReplicator(l, *l.Replica)
-		if err := l.replicator.open(); err != nil {
-			// A dead bucket must not stop the gateway: report, keep serving,
-			// and let the replicator retry in the background.
-			l.Logger.Error("replication is not running yet", "error", err)
+		l.replicator.open()
+	} else {
+		if l.cdb, err = sql.Open("sqlite", DSN(l.Path, extra...)); err != nil {
+			l.Close(context.Background())
+			return fmt.Errorf("cannot open event log: %w", err)
 		}
+		l.cdb.SetMaxOpenConns(1)
+		l.wg.Add(1)
+		go func() { defer l.wg.Done(); l.checkpointLoop(ctx, l.cdb) }()
 	}
 	return nil
 }
@@ -190,15 +203,35 @@ func (l *Log) openReadOnly() error {
 		return moltgate.Errorf(moltgate.ENOTFOUND, "no event log at %s (is MOLTGATE_DATA_DIR right?)", l.Path)
 	}
 	var err error
-	if l.rdb, err = sql.Open("sqlite", DSN(l.Path, "_pragma=query_only(1)")); err != nil {
-		return fmt.Errorf("cannot open event log: %w", err)
+	if l.rdb, err = openReaders(l.Path); err != nil {
+		return err
 	}
 	l.closed.Store(true) // appends are refused
+	l.raw = newRawPool(l.Path, rawPoolSize)
 	if err := l.loadLastSeq(); err != nil {
 		l.rdb.Close()
 		return err
 	}
 	return nil
+}
+
+// readerCacheKiB is each reader's page cache. Readers page through the log
+// (the admin, the CLI) and rarely meet a page twice, so SQLite's default of
+// 2 MB a connection mostly held memory.
+const readerCacheKiB = 512
+
+// openReaders opens the pool of reading connections. Idle ones close after
+// a minute, so that a burst of admin queries leaves no memory behind.
+func openReaders(path string, extra ...string) (*sql.DB, error) {
+	extra = append(extra, "_pragma=query_only(1)", fmt.Sprintf("_pragma=cache_size(-%d)", readerCacheKiB))
+	db, err := sql.Open("sqlite", DSN(path, extra...))
+	if err != nil {
+		return nil, fmt.Errorf("cannot open event log for reading: %w", err)
+	}
+	db.SetMaxOpenConns(8)
+	db.SetMaxIdleConns(2)
+	db.SetConnMaxIdleTime(time.Minute)
+	return db, nil
 }
 
 func (l *Log) loadLastSeq() error {
@@ -241,11 +274,17 @@ func (l *Log) Close(ctx context.Context) error {
 }
 
 func (l *Log) closeDBs() {
-	for _, st := range l.insertStmts {
-		st.Close()
+	if l.w != nil {
+		l.w.close()
 	}
 	if l.rdb != nil {
 		l.rdb.Close()
+	}
+	if l.cdb != nil {
+		l.cdb.Close()
+	}
+	if l.raw != nil {
+		l.raw.close()
 	}
 	if l.wdb != nil {
 		l.wdb.Close()

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -293,5 +294,326 @@ func TestLog_ReopenKeepsVersions(t *testing.T) {
 	got, err := l2.Append(ctx, ev("s", "t.x", 3, `{}`))
 	if err != nil || got[0].Seq != 3 {
 		t.Fatalf("append after reopen = %v, %v", got, err)
+	}
+}
+
+// Time queries binary-search seq (there is no index on recorded_at); the
+// log below has a gap in seq and two events recorded in the same millisecond.
+func TestLog_TimeQueries(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "m.db")
+	l := eventlog.NewLog(path)
+	if err := l.Open(); err != nil {
+		t.Fatal(err)
+	}
+	l.Close(ctx)
+	db, err := sql.Open("sqlite", eventlog.DSN(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var indexes int
+	if err := db.QueryRow(`SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = 'events_recorded_at'`).Scan(&indexes); err != nil || indexes != 0 {
+		t.Fatalf("events_recorded_at: %d, %v; want it dropped", indexes, err)
+	}
+	at := map[int64]int64{1: 1000, 2: 2000, 3: 3000, 5: 5000, 6: 6000, 7: 6000, 8: 8000, 9: 9000}
+	for seq := int64(1); seq <= 9; seq++ {
+		if ms, ok := at[seq]; ok {
+			if _, err := db.Exec(`INSERT INTO events (seq, id, stream, version, type, schema, data, meta, recorded_at) VALUES (?, ?, 's', ?, 't.x', 1, '{}', '{}', ?)`,
+				seq, moltgate.NewID(), seq, ms); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	db.Close()
+	l = eventlog.NewLog(path)
+	if err := l.Open(); err != nil {
+		t.Fatal(err)
+	}
+	ms := func(n int64) time.Time { return time.UnixMilli(n) }
+
+	for _, tc := range []struct {
+		at   int64
+		want int64
+	}{{999, 0}, {1000, 1}, {4999, 3}, {5000, 5}, {6000, 7}, {7999, 7}, {9000, 9}, {1 << 40, 9}} {
+		if got, err := l.SeqAt(ctx, ms(tc.at)); err != nil || got != tc.want {
+			t.Errorf("SeqAt(%d) = %d, %v; want %d", tc.at, got, err, tc.want)
+		}
+	}
+	check := func(name string, f eventlog.Filter, want []int64) {
+		t.Helper()
+		got, err := l.Query(ctx, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var seqs []int64
+		for _, e := range got {
+			seqs = append(seqs, e.Seq)
+		}
+		if fmt.Sprint(seqs) != fmt.Sprint(want) {
+			t.Errorf("%s: seqs %v, want %v", name, seqs, want)
+		}
+		if f.Limit > 0 {
+			return // Count ignores Limit
+		}
+		if n, err := l.Count(ctx, f); err != nil || n != int64(len(want)) {
+			t.Errorf("%s: Count = %d, %v; want %d", name, n, err, len(want))
+		}
+	}
+	check("since", eventlog.Filter{Since: ms(5500)}, []int64{6, 7, 8, 9})
+	check("since, equal times", eventlog.Filter{Since: ms(6000)}, []int64{6, 7, 8, 9})
+	check("until", eventlog.Filter{Until: ms(3000)}, []int64{1, 2, 3})
+	check("window", eventlog.Filter{Since: ms(2000), Until: ms(6000)}, []int64{2, 3, 5, 6, 7})
+	check("window and seqs", eventlog.Filter{Since: ms(2000), Until: ms(8000), AfterSeq: 5, UntilSeq: 7}, []int64{6, 7})
+	check("window, newest first", eventlog.Filter{Since: ms(2000), Until: ms(8000), Desc: true, Limit: 2}, []int64{8, 7})
+	check("before everything", eventlog.Filter{Until: ms(500)}, nil)
+	check("after everything", eventlog.Filter{Since: ms(10000)}, nil)
+	check("empty window", eventlog.Filter{Since: ms(3500), Until: ms(4500)}, nil)
+
+	// The newest event claims to be from the far future (a clock that was
+	// ahead): later events are recorded no earlier, so time keeps growing
+	// with seq.
+	future := time.Now().Add(time.Hour).UnixMilli()
+	db, err = sql.Open("sqlite", eventlog.DSN(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Close(ctx)
+	if _, err := db.Exec(`INSERT INTO events (seq, id, stream, version, type, schema, data, meta, recorded_at) VALUES (10, ?, 's', 10, 't.x', 1, '{}', '{}', ?)`, moltgate.NewID(), future); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	l = eventlog.NewLog(path)
+	if err := l.Open(); err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close(ctx)
+	got, err := l.Append(ctx, ev("s", "t.x", 0, `{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[0].RecordedAt.UnixMilli() < future {
+		t.Fatalf("appended at %v, before the newest event (%v)", got[0].RecordedAt, time.UnixMilli(future))
+	}
+	if seq, _ := l.SeqAt(ctx, got[0].RecordedAt); seq != got[0].Seq {
+		t.Fatalf("SeqAt(its own time) = %d, want %d", seq, got[0].Seq)
+	}
+}
+
+// Without a replica the log checkpoints in the background: the database
+// file grows while the log is open, although no commit checkpoints, and
+// under appends that never pause the WAL is started over rather than
+// growing with everything ever appended.
+func TestLog_CheckpointsWithoutReplica(t *testing.T) {
+	l := MustOpenLog(t)
+	ctx := context.Background()
+	st, err := os.Stat(l.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := st.Size()
+	payload := fmt.Sprintf(`{"text":%q}`, strings.Repeat("a message long enough to fill pages ", 30))
+	var appended int64
+	start := time.Now()
+	// Several checkpoint intervals of appends without a pause.
+	for appended < 64<<20 || time.Since(start) < 3500*time.Millisecond {
+		batch := make([]moltgate.Event, 100)
+		for j := range batch {
+			batch[j] = ev(fmt.Sprintf("s%d", j%10), "t.x", 0, payload)
+		}
+		if _, err := l.Append(ctx, batch...); err != nil {
+			t.Fatal(err)
+		}
+		appended += int64(len(batch) * len(payload))
+	}
+	wal, err := os.Stat(l.Path + "-wal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d MB of events, WAL %d MB", appended>>20, wal.Size()>>20)
+	if wal.Size() > appended/2 {
+		t.Fatalf("the WAL holds %d bytes after %d bytes of events: it was never started over", wal.Size(), appended)
+	}
+	db, err := os.Stat(l.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if db.Size() < before+appended/4 {
+		t.Fatalf("database file %d bytes (was %d) after %d bytes of events: the WAL was not checkpointed", db.Size(), before, appended)
+	}
+}
+
+// One append larger than the page cache and the WAL write buffer: SQLite
+// spills pages to the WAL mid-transaction and rewrites some of them, and the
+// WAL VFS writes the frames in many pieces. Every byte must come back, and
+// the file must pass integrity_check, before and after a reopen.
+func TestLog_LargeAppend(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "m.db")
+	l := eventlog.NewLog(path)
+	if err := l.Open(); err != nil {
+		t.Fatal(err)
+	}
+	events := make([]moltgate.Event, 3000)
+	for i := range events {
+		data := fmt.Sprintf(`{"i":%d,"text":%q}`, i, strings.Repeat(fmt.Sprintf("%04d", i), 300))
+		events[i] = ev(fmt.Sprintf("s%d", i%50), "t.x", 0, data)
+	}
+	if _, err := l.Append(ctx, events...); err != nil {
+		t.Fatal(err)
+	}
+	check := func(l *eventlog.Log) {
+		t.Helper()
+		got, err := l.Query(ctx, eventlog.Filter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(events) {
+			t.Fatalf("read %d events, want %d", len(got), len(events))
+		}
+		for i, e := range got {
+			if e.ID != events[i].ID || string(e.Data) != string(events[i].Data) {
+				t.Fatalf("event %d came back as %s %.40s…", i, e.ID, e.Data)
+			}
+		}
+		db, err := sql.Open("sqlite", eventlog.DSN(path))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		var ok string
+		if err := db.QueryRow(`PRAGMA integrity_check`).Scan(&ok); err != nil || ok != "ok" {
+			t.Fatalf("integrity_check = %q, %v", ok, err)
+		}
+	}
+	check(l)
+	if err := l.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	l2 := eventlog.NewLog(path)
+	if err := l2.Open(); err != nil {
+		t.Fatal(err)
+	}
+	defer l2.Close(ctx)
+	check(l2)
+}
+
+// The WAL VFS holds a transaction's frames back until the fsync. With a
+// page cache of a few pages SQLite spills pages to the WAL mid-transaction,
+// reads them back and rewrites them in place: every path through the
+// buffer. The data must come back exactly, and the file pass
+// integrity_check, before and after a reopen.
+func TestWALVFS_SpillsAndRewrites(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "scratch.db")
+	open := func() *sql.DB {
+		db, err := sql.Open("sqlite", eventlog.DSN(path, "_pragma=cache_size(8)"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		db.SetMaxOpenConns(1)
+		return db
+	}
+	db := open()
+	if _, err := db.Exec(`CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)`); err != nil {
+		t.Fatal(err)
+	}
+	want := map[int]string{}
+	tx, err := db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for round := 0; round < 5; round++ {
+		for k := 0; k < 400; k++ {
+			v := strings.Repeat(fmt.Sprintf("%d-%d;", round, k), 60)
+			if _, err := tx.Exec(`INSERT INTO t (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v`, k, v); err != nil {
+				t.Fatal(err)
+			}
+			want[k] = v
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	check := func(db *sql.DB) {
+		t.Helper()
+		rows, err := db.Query(`SELECT k, v FROM t`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for rows.Next() {
+			var k int
+			var v string
+			if err := rows.Scan(&k, &v); err != nil {
+				t.Fatal(err)
+			}
+			if v != want[k] {
+				t.Fatalf("row %d = %.30s…, want %.30s…", k, v, want[k])
+			}
+			n++
+		}
+		rows.Close()
+		if n != len(want) {
+			t.Fatalf("%d rows, want %d", n, len(want))
+		}
+		var ok string
+		if err := db.QueryRow(`PRAGMA integrity_check`).Scan(&ok); err != nil || ok != "ok" {
+			t.Fatalf("integrity_check = %q, %v", ok, err)
+		}
+	}
+	check(db)
+	db.Close()
+	db = open()
+	defer db.Close()
+	check(db)
+}
+
+// A page of a type prefix merges one index scan per matching type; it must
+// return exactly what the unpaged query returns, cut to the page.
+func TestLog_TypePrefixPages(t *testing.T) {
+	l := MustOpenLog(t)
+	ctx := context.Background()
+	types := []string{"a.one", "a.two", "a.three", "ab.other", "b.one"}
+	var batch []moltgate.Event
+	for i := 0; i < 300; i++ {
+		batch = append(batch, ev(fmt.Sprintf("s%d", i%4), types[(i*7)%len(types)], 0, `{}`))
+	}
+	if _, err := l.Append(ctx, batch...); err != nil {
+		t.Fatal(err)
+	}
+	seqs := func(events []moltgate.Event) []int64 {
+		out := make([]int64, len(events))
+		for i, e := range events {
+			out[i] = e.Seq
+		}
+		return out
+	}
+	for _, f := range []eventlog.Filter{
+		{TypePrefix: "a.", Limit: 10, Desc: true},
+		{TypePrefix: "a.", Limit: 10},
+		{TypePrefix: "a.*", Limit: 25, Desc: true, UntilSeq: 150},
+		{TypePrefix: "a*", Limit: 40, AfterSeq: 20},
+		{TypePrefix: "a.", Limit: 7, Stream: "s1", Desc: true},
+		{TypePrefix: "b.", Limit: 1000},
+		{TypePrefix: "c.", Limit: 10},
+	} {
+		page, err := l.Query(ctx, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all := f
+		all.Limit = 0
+		want, err := l.Query(ctx, all)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = want[:min(len(want), f.Limit)]
+		if fmt.Sprint(seqs(page)) != fmt.Sprint(seqs(want)) {
+			t.Errorf("%+v: page %v, want %v", f, seqs(page), seqs(want))
+		}
+		for _, e := range page {
+			if !strings.HasPrefix(e.Type, strings.TrimSuffix(f.TypePrefix, "*")) {
+				t.Errorf("%+v: got type %s", f, e.Type)
+			}
+		}
 	}
 }

@@ -1,11 +1,13 @@
 package eventlog
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"database/sql/driver"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -26,7 +28,7 @@ func where(f Filter) (string, []any) {
 		conds, args = append(conds, "seq <= ?"), append(args, f.UntilSeq)
 	}
 	if p := f.TypePrefix; p != "" {
-		if strings.HasSuffix(p, ".") || strings.HasSuffix(p, "*") {
+		if isTypePrefix(p) {
 			// Range scan on the (type, seq) index rather than LIKE, which
 			// SQLite cannot use with an index here.
 			p = strings.TrimSuffix(p, "*")
@@ -53,12 +55,105 @@ func where(f Filter) (string, []any) {
 	return " WHERE " + strings.Join(conds, " AND "), args
 }
 
+// isTypePrefix says whether a Filter.TypePrefix names a family of types
+// ("device.", "chat.*") rather than one type.
+func isTypePrefix(p string) bool {
+	return strings.HasSuffix(p, ".") || strings.HasSuffix(p, "*")
+}
+
 const eventColumns = `seq, id, stream, version, type, schema, data, meta, recorded_at`
 
 // Scan calls fn for every event matching f, in seq order (or reverse with
 // Desc), without holding them all in memory. Payloads are upcast to their
 // current schema. fn's error stops the scan and is returned.
 func (l *Log) Scan(ctx context.Context, f Filter, fn func(moltgate.Event) error) error {
+	if f.TypePrefix == "" && f.Stream == "" && f.Actor == "" && f.Since.IsZero() && f.Until.IsZero() && !f.Desc && l.raw != nil {
+		return l.scanRange(ctx, f, fn)
+	}
+	f, none, err := l.timesToSeqs(ctx, f)
+	if err != nil || none {
+		return err
+	}
+	if f.Limit > 0 && isTypePrefix(f.TypePrefix) {
+		return l.scanTypePage(ctx, f, fn)
+	}
+	return l.scanSQL(ctx, f, fn)
+}
+
+// maxPrefixTypes bounds how many types scanTypePage merges.
+const maxPrefixTypes = 64
+
+// scanTypePage serves a page of events whose type starts with a prefix (the
+// admin's and the CLI's type filter). The (type, seq) index keeps each
+// type's events in seq order, but not those of a range of types: for
+// "device." SQLite read all ten thousand device events of the million and
+// sorted them to return the newest 100 (up to 100 ms). So the types that
+// match are listed first, one index seek each, and the page of each type,
+// read in index order, is merged.
+func (l *Log) scanTypePage(ctx context.Context, f Filter, fn func(moltgate.Event) error) error {
+	types, err := l.typesWithPrefix(ctx, strings.TrimSuffix(f.TypePrefix, "*"))
+	if err != nil {
+		return err
+	}
+	if types == nil {
+		return l.scanSQL(ctx, f, fn)
+	}
+	var page []moltgate.Event
+	for _, t := range types {
+		one := f
+		one.TypePrefix = t
+		if err := l.scanSQL(ctx, one, func(e moltgate.Event) error { page = append(page, e); return nil }); err != nil {
+			return err
+		}
+	}
+	slices.SortFunc(page, func(a, b moltgate.Event) int {
+		if f.Desc {
+			return cmp.Compare(b.Seq, a.Seq)
+		}
+		return cmp.Compare(a.Seq, b.Seq)
+	})
+	for _, e := range page[:min(len(page), f.Limit)] {
+		if err := fn(e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// typesWithPrefix lists the types stored in the log that start with prefix,
+// with one seek of the (type, seq) index each. It returns nil when there
+// are more than maxPrefixTypes, or one of them would itself read as a
+// prefix.
+func (l *Log) typesWithPrefix(ctx context.Context, prefix string) ([]string, error) {
+	conn, err := l.rdb.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("cannot query events: %w", err)
+	}
+	defer conn.Close()
+	next, err := conn.PrepareContext(ctx, `SELECT type FROM events WHERE type >= ? AND type < ? ORDER BY type LIMIT 1`)
+	if err != nil {
+		return nil, fmt.Errorf("cannot query events: %w", err)
+	}
+	defer next.Close()
+	types := []string{}
+	for from := prefix; len(types) <= maxPrefixTypes; {
+		var t string
+		switch err := next.QueryRowContext(ctx, from, prefix+"\xff").Scan(&t); {
+		case err == sql.ErrNoRows:
+			return types, nil
+		case err != nil:
+			return nil, fmt.Errorf("cannot query events: %w", err)
+		case isTypePrefix(t):
+			return nil, nil
+		}
+		types = append(types, t)
+		from = t + "\x00" // the next type after t
+	}
+	return nil, nil
+}
+
+// scanSQL is Scan through an SQL query on a reading connection.
+func (l *Log) scanSQL(ctx context.Context, f Filter, fn func(moltgate.Event) error) error {
 	where, args := where(f)
 	columns := eventColumns
 	if len(f.EnvelopeOnly) > 0 {
@@ -83,8 +178,8 @@ func (l *Log) Scan(ctx context.Context, f Filter, fn func(moltgate.Event) error)
 		return fmt.Errorf("cannot query events: %w", err)
 	}
 	defer conn.Close()
-	// Rows are read straight from the driver: database/sql's per-row locking
-	// and conversions were a large share of a full replay.
+	// Rows are read straight from the driver, without database/sql's
+	// per-row locking and conversions.
 	return conn.Raw(func(dc any) error {
 		q, ok := dc.(driver.QueryerContext)
 		if !ok {
@@ -115,6 +210,25 @@ func (l *Log) Scan(ctx context.Context, f Filter, fn func(moltgate.Event) error)
 			}
 		}
 	})
+}
+
+// scanRange is Scan for a plain range of seqs (replays, subscriptions), read
+// on a raw connection.
+func (l *Log) scanRange(ctx context.Context, f Filter, fn func(moltgate.Event) error) error {
+	c, err := l.raw.get()
+	if err != nil {
+		return fmt.Errorf("cannot query events: %w", err)
+	}
+	var skip map[string]bool
+	if len(f.EnvelopeOnly) > 0 {
+		skip = make(map[string]bool, len(f.EnvelopeOnly))
+		for _, t := range f.EnvelopeOnly {
+			skip[t] = true
+		}
+	}
+	err = c.scan(ctx, f.AfterSeq, f.UntilSeq, f.Limit, skip, fn)
+	l.raw.put(c)
+	return err
 }
 
 // eventFromValues builds an event from one driver row of eventColumns.
@@ -215,18 +329,96 @@ func getEvent(row *sql.Row, what string) (moltgate.Event, error) {
 	return e, err
 }
 
-// SeqAt returns the seq of the last event recorded at or before t.
+// SeqAt returns the seq of the last event recorded at or before t (0 when
+// there is none).
 func (l *Log) SeqAt(ctx context.Context, t time.Time) (int64, error) {
-	var seq sql.NullInt64
-	err := l.rdb.QueryRowContext(ctx, `SELECT MAX(seq) FROM events WHERE recorded_at <= ?`, t.UnixMilli()).Scan(&seq)
-	return seq.Int64, err
+	return l.lastSeqAt(ctx, t.UnixMilli())
+}
+
+// lastSeqAt returns the seq of the last event with recorded_at <= ms. The
+// writer never records a batch earlier than the one before it, so
+// recorded_at grows with seq and a binary search over seq finds it with a
+// few lookups of the primary key: no index on recorded_at has to be kept up
+// on every append. (A log written before that rule, by a clock that stepped
+// back, may hold a few events out of order; a search then lands at one of
+// the places where the time is crossed.)
+func (l *Log) lastSeqAt(ctx context.Context, ms int64) (int64, error) {
+	conn, err := l.rdb.Conn(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("cannot search events by time: %w", err)
+	}
+	defer conn.Close()
+	var lo, hi sql.NullInt64
+	// Two subqueries: SQLite reads MIN and MAX of the key from the ends of
+	// the b-tree only when each stands alone.
+	if err := conn.QueryRowContext(ctx, `SELECT (SELECT MIN(seq) FROM events), (SELECT MAX(seq) FROM events)`).Scan(&lo, &hi); err != nil || !lo.Valid {
+		return 0, err
+	}
+	// next finds the first event at or after seq.
+	next, err := conn.PrepareContext(ctx, `SELECT seq, recorded_at FROM events WHERE seq >= ? ORDER BY seq LIMIT 1`)
+	if err != nil {
+		return 0, fmt.Errorf("cannot search events by time: %w", err)
+	}
+	defer next.Close()
+	var seq, at int64
+	if err := next.QueryRowContext(ctx, lo.Int64).Scan(&seq, &at); err != nil {
+		return 0, fmt.Errorf("cannot search events by time: %w", err)
+	}
+	if at > ms {
+		return 0, nil
+	}
+	// Invariant: the event at lo is recorded at or before ms, none after hi.
+	for lo.Int64 < hi.Int64 {
+		mid := lo.Int64 + (hi.Int64-lo.Int64+1)/2
+		if err := next.QueryRowContext(ctx, mid).Scan(&seq, &at); err != nil {
+			return 0, fmt.Errorf("cannot search events by time: %w", err)
+		}
+		if at <= ms {
+			lo.Int64 = seq
+		} else {
+			hi.Int64 = mid - 1
+		}
+	}
+	return lo.Int64, nil
+}
+
+// timesToSeqs narrows f's seq range to its time range, so that a time
+// query reads only the events in it. none says that no event can match.
+func (l *Log) timesToSeqs(ctx context.Context, f Filter) (_ Filter, none bool, _ error) {
+	if !f.Since.IsZero() {
+		before, err := l.lastSeqAt(ctx, f.Since.UnixMilli()-1)
+		if err != nil {
+			return f, false, err
+		}
+		f.AfterSeq = max(f.AfterSeq, before)
+	}
+	if !f.Until.IsZero() {
+		last, err := l.lastSeqAt(ctx, f.Until.UnixMilli())
+		if err != nil {
+			return f, false, err
+		}
+		if last == 0 {
+			return f, true, nil // nothing was recorded by then
+		}
+		if f.UntilSeq == 0 || last < f.UntilSeq {
+			f.UntilSeq = last
+		}
+	}
+	if f.UntilSeq > 0 && f.UntilSeq <= f.AfterSeq {
+		return f, true, nil
+	}
+	return f, false, nil
 }
 
 // Count returns the number of events matching f (Limit and Desc ignored).
 func (l *Log) Count(ctx context.Context, f Filter) (int64, error) {
+	f, none, err := l.timesToSeqs(ctx, f)
+	if err != nil || none {
+		return 0, err
+	}
 	where, args := where(f)
 	var n int64
-	err := l.rdb.QueryRowContext(ctx, `SELECT COUNT(*) FROM events`+where, args...).Scan(&n)
+	err = l.rdb.QueryRowContext(ctx, `SELECT COUNT(*) FROM events`+where, args...).Scan(&n)
 	return n, err
 }
 

@@ -81,19 +81,21 @@ func useSystemCABundle() {
 	os.Unsetenv("AWS_CA_BUNDLE")
 }
 
-// open attaches Litestream to the file and starts the sync loop. The loop
-// runs even when open fails, retrying it, so a dead bucket at start only
-// delays replication.
-func (r *replicator) open() error {
+// open starts the sync loop, which attaches Litestream to the file on its
+// first pass and retries that until it works. Open never waits for the
+// bucket: a dead one only delays replication, and Status says why.
+func (r *replicator) open() {
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
-	err := r.openStore(ctx)
 	r.wg.Add(1)
 	go func() { defer r.wg.Done(); r.loop(ctx) }()
-	return err
 }
 
 func (r *replicator) openStore(ctx context.Context) error {
+	if err := ensureBucket(ctx, r.cfg, r.log.Logger); err != nil {
+		r.recordErr(ctx, err)
+		return err
+	}
 	db := litestream.NewDB(r.log.Path)
 	db.MonitorInterval = r.cfg.SyncInterval
 	db.Logger = r.log.Logger.With("component", "litestream")
@@ -114,10 +116,11 @@ func (r *replicator) openStore(ctx context.Context) error {
 	store.SetShutdownSyncTimeout(0)
 	store.Logger = db.Logger
 	if err := store.Open(ctx); err != nil {
-		r.recordErr(fmt.Errorf("cannot start replication: %w", err))
+		r.recordErr(ctx, fmt.Errorf("cannot start replication: %w", err))
 		return err
 	}
 	r.db, r.replica, r.store, r.opened = db, replica, store, true
+	r.readLastSnapshot(ctx)
 	return nil
 }
 
@@ -143,8 +146,18 @@ func (r *replicator) close(ctx context.Context) error {
 func (r *replicator) loop(ctx context.Context) {
 	ticker := time.NewTicker(r.cfg.SyncInterval)
 	defer ticker.Stop()
-	r.readLastSnapshot(ctx)
 	var next time.Time // with failures, the earliest time for the next try
+	sync := func() {
+		if r.syncNow(ctx) != nil {
+			r.mu.Lock()
+			backoff := min(r.cfg.SyncInterval<<min(r.consecutiveErr, 8), maxSyncBackoff)
+			r.mu.Unlock()
+			next = time.Now().Add(backoff)
+		} else {
+			next = time.Time{}
+		}
+	}
+	sync()
 	for {
 		kicked := false
 		select {
@@ -157,22 +170,12 @@ func (r *replicator) loop(ctx context.Context) {
 		if !kicked && time.Now().Before(next) {
 			continue
 		}
-		if r.syncNow(ctx) != nil {
-			r.mu.Lock()
-			backoff := min(r.cfg.SyncInterval<<min(r.consecutiveErr, 8), maxSyncBackoff)
-			r.mu.Unlock()
-			next = time.Now().Add(backoff)
-		} else {
-			next = time.Time{}
-		}
+		sync()
 	}
 }
 
 // readLastSnapshot learns when the newest snapshot in the replica was taken.
 func (r *replicator) readLastSnapshot(ctx context.Context) {
-	if !r.opened {
-		return
-	}
 	info, err := r.replica.MaxLTXFileInfo(ctx, litestream.SnapshotLevel)
 	if err == nil && !info.CreatedAt.IsZero() {
 		r.mu.Lock()
@@ -196,7 +199,7 @@ func (r *replicator) syncNow(ctx context.Context) error {
 		err = r.replica.Sync(ctx)
 	}
 	if err != nil {
-		r.recordErr(fmt.Errorf("replica sync failed: %w", err))
+		r.recordErr(ctx, fmt.Errorf("replica sync failed: %w", err))
 		return err
 	}
 	r.replicated.Advance(seq)
@@ -217,7 +220,7 @@ func (r *replicator) snapshotNow(ctx context.Context) error {
 	defer r.syncMu.Unlock()
 	info, err := r.db.Snapshot(ctx)
 	if err != nil {
-		r.recordErr(fmt.Errorf("snapshot failed: %w", err))
+		r.recordErr(ctx, fmt.Errorf("snapshot failed: %w", err))
 		return err
 	}
 	r.mu.Lock()
@@ -229,7 +232,13 @@ func (r *replicator) snapshotNow(ctx context.Context) error {
 	return nil
 }
 
-func (r *replicator) recordErr(err error) {
+// recordErr keeps err for Status and logs it (the first of a run of
+// failures, then every 30th). A failure caused by stopping the loop is not
+// one.
+func (r *replicator) recordErr(ctx context.Context, err error) {
+	if ctx.Err() != nil {
+		return
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.lastErr, r.lastErrAt = err.Error(), time.Now()

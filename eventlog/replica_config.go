@@ -51,6 +51,14 @@ func (c ReplicaConfig) String() string {
 	return fmt.Sprintf("s3://%s/%s (%s)", c.Bucket, c.Path, host)
 }
 
+// endpoint is where the bucket lives, for messages.
+func (c ReplicaConfig) endpoint() string {
+	if c.Endpoint == "" {
+		return "https://s3.amazonaws.com"
+	}
+	return c.Endpoint
+}
+
 func (c *ReplicaConfig) setDefaults() {
 	if c.Path == "" {
 		c.Path = DefaultReplicaPath

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -269,4 +270,161 @@ func TestReplica_BucketUsageAndRestorePoints(t *testing.T) {
 	if _, err := MustOpenLog(t).BucketUsage(ctx); err != eventlog.ErrNoReplica {
 		t.Fatalf("without a replica: %v", err)
 	}
+}
+
+// A bucket that does not exist is created at start; keys that may not
+// create it get an error that says so first, and what to do.
+func TestReplica_MissingBucket(t *testing.T) {
+	ctx := context.Background()
+	t.Run("Created", func(t *testing.T) {
+		s3 := fakes3.NewEmpty(t)
+		cfg := s3.Config("new-bucket")
+		path := filepath.Join(t.TempDir(), "m.db")
+		l := openReplicated(t, path, cfg)
+		if !s3.BucketExists() {
+			t.Fatal("the bucket was not created")
+		}
+		critical, err := l.AppendCritical(ctx, ev("config", moltgate.EventConfigApplied, 0, `{"hash":"h1"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := l.Status(ctx); st.ReplicatedSeq < critical[0].Seq || st.LastError != "" {
+			t.Fatalf("status after the bucket was created = %+v", st)
+		}
+		if err := l.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		out := filepath.Join(t.TempDir(), "restored.db")
+		if err := eventlog.Restore(ctx, cfg, eventlog.RestoreOptions{OutputPath: out}); err != nil {
+			t.Fatal(err)
+		}
+		if got := restoredSeqs(t, out); len(got) != 1 {
+			t.Fatalf("restored %d events, want 1", len(got))
+		}
+	})
+	t.Run("CreationRefused", func(t *testing.T) {
+		s3 := fakes3.NewEmpty(t)
+		s3.SetRefuseCreateBucket(true)
+		path := filepath.Join(t.TempDir(), "m.db")
+		l := eventlog.NewLog(path)
+		cfg := s3.Config("refused")
+		l.Replica = &cfg
+		err := l.Open()
+		if err == nil {
+			l.Close(ctx)
+			t.Fatal("Open succeeded without a bucket")
+		}
+		msg := err.Error()
+		if want := "the bucket moltbot-data does not exist at " + s3.URL; !strings.HasPrefix(msg, want) {
+			t.Fatalf("error = %q, want it to start with %q", msg, want)
+		}
+		for _, want := range []string{"AccessDenied", "wrangler r2 bucket create moltbot-data"} {
+			if !strings.Contains(msg, want) {
+				t.Errorf("error = %q, want it to mention %q", msg, want)
+			}
+		}
+		if strings.Contains(msg, fakes3.SecretAccessKey) {
+			t.Fatal("the error leaks the secret key")
+		}
+		if _, err := os.Stat(path); !os.IsNotExist(err) {
+			t.Fatalf("a refused start left a log behind: %v", err)
+		}
+		if s3.BucketExists() {
+			t.Fatal("the bucket exists although creation was refused")
+		}
+	})
+	t.Run("CreationRefusedOnWarmStart", func(t *testing.T) {
+		// With a local log the gateway keeps serving; Status says why the
+		// replica is not written.
+		s3 := fakes3.NewEmpty(t)
+		s3.SetRefuseCreateBucket(true)
+		path := filepath.Join(t.TempDir(), "m.db")
+		local := eventlog.NewLog(path)
+		if err := local.Open(); err != nil {
+			t.Fatal(err)
+		}
+		local.Close(ctx)
+		l := openReplicated(t, path, s3.Config("warm"))
+		appendN(t, l, 1, "a")
+		deadline := time.Now().Add(20 * time.Second)
+		for !strings.HasPrefix(l.Status(ctx).LastError, "the bucket moltbot-data does not exist") {
+			if time.Now().After(deadline) {
+				t.Fatalf("status = %+v, want the missing bucket as its error", l.Status(ctx))
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+	t.Run("UnreachableColdStartRefuses", func(t *testing.T) {
+		// Starting empty could fork the history the replica holds.
+		s3 := fakes3.New(t)
+		s3.SetDown(true)
+		l := eventlog.NewLog(filepath.Join(t.TempDir(), "m.db"))
+		cfg := s3.Config("down")
+		l.Replica = &cfg
+		err := l.Open()
+		if err == nil {
+			l.Close(ctx)
+			t.Fatal("a cold start against an unreachable replica succeeded")
+		}
+		if !strings.Contains(err.Error(), "refusing to start empty") {
+			t.Fatalf("err = %v", err)
+		}
+	})
+}
+
+// Every restored file is owner-only, like the live file, whatever the umask.
+func TestReplica_RestoredFilesAreOwnerOnly(t *testing.T) {
+	old := syscall.Umask(0o022)
+	defer syscall.Umask(old)
+	s3 := fakes3.New(t)
+	ctx := context.Background()
+	cfg := s3.Config("modes")
+	path := filepath.Join(t.TempDir(), "data", "m.db")
+	l := openReplicated(t, path, cfg)
+	appendN(t, l, 20, "a")
+	if err := l.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	checkMode := func(t *testing.T, path string) {
+		t.Helper()
+		st, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := st.Mode().Perm(); got != 0o600 {
+			t.Fatalf("%s has mode %v, want 0600", path, got)
+		}
+		leftovers, _ := filepath.Glob(filepath.Join(filepath.Dir(path), ".restore-*"))
+		if len(leftovers) > 0 {
+			t.Fatalf("restore left %v behind", leftovers)
+		}
+	}
+	t.Run("Latest", func(t *testing.T) {
+		out := filepath.Join(t.TempDir(), "latest.db")
+		if err := eventlog.Restore(ctx, cfg, eventlog.RestoreOptions{OutputPath: out}); err != nil {
+			t.Fatal(err)
+		}
+		checkMode(t, out)
+	})
+	t.Run("Seq", func(t *testing.T) {
+		out := filepath.Join(t.TempDir(), "seq.db")
+		if err := eventlog.Restore(ctx, cfg, eventlog.RestoreOptions{OutputPath: out, Seq: 5}); err != nil {
+			t.Fatal(err)
+		}
+		checkMode(t, out)
+		if got := restoredSeqs(t, out); len(got) != 5 {
+			t.Fatalf("restored %d events, want 5", len(got))
+		}
+	})
+	t.Run("OnOpen", func(t *testing.T) {
+		if err := os.RemoveAll(filepath.Dir(path)); err != nil {
+			t.Fatal(err)
+		}
+		l2 := openReplicated(t, path, cfg)
+		if l2.RestoredFrom() == "" {
+			t.Fatal("the log was not restored")
+		}
+		checkMode(t, path)
+	})
 }

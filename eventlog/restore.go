@@ -26,7 +26,8 @@ type RestoreOptions struct {
 }
 
 // Restore writes the replica's database to opt.OutputPath, which must not
-// exist. It never touches a live file.
+// exist. It never touches a live file. The file is owner-only, like the
+// live one: it holds device-token hashes and every conversation.
 func Restore(ctx context.Context, cfg ReplicaConfig, opt RestoreOptions) error {
 	set := 0
 	for _, b := range []bool{!opt.Timestamp.IsZero(), opt.TXID != 0, opt.Seq != 0} {
@@ -46,64 +47,93 @@ func Restore(ctx context.Context, cfg ReplicaConfig, opt RestoreOptions) error {
 	if err := os.MkdirAll(filepath.Dir(opt.OutputPath), 0o700); err != nil {
 		return err
 	}
-	if opt.Seq > 0 {
-		return restoreUntilSeq(ctx, cfg, opt)
+	// Litestream creates its output with the process umask (often 0644).
+	// Restoring inside a private directory and moving the file into place
+	// once it is owner-only leaves no moment when others could open it.
+	dir, err := os.MkdirTemp(filepath.Dir(opt.OutputPath), ".restore-*")
+	if err != nil {
+		return fmt.Errorf("cannot restore: %w", err)
 	}
+	defer os.RemoveAll(dir)
+	tmp := filepath.Join(dir, "restored.db")
+	if opt.Seq > 0 {
+		// The log is append-only, so the newest state cut at opt.Seq is
+		// exactly the log as it was when opt.Seq was the newest event.
+		full := filepath.Join(dir, "full.db")
+		if err := restoreFile(ctx, cfg, RestoreOptions{}, full); err != nil {
+			return err
+		}
+		err = CopyUntil(ctx, full, tmp, opt.Seq)
+	} else {
+		err = restoreFile(ctx, cfg, opt, tmp)
+	}
+	if err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp, 0o600); err != nil {
+		return fmt.Errorf("cannot restore: %w", err)
+	}
+	if _, err := os.Stat(opt.OutputPath); err == nil {
+		return fmt.Errorf("cannot restore: %s already exists", opt.OutputPath)
+	}
+	if err := os.Rename(tmp, opt.OutputPath); err != nil {
+		return fmt.Errorf("cannot restore: %w", err)
+	}
+	return nil
+}
 
+// restoreFile has Litestream write the replica's database, at the point opt
+// names, to path.
+func restoreFile(ctx context.Context, cfg ReplicaConfig, opt RestoreOptions, path string) error {
 	cfg.setDefaults()
 	client := newS3Client(cfg)
 	if err := client.Init(ctx); err != nil {
 		return fmt.Errorf("cannot reach replica %s: %w", cfg, err)
 	}
 	lo := litestream.NewRestoreOptions()
-	lo.OutputPath = opt.OutputPath
+	lo.OutputPath = path
 	lo.Timestamp = opt.Timestamp
 	lo.TXID = ltx.TXID(opt.TXID)
 	lo.IntegrityCheck = litestream.IntegrityCheckQuick
 	err := litestream.NewReplicaWithClient(nil, client).Restore(ctx, lo)
-	if errors.Is(err, litestream.ErrNoSnapshots) || errors.Is(err, litestream.ErrTxNotAvailable) {
+	switch {
+	case errors.Is(err, litestream.ErrNoSnapshots) || errors.Is(err, litestream.ErrTxNotAvailable):
 		return ErrNoBackup
-	} else if err != nil {
+	case errorCode(err) == "NoSuchBucket":
+		return fmt.Errorf("the bucket %s does not exist at %s: there is nothing to restore: %w", cfg.Bucket, cfg.endpoint(), err)
+	case err != nil:
 		return fmt.Errorf("cannot restore from %s: %w", cfg, err)
 	}
 	return nil
 }
 
-// restoreUntilSeq restores the newest state to a scratch file and copies the
-// events up to opt.Seq into the output: the log is append-only, so that is
-// exactly the log as it was when opt.Seq was the newest event.
-func restoreUntilSeq(ctx context.Context, cfg ReplicaConfig, opt RestoreOptions) error {
-	dir, err := os.MkdirTemp(filepath.Dir(opt.OutputPath), ".restore-*")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	full := filepath.Join(dir, "full.db")
-	if err := Restore(ctx, cfg, RestoreOptions{OutputPath: full}); err != nil {
-		return err
-	}
-	return CopyUntil(ctx, full, opt.OutputPath, opt.Seq)
-}
-
 // CopyUntil writes a new log at dst holding the events of src with
 // seq <= until.
 func CopyUntil(ctx context.Context, src, dst string, until int64) error {
+	// Open creates the file, owner-only, with the current schema.
 	out := NewLog(dst)
 	if err := out.Open(); err != nil {
 		return err
 	}
-	defer out.Close(ctx)
-	conn, err := out.wdb.Conn(ctx)
-	if err != nil {
+	if err := out.Close(ctx); err != nil {
 		return err
+	}
+	db, err := sql.Open("sqlite", DSN(dst))
+	if err != nil {
+		return fmt.Errorf("cannot open %s: %w", dst, err)
+	}
+	defer db.Close()
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("cannot open %s: %w", dst, err)
 	}
 	defer conn.Close()
 	if _, err := conn.ExecContext(ctx, `ATTACH DATABASE ? AS src`, "file:"+src+"?mode=ro"); err != nil {
 		return fmt.Errorf("cannot open %s: %w", src, err)
 	}
 	defer conn.ExecContext(context.Background(), `DETACH DATABASE src`)
-	var res sql.Result
-	if res, err = conn.ExecContext(ctx, `INSERT INTO main.events SELECT `+eventColumns+` FROM src.events WHERE seq <= ? ORDER BY seq`, until); err != nil {
+	res, err := conn.ExecContext(ctx, `INSERT INTO main.events SELECT `+eventColumns+` FROM src.events WHERE seq <= ? ORDER BY seq`, until)
+	if err != nil {
 		return fmt.Errorf("cannot copy events: %w", err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
@@ -130,7 +160,13 @@ func (l *Log) restoreIfMissing() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	err := Restore(ctx, *l.Replica, RestoreOptions{OutputPath: l.Path})
+	err := ensureBucket(ctx, *l.Replica, l.Logger)
+	var missing *bucketMissingError
+	if errors.As(err, &missing) {
+		return err // its first words say what is wrong
+	} else if err == nil {
+		err = Restore(ctx, *l.Replica, RestoreOptions{OutputPath: l.Path})
+	}
 	switch {
 	case errors.Is(err, ErrNoBackup):
 		l.Logger.Info("replica holds no backup yet: starting a new log", "replica", l.Replica.String())

@@ -119,10 +119,12 @@ func (r *Runner) RunUntil(ctx context.Context, until int64) (int64, error) {
 	start := r.loadSnapshots(ctx, until)
 	var n int64
 	total := until - start
-	// Reading rows costs several times what applying them does, so two
-	// readers each read every other chunk of the log while this goroutine
-	// applies the chunks in order.
+	// Reading rows costs more than applying them, so two readers each read
+	// every other chunk of the log while this goroutine applies the chunks
+	// in order. Chunk buffers go back to the readers once applied: a replay
+	// of a million events then allocates a few chunks, not sixty.
 	chunks := make([]chan []moltgate.Event, replayReaders)
+	free := make(chan []moltgate.Event, 2*replayReaders)
 	errs := make(chan error, replayReaders)
 	envelopeOnly := r.envelopeOnlyTypes()
 	rctx, cancel := context.WithCancel(ctx)
@@ -132,7 +134,12 @@ func (r *Runner) RunUntil(ctx context.Context, until int64) (int64, error) {
 		go func(i int) {
 			defer close(chunks[i])
 			for from := start + int64(i)*replayChunk; from < until; from += replayReaders * replayChunk {
-				events := make([]moltgate.Event, 0, replayChunk)
+				var events []moltgate.Event
+				select {
+				case events = <-free:
+				default:
+					events = make([]moltgate.Event, 0, replayChunk)
+				}
 				f := eventlog.Filter{AfterSeq: from, UntilSeq: min(from+replayChunk, until), EnvelopeOnly: envelopeOnly}
 				if err := r.Log.Scan(rctx, f, func(e moltgate.Event) error { events = append(events, e); return nil }); err != nil {
 					errs <- err
@@ -157,6 +164,11 @@ func (r *Runner) RunUntil(ctx context.Context, until int64) (int64, error) {
 		n += int64(len(events))
 		if r.Progress != nil {
 			r.Progress(n, total)
+		}
+		clear(events) // the read models keep what they need, not the chunk
+		select {
+		case free <- events[:0]:
+		default:
 		}
 	}
 	select {

@@ -4,7 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export AWS_CA_BUNDLE=
-go test ./eventlog -run '^$' -bench 'Append' -benchtime 100000x -count 5 2>/dev/null | grep -E '^Benchmark'
+go test ./eventlog -run '^$' -bench 'Append$' -benchtime 100000x -count 5 2>/dev/null | grep -E '^Benchmark'
+go test ./eventlog -run '^$' -bench 'AppendLatency' -benchtime 20000x -count 5 2>/dev/null | grep -E '^Benchmark'
+go test ./eventlog -run '^$' -bench 'IdleRSS' -benchtime 1x -count 3 2>/dev/null | grep -E '^Benchmark'
 go test ./projections -run '^$' -bench 'Rebuild' -benchtime 3x -count 3 2>/dev/null | grep -E '^Benchmark'
 go test ./cmd/moltgate -run '^$' -bench 'ServeReady' -benchtime 5x -count 1 2>/dev/null | grep -E '^Benchmark'
 go test ./eventlog -run '^$' -bench 'Restore' -benchtime 2x -count 1 2>/dev/null | grep -E '^Benchmark|MB/s'

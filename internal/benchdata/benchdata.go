@@ -16,9 +16,9 @@ import (
 	"github.com/moltgate/moltgate/eventlog"
 )
 
-// fixtureVersion changes whenever Generate's output changes, so that cached
-// fixtures are rebuilt.
-const fixtureVersion = 1
+// fixtureVersion changes whenever Generate's output or the log's schema
+// changes, so that cached fixtures are rebuilt (2: no recorded_at index).
+const fixtureVersion = 2
 
 // Fixture returns the path of a log with n events, generating it once per
 // machine under the temp directory (generation takes a while; reading it

@@ -28,21 +28,30 @@ type Server struct {
 	Bucket  string
 	Backend *s3mem.Backend
 
-	down    atomic.Bool
-	refuse  atomic.Bool
-	Objects atomic.Int64 // PUTs served, for progress checks
-	srv     *httptest.Server
+	down         atomic.Bool
+	refuse       atomic.Bool
+	refuseCreate atomic.Bool
+	Objects      atomic.Int64 // PUTs served, for progress checks
+	srv          *httptest.Server
 }
 
 // New starts a server with one bucket and stops it when the test ends.
 func New(tb testing.TB) *Server {
 	tb.Helper()
+	s := NewEmpty(tb)
+	if err := s.Backend.CreateBucket(s.Bucket); err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}
+
+// NewEmpty starts a server on which the bucket (s.Bucket) does not exist
+// yet, as on a new R2 account.
+func NewEmpty(tb testing.TB) *Server {
+	tb.Helper()
 	tb.Setenv("AWS_CA_BUNDLE", "") // see the architecture doc's known traps
 	backend := s3mem.New()
 	s := &Server{Bucket: "moltbot-data", Backend: backend}
-	if err := backend.CreateBucket(s.Bucket); err != nil {
-		tb.Fatal(err)
-	}
 	faker := gofakes3.New(backend, gofakes3.WithLogger(gofakes3.DiscardLog()))
 	inner := faker.Server()
 	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -60,6 +69,11 @@ func New(tb testing.TB) *Server {
 			w.Header().Set("Content-Type", "application/xml")
 			w.WriteHeader(http.StatusForbidden)
 			w.Write([]byte(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>InvalidAccessKeyId</Code><Message>The AWS Access Key Id you provided does not exist in our records.</Message></Error>`))
+		case s.refuseCreate.Load() && r.Method == http.MethodPut && strings.Trim(r.URL.Path, "/") == s.Bucket:
+			// What R2 answers a CreateBucket made with an object-only token.
+			w.Header().Set("Content-Type", "application/xml")
+			w.WriteHeader(http.StatusForbidden)
+			w.Write([]byte(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>`))
 		default:
 			if r.Method == http.MethodPut {
 				s.Objects.Add(1)
@@ -77,6 +91,16 @@ func (s *Server) SetDown(down bool) { s.down.Store(down) }
 
 // SetRefuseCredentials makes the endpoint answer 403 InvalidAccessKeyId.
 func (s *Server) SetRefuseCredentials(refuse bool) { s.refuse.Store(refuse) }
+
+// SetRefuseCreateBucket makes CreateBucket fail with 403 AccessDenied, as
+// it does for keys that may use a bucket but not make one.
+func (s *Server) SetRefuseCreateBucket(refuse bool) { s.refuseCreate.Store(refuse) }
+
+// BucketExists says whether the bucket has been created.
+func (s *Server) BucketExists() bool {
+	ok, err := s.Backend.BucketExists(s.Bucket)
+	return err == nil && ok
+}
 
 // Config returns a replica config pointing at this server under prefix.
 func (s *Server) Config(prefix string) eventlog.ReplicaConfig {
