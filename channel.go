@@ -49,6 +49,10 @@ type ChannelAddress struct {
 	AccountID string `json:"accountId,omitempty"` // the bot's own id (or Slack team id)
 	ChatID    string `json:"chatId"`              // Telegram chat id, Discord channel id, Slack channel id
 	ThreadID  string `json:"threadId,omitempty"`  // Telegram message_thread_id, Slack thread_ts
+	// Sender is the platform's id of the person who wrote (on an inbound
+	// message's origin) or who is being answered. It is not needed to
+	// deliver; it lets the log be filtered by person (EventFilter.Sender).
+	Sender string `json:"sender,omitempty"`
 }
 
 // InboundMessage is one message a person sent to the bot.

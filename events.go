@@ -207,6 +207,7 @@ type ChannelDeliveryData struct {
 	Channel    string   `json:"channel"`
 	ChatID     string   `json:"chatId"`
 	ThreadID   string   `json:"threadId,omitempty"`
+	Sender     string   `json:"sender,omitempty"` // the person answered, when known
 	SessionKey string   `json:"sessionKey,omitempty"`
 	RunID      string   `json:"runId,omitempty"`
 	MessageIDs []string `json:"messageIds,omitempty"` // the platform's ids of what was sent

@@ -151,24 +151,6 @@ type Queries interface {
 	CurrentView(now time.Time) View
 }
 
-// EventFilter selects events. Zero fields do not filter.
-type EventFilter struct {
-	AfterSeq   int64     // seq > AfterSeq
-	UntilSeq   int64     // seq <= UntilSeq
-	TypePrefix string    // type = TypePrefix, or starts with it when it ends in "."
-	Stream     string    // exact stream
-	Actor      string    // meta.actor, exact
-	Since      time.Time // recorded_at >= Since
-	Until      time.Time // recorded_at <= Until
-	Limit      int       // at most Limit events
-	Desc       bool      // newest first
-
-	// EnvelopeOnly lists types whose payload and meta the caller will not
-	// read: they come back with nil Data and an empty Meta, which spares a
-	// full replay copying and decoding what it does not use.
-	EnvelopeOnly []string
-}
-
 // EventReader reads the event log.
 type EventReader interface {
 	LastSeq() int64

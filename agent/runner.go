@@ -437,6 +437,9 @@ func (t *turn) finish(reply *moltgate.ChatMessage, status, errMsg string) {
 	// Record even when the run's own context is gone (aborted).
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	if reply != nil {
+		reply.Origin = t.ru.origin // where the answer goes, so the log shows the conversation whole
+	}
 	if err := t.r.Chat.FinishRun(ctx, t.ru.sessionKey, t.ru.id, reply, status, errMsg, t.meta); err != nil {
 		t.r.Logger.Error("cannot record the end of a run", "run", t.ru.id, "error", err)
 	}

@@ -11,9 +11,11 @@ import (
 )
 
 // eventFilter reads the CLI's filters from the query string: type, stream,
-// actor, since, until (RFC 3339), before (exclusive seq), after, limit.
+// actor, channel, sender, since, until (RFC 3339), before (exclusive seq),
+// after, limit.
 func eventFilter(c *gin.Context) (moltgate.EventFilter, error) {
-	f := moltgate.EventFilter{TypePrefix: c.Query("type"), Stream: c.Query("stream"), Actor: c.Query("actor"), Desc: true, Limit: 100}
+	f := moltgate.EventFilter{TypePrefix: c.Query("type"), Stream: c.Query("stream"), Actor: c.Query("actor"),
+		Channel: c.Query("channel"), Sender: c.Query("sender"), Desc: true, Limit: 100}
 	var err error
 	for name, dst := range map[string]*time.Time{"since": &f.Since, "until": &f.Until} {
 		if v := c.Query(name); v != "" {
@@ -52,17 +54,29 @@ func (a *Admin) listEvents(c *gin.Context) {
 		writeError(c, err)
 		return
 	}
-	for i := range events {
-		events[i] = events[i].Redact()
+	listed := make([]listedEvent, len(events))
+	for i, e := range events {
+		listed[i] = newListedEvent(e)
 	}
-	if events == nil {
-		events = []moltgate.Event{}
-	}
-	out := gin.H{"events": events}
+	out := gin.H{"events": listed}
 	if len(events) == f.Limit {
 		out["nextBefore"] = events[len(events)-1].Seq
 	}
 	c.JSON(http.StatusOK, out)
+}
+
+// listedEvent is an event as the events list shows it: redacted, with the
+// chat platform and the person it concerns beside it (moltgate.ChannelOf),
+// which the page filters and shows without reading payloads.
+type listedEvent struct {
+	moltgate.Event
+	Channel string `json:"channel,omitempty"`
+	Sender  string `json:"sender,omitempty"`
+}
+
+func newListedEvent(e moltgate.Event) listedEvent {
+	channel, sender := moltgate.ChannelOf(e)
+	return listedEvent{Event: e.Redact(), Channel: channel, Sender: sender}
 }
 
 func (a *Admin) showEvent(c *gin.Context) {
@@ -79,13 +93,20 @@ func (a *Admin) showEvent(c *gin.Context) {
 	c.JSON(http.StatusOK, e.Redact())
 }
 
-// exportEvents streams the log (optionally filtered by type and stream) as
-// JSON lines, oldest first, secrets redacted.
+// exportEvents streams the log (with the list's filters, limit aside) as
+// JSON lines, oldest first, secrets redacted: a conversation from one
+// channel and sender can be taken away and replayed.
 func (a *Admin) exportEvents(c *gin.Context) {
+	f, err := eventFilter(c)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	f.Desc, f.Limit = false, 0 // an export is whole, oldest first
 	c.Header("Content-Type", "application/x-ndjson")
 	c.Header("Content-Disposition", `attachment; filename="moltgate-events.jsonl"`)
 	enc := json.NewEncoder(c.Writer)
-	err := a.Gateway.Events.Scan(c.Request.Context(), moltgate.EventFilter{TypePrefix: c.Query("type"), Stream: c.Query("stream")}, func(e moltgate.Event) error {
+	err = a.Gateway.Events.Scan(c.Request.Context(), f, func(e moltgate.Event) error {
 		return enc.Encode(e.Redact())
 	})
 	if err != nil {

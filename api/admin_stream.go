@@ -440,10 +440,14 @@ type logEntry struct {
 	Type       string        `json:"type"`
 	Meta       moltgate.Meta `json:"meta"`
 	RecordedAt time.Time     `json:"recordedAt"`
+	Channel    string        `json:"channel,omitempty"` // see moltgate.ChannelOf
+	Sender     string        `json:"sender,omitempty"`
 }
 
 func newLogEntry(e moltgate.Event) logEntry {
-	return logEntry{Seq: e.Seq, ID: e.ID, Stream: e.Stream, Version: e.Version, Type: e.Type, Meta: e.Meta, RecordedAt: e.RecordedAt}
+	channel, sender := moltgate.ChannelOf(e)
+	return logEntry{Seq: e.Seq, ID: e.ID, Stream: e.Stream, Version: e.Version, Type: e.Type, Meta: e.Meta, RecordedAt: e.RecordedAt,
+		Channel: channel, Sender: sender}
 }
 
 // encodeFrame appends one SSE event whose data is JSON (no newlines):

@@ -109,6 +109,33 @@ func TestAdminUI(t *testing.T) {
 		}
 	}
 
+	// The events filter by channel and sender: the stranger's pairing is
+	// listed, another's is not, and their conversation arrives live.
+	within(t, ctx, 10*time.Second, "filter the events by channel and sender",
+		chromedp.SetValue(chromedp.ID("channel-filter"), "telegram"),
+		chromedp.SetValue(chromedp.ID("sender-filter"), "4242"),
+		chromedp.Evaluate[chromedp.Void](`document.getElementById("sender-filter").dispatchEvent(new Event("input"))`),
+		chromedp.Poll[chromedp.Void](`document.getElementById("events").textContent.includes("channel.pairing.approved") && !document.getElementById("events").textContent.includes("device.")`),
+	)
+	if _, _, err := h.svc.RequestChannelPairing(t.Context(), "telegram", "5555", "Bob", nil, moltgate.Meta{Source: moltgate.SourceChannel}); err != nil {
+		t.Fatal(err)
+	}
+	origin := &moltgate.ChannelAddress{Channel: "telegram", ChatID: "4242", Sender: "4242"}
+	if _, err := h.svc.SendMessage(t.Context(), moltgate.RunRequest{SessionKey: "agent:main:main", Message: "hi from Ada", Origin: origin}, moltgate.Meta{Actor: "telegram:4242"}); err != nil {
+		t.Fatal(err)
+	}
+	within(t, ctx, 10*time.Second, "see the conversation arrive",
+		chromedp.Poll[chromedp.Void](`document.getElementById("events").textContent.includes("chat.run.started")`, chromedp.WithPollingTimeout(3*time.Second)),
+	)
+	if got := text(t, ctx, "#events"); strings.Contains(got, "5555") || !strings.Contains(got, "[telegram 4242]") || strings.Contains(got, "device.") {
+		t.Fatalf("filtered events:\n%s", got)
+	}
+	within(t, ctx, 10*time.Second, "clear the filters",
+		chromedp.Evaluate[chromedp.Void](`for (const id of ["channel-filter", "sender-filter"]) document.getElementById(id).value = "";
+			document.getElementById("sender-filter").dispatchEvent(new Event("input"))`),
+		chromedp.Poll[chromedp.Void](`document.getElementById("events").textContent.includes("device.")`),
+	)
+
 	// The config editor shows syntax errors before anything is sent, and
 	// the server's issues after.
 	within(t, ctx, 10*time.Second, "type broken JSON",

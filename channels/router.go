@@ -76,6 +76,7 @@ func (r *Router) Handle(ctx context.Context, msg moltgate.InboundMessage) error 
 	}
 	key := SessionKey(r.DMScope(), msg, owner)
 	addr := msg.ChannelAddress
+	addr.Sender = msg.SenderID
 	meta := moltgate.Meta{Actor: msg.Channel + ":" + msg.SenderID, Source: moltgate.SourceChannel}
 	receipt, err := r.Chat.SendMessage(ctx, moltgate.RunRequest{
 		SessionKey: key, Message: msg.Text, Origin: &addr, Owner: owner, ReplyToID: msg.MessageID,
@@ -96,6 +97,7 @@ func (r *Router) Handle(ctx context.Context, msg moltgate.InboundMessage) error 
 // code: a pending sender writing again gets no new code and no new reply).
 func (r *Router) pair(ctx context.Context, msg moltgate.InboundMessage, log *slog.Logger) error {
 	addr := msg.ChannelAddress
+	addr.Sender = msg.SenderID
 	code, created, err := r.Access.RequestChannelPairing(ctx, msg.Channel, msg.SenderID, msg.SenderName, &addr,
 		moltgate.Meta{Actor: msg.Channel + ":" + msg.SenderID, Source: moltgate.SourceChannel})
 	switch {

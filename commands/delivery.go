@@ -18,7 +18,7 @@ func DeliveryStream(channel string) string { return "delivery:" + channel }
 // recorded each, up to the final one.
 func (s *Service) RecordDelivery(ctx context.Context, d moltgate.Delivery, messageIDs []string, sendErr error, final bool) error {
 	data := moltgate.ChannelDeliveryData{
-		DeliveryID: d.ID, Kind: d.Kind, Channel: d.To.Channel, ChatID: d.To.ChatID, ThreadID: d.To.ThreadID,
+		DeliveryID: d.ID, Kind: d.Kind, Channel: d.To.Channel, ChatID: d.To.ChatID, ThreadID: d.To.ThreadID, Sender: d.To.Sender,
 		SessionKey: d.SessionKey, RunID: d.RunID, MessageIDs: messageIDs, Attempt: d.Attempts + 1,
 	}
 	meta := moltgate.Meta{Actor: "outbox", Source: moltgate.SourceChannel, CausationID: d.ID}

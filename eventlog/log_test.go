@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -614,6 +615,82 @@ func TestLog_TypePrefixPages(t *testing.T) {
 			if !strings.HasPrefix(e.Type, strings.TrimSuffix(f.TypePrefix, "*")) {
 				t.Errorf("%+v: got type %s", f, e.Type)
 			}
+		}
+	}
+}
+
+// TestLog_FiltersAgreeWithMatch holds the log's SQL filters to
+// EventFilter.Match, which follows of the log use: both must pick the same
+// events, including the channel and sender a payload names.
+func TestLog_FiltersAgreeWithMatch(t *testing.T) {
+	l := MustOpenLog(t)
+	ctx := context.Background()
+	payloads := []struct{ typ, data, actor string }{
+		{"chat.message.added", `{"sessionKey":"agent:main:main","role":"user","content":"hi","origin":{"channel":"telegram","chatId":"42","sender":"42"}}`, "telegram:42"},
+		{"chat.run.started", `{"sessionKey":"agent:main:main","runId":"r1","origin":{"channel":"telegram","chatId":"42","sender":"42"}}`, "telegram:42"},
+		{"chat.message.added", `{"sessionKey":"agent:main:main","role":"assistant","content":"hello","origin":{"channel":"telegram","chatId":"42","sender":"42"}}`, "agent"},
+		{"channel.delivery.sent", `{"deliveryId":"d","kind":"reply","channel":"telegram","chatId":"42","sender":"42","attempt":1}`, "outbox"},
+		{"channel.pairing.requested", `{"channel":"discord","senderId":"7","code":"ABCDEFGH","origin":{"channel":"discord","chatId":"c7","sender":"7"}}`, "discord:7"},
+		{"channel.pairing.approved", `{"channel":"discord","senderId":"7","code":"ABCDEFGH"}`, "owner@example.com"},
+		{"channel.allowlist.changed", `{"channel":"slack","added":["U1"]}`, "owner@example.com"},
+		{"chat.message.added", `{"sessionKey":"agent:main:main","role":"user","content":"from the web"}`, "device:abc"},
+		{"chat.message.added", `{"sessionKey":"agent:main:main","role":"user","content":"odd","origin":null,"channel":"slack"}`, "device:abc"},
+		{"config.applied", `{"hash":"h","channel":"telegram"}`, "owner@example.com"},
+	}
+	var batch []moltgate.Event
+	for i := 0; i < 60; i++ {
+		p := payloads[i%len(payloads)]
+		e := ev(fmt.Sprintf("s%d", i%3), p.typ, 0, p.data)
+		e.Meta = moltgate.Meta{Actor: p.actor}
+		batch = append(batch, e)
+	}
+	if _, err := l.Append(ctx, batch...); err != nil {
+		t.Fatal(err)
+	}
+	all, err := l.Query(ctx, eventlog.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []eventlog.Filter{
+		{Channel: "telegram"},
+		{Channel: "telegram", Sender: "42", Desc: true, Limit: 5},
+		{Sender: "7"},
+		{Channel: "discord", TypePrefix: "channel.", Stream: "s1"},
+		{Channel: "slack"},
+		{Channel: "nowhere"},
+		{Stream: "s2", Desc: true, Limit: 4},
+		{Stream: "s0", TypePrefix: "chat.message.added", AfterSeq: 10, UntilSeq: 50},
+		{Actor: "owner@example.com", TypePrefix: "channel.*"},
+		{Channel: "telegram", Since: time.Now().Add(-time.Hour), Until: time.Now().Add(time.Hour)},
+	} {
+		got, err := l.Query(ctx, f)
+		if err != nil {
+			t.Fatalf("%+v: %v", f, err)
+		}
+		var want []int64
+		for _, e := range all {
+			if f.Match(e) {
+				want = append(want, e.Seq)
+			}
+		}
+		if f.Desc {
+			slices.Reverse(want)
+		}
+		if f.Limit > 0 {
+			want = want[:min(len(want), f.Limit)]
+		}
+		var seqs []int64
+		for _, e := range got {
+			seqs = append(seqs, e.Seq)
+		}
+		if fmt.Sprint(seqs) != fmt.Sprint(want) {
+			t.Errorf("%+v: SQL gives %v, Match %v", f, seqs, want)
+		}
+		if len(want) == 0 && f.Channel != "nowhere" {
+			t.Errorf("%+v: no events match, the case proves nothing", f)
+		}
+		if n, err := l.Count(ctx, f); err != nil || (f.Limit == 0 && n != int64(len(want))) {
+			t.Errorf("%+v: Count = %d, %v; want %d", f, n, err, len(want))
 		}
 	}
 }

@@ -43,6 +43,17 @@ func where(f Filter) (string, []any) {
 	if f.Actor != "" {
 		conds, args = append(conds, "json_extract(meta, '$.actor') = ?"), append(args, f.Actor)
 	}
+	// Channel and Sender read the payload fields moltgate.ChannelOf reads.
+	if f.Channel != "" {
+		conds = append(conds, "(CASE WHEN json_type(data, '$.origin') = 'object' THEN json_extract(data, '$.origin.channel') "+
+			"ELSE json_extract(data, '$.channel') END) = ?")
+		args = append(args, f.Channel)
+	}
+	if f.Sender != "" {
+		conds = append(conds, "(CASE WHEN json_type(data, '$.origin') = 'object' THEN json_extract(data, '$.origin.sender') "+
+			"ELSE coalesce(nullif(json_extract(data, '$.senderId'), ''), json_extract(data, '$.sender')) END) = ?")
+		args = append(args, f.Sender)
+	}
 	if !f.Since.IsZero() {
 		conds, args = append(conds, "recorded_at >= ?"), append(args, f.Since.UnixMilli())
 	}
@@ -67,7 +78,7 @@ const eventColumns = `seq, id, stream, version, type, schema, data, meta, record
 // Desc), without holding them all in memory. Payloads are upcast to their
 // current schema. fn's error stops the scan and is returned.
 func (l *Log) Scan(ctx context.Context, f Filter, fn func(moltgate.Event) error) error {
-	if f.TypePrefix == "" && f.Stream == "" && f.Actor == "" && f.Since.IsZero() && f.Until.IsZero() && !f.Desc && l.raw != nil {
+	if f.TypePrefix == "" && f.Stream == "" && f.Actor == "" && f.Channel == "" && f.Sender == "" && f.Since.IsZero() && f.Until.IsZero() && !f.Desc && l.raw != nil {
 		return l.scanRange(ctx, f, fn)
 	}
 	f, none, err := l.timesToSeqs(ctx, f)
@@ -166,7 +177,15 @@ func (l *Log) scanSQL(ctx context.Context, f Filter, fn func(moltgate.Event) err
 		}
 		args = append(append(typeArgs, typeArgs...), args...)
 	}
-	query := `SELECT ` + columns + ` FROM events` + where + ` ORDER BY seq`
+	// Within a stream, version order is seq order, and ordering by it lets
+	// SQLite read the stream's (stream, version) index alone: ordered by
+	// seq, it chose the (type, seq) index for a session's messages and
+	// read every session's (240 ms instead of 7 ms in a million events).
+	order := "seq"
+	if f.Stream != "" {
+		order = "version"
+	}
+	query := `SELECT ` + columns + ` FROM events` + where + ` ORDER BY ` + order
 	if f.Desc {
 		query += " DESC"
 	}

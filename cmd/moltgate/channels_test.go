@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -170,6 +172,7 @@ func TestChannels_EndToEnd(t *testing.T) {
 			if count(p.sent(), "pairing code is") != 1 || count(p.sent(), "let me in") != 0 {
 				t.Fatalf("sent: %q", p.sent())
 			}
+			checkConversationFilter(t, g, p.name, "2002")
 
 			// A long reply is split within the platform's limit, nothing lost.
 			long := strings.Repeat("word ", 1000) // the echo model repeats it: > 4,000 characters
@@ -289,5 +292,54 @@ func TestChannels_BadTokenAndLiveConfig(t *testing.T) {
 		if strings.Contains(string(e.Data), tg.Token) {
 			t.Fatalf("the bot token is in the log in plaintext at seq %d", e.Seq)
 		}
+	}
+}
+
+// checkConversationFilter replays the stranger's conversation as the
+// admin and the CLI filter it (channel and sender): their pairing, their
+// messages, the answers and their deliveries, and nobody else's events.
+func checkConversationFilter(t *testing.T, g *gateway, channel, sender string) {
+	t.Helper()
+	status, out := adminCall(t, g, "GET", "/api/admin/events?limit=1000&channel="+channel+"&sender="+sender, "")
+	if status != 200 {
+		t.Fatalf("events = %d %v", status, out)
+	}
+	types := map[string]int{}
+	roles := map[string]int{}
+	for _, raw := range out["events"].([]any) {
+		e := raw.(map[string]any)
+		if e["channel"] != channel || e["sender"] != sender {
+			t.Errorf("the filter let through %v", e)
+		}
+		types[e["type"].(string)]++
+		if e["type"] == moltgate.EventChatMessageAdded {
+			roles[e["data"].(map[string]any)["role"].(string)]++
+		}
+	}
+	for _, typ := range []string{moltgate.EventChannelPairingRequested, moltgate.EventChannelPairingApproved,
+		moltgate.EventChatRunStarted, moltgate.EventChannelDeliverySent} {
+		if types[typ] == 0 {
+			t.Errorf("no %s in %s sender %s's events: %v", typ, channel, sender, types)
+		}
+	}
+	if roles["user"] != 1 || roles["assistant"] != 1 {
+		t.Errorf("the conversation has %v messages, want the one message after approval and its answer", roles)
+	}
+
+	want := len(out["events"].([]any))
+	cli := runCLI(t, g.env, "events", "list", "--json", "--limit", "0", "--channel", channel, "--sender", sender)
+	if n := strings.Count(cli, "\n"); n != want {
+		t.Errorf("the CLI lists %d events, the admin %d:\n%s", n, want, cli)
+	}
+	req, _ := http.NewRequest("GET", g.server.URL()+"/api/admin/events/export?channel="+channel+"&sender="+sender, nil)
+	req.Header.Set("Authorization", "Bearer "+g.token)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	export, _ := io.ReadAll(res.Body)
+	if n := bytes.Count(export, []byte("\n")); res.StatusCode != 200 || n != want {
+		t.Errorf("the export = %d with %d events, the list %d", res.StatusCode, n, want)
 	}
 }

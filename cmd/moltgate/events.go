@@ -50,15 +50,18 @@ func openReadOnly(env Env) (*eventlog.Log, error) {
 
 // filterFlags registers the flags shared by list and tail.
 type filterFlags struct {
-	typ, stream, actor, since, until string
-	afterSeq, untilSeq               int64
-	asJSON                           bool
+	typ, stream, actor, channel, sender string
+	since, until                        string
+	afterSeq, untilSeq                  int64
+	asJSON                              bool
 }
 
 func (f *filterFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.typ, "type", "", "event type, or a prefix ending in '.' (device.)")
 	fs.StringVar(&f.stream, "stream", "", "exact stream (session:main, device:<id>, config)")
 	fs.StringVar(&f.actor, "actor", "", "who caused it (an email, device:<id>, agent, system)")
+	fs.StringVar(&f.channel, "channel", "", "chat platform a message, run or channel event came from or went to (telegram, discord, slack)")
+	fs.StringVar(&f.sender, "sender", "", "the platform's id of the person it is about (with --channel: one conversation)")
 	fs.Int64Var(&f.afterSeq, "after", 0, "only events with seq > N")
 	fs.Int64Var(&f.untilSeq, "until-seq", 0, "only events with seq <= N")
 	fs.StringVar(&f.since, "since", "", "only events at or after TIME (RFC 3339, YYYY-MM-DD, or a duration ago such as 15m)")
@@ -67,7 +70,7 @@ func (f *filterFlags) register(fs *flag.FlagSet) {
 }
 
 func (f *filterFlags) filter(now time.Time) (eventlog.Filter, error) {
-	out := eventlog.Filter{TypePrefix: f.typ, Stream: f.stream, Actor: f.actor, AfterSeq: f.afterSeq, UntilSeq: f.untilSeq}
+	out := eventlog.Filter{TypePrefix: f.typ, Stream: f.stream, Actor: f.actor, Channel: f.channel, Sender: f.sender, AfterSeq: f.afterSeq, UntilSeq: f.untilSeq}
 	var err error
 	if f.since != "" {
 		if out.Since, err = parseTime(f.since, now); err != nil {
@@ -135,29 +138,12 @@ func eventsTail(ctx context.Context, l *eventlog.Log, args []string, stdout, std
 	sub := l.Subscribe(ctx, from)
 	defer sub.Close()
 	for e := range sub.C() {
-		if matches(f, e) {
+		if f.Match(e) {
 			p.print(e)
 			p.flush()
 		}
 	}
 	return sub.Err()
-}
-
-// matches applies f to an event from a subscription.
-func matches(f eventlog.Filter, e moltgate.Event) bool {
-	switch {
-	case f.Stream != "" && e.Stream != f.Stream:
-		return false
-	case f.Actor != "" && e.Meta.Actor != f.Actor:
-		return false
-	case f.TypePrefix != "" && !(e.Type == f.TypePrefix || strings.HasSuffix(f.TypePrefix, ".") && strings.HasPrefix(e.Type, f.TypePrefix)):
-		return false
-	case f.UntilSeq > 0 && e.Seq > f.UntilSeq:
-		return false
-	case !f.Until.IsZero() && e.RecordedAt.After(f.Until):
-		return false
-	}
-	return true
 }
 
 func eventsShow(ctx context.Context, l *eventlog.Log, args []string, stdout io.Writer) error {
