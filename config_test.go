@@ -74,10 +74,36 @@ func TestFindCredentials(t *testing.T) {
 		!strings.HasPrefix(text[spans[1][0]:spans[1][1]], "sk-ant-api03-abcdefghijklmnop") {
 		t.Fatalf("spans = %v", spans)
 	}
+	for _, cred := range []string{
+		"xoxb-1234567890-abcdefghij", "xapp-1-A0123456789-abcdef", "ghp_" + strings.Repeat("a1", 18), "github_pat_" + strings.Repeat("B2", 20),
+		"glpat-abcdefghij0123456789", "AKIAABCDEFGHIJKLMNOP", "MTExMjIzMzQ0NTU2Njc3ODg5.GaBcDe.abcdefghijklmnopqrstuvwxyz0123",
+		"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3In0.abcdefghijklmnop",
+	} {
+		text := "here: " + cred + " (keep it safe)"
+		if spans := moltgate.FindCredentials(text); len(spans) != 1 || text[spans[0][0]:spans[0][1]] != cred {
+			t.Errorf("%s: spans %v", cred, spans)
+		}
+	}
 	for _, plain := range []string{"version 1.2.3 of github.com/moltgate/moltgate", strings.Repeat("a", 10000), "2026-11-25T10:00:00Z", "https://example.com/some/long/path/name.html"} {
 		if spans := moltgate.FindCredentials(plain); len(spans) != 0 {
 			t.Errorf("%.40q: spans %v", plain, spans)
 		}
+	}
+}
+
+// BenchmarkFindCredentials scans a 4 KB reply of long numbers (words the
+// scan must look at) and 4 KB of prose.
+func BenchmarkFindCredentials(b *testing.B) {
+	for name, text := range map[string]string{
+		"numbers": strings.Repeat("1795630000123456789 ", 200),
+		"prose":   strings.Repeat("Sure, I have added milk and eggs to the shopping list. ", 73),
+	} {
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(int64(len(text)))
+			for b.Loop() {
+				moltgate.FindCredentials(text)
+			}
+		})
 	}
 }
 

@@ -61,18 +61,33 @@ func RedactText(s string) string {
 func SealedSpans(s string) [][]int { return sealedPattern.FindAllStringIndex(s, -1) }
 
 // credentialPatterns recognise credentials people paste into a chat ("my
-// Discord token is …"): provider keys, bot tokens, access tokens.
-var credentialPatterns = []*regexp.Regexp{
-	regexp.MustCompile(`\bsk-[A-Za-z0-9_-]{16,}`),                                         // OpenAI, Anthropic (sk-ant-…), OpenRouter (sk-or-…), DeepSeek
-	regexp.MustCompile(`\bxox[abposr]-[A-Za-z0-9-]{10,}`),                                 // Slack bot and user tokens
-	regexp.MustCompile(`\bxapp-[A-Za-z0-9-]{10,}`),                                        // Slack app-level tokens
-	regexp.MustCompile(`\b(ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{30,}`),                        // GitHub tokens
-	regexp.MustCompile(`\bgithub_pat_[A-Za-z0-9_]{30,}`),                                  // GitHub fine-grained tokens
-	regexp.MustCompile(`\bglpat-[A-Za-z0-9_-]{20,}`),                                      // GitLab
-	regexp.MustCompile(`\bAKIA[0-9A-Z]{16}\b`),                                            // AWS access key ids
-	regexp.MustCompile(`\b[0-9]{6,12}:[A-Za-z0-9_-]{30,}`),                                // Telegram bot tokens
-	regexp.MustCompile(`\b[A-Za-z0-9_-]{23,28}\.[A-Za-z0-9_-]{6,7}\.[A-Za-z0-9_-]{27,}`),  // Discord bot tokens
-	regexp.MustCompile(`\beyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}`), // JWTs
+// Discord token is …"): provider keys, bot tokens, access tokens. Each
+// names the text a match must contain, so that most words are passed over
+// with a substring search instead of ten regexp runs (a 4 KB reply of
+// long numbers cost 0.5 ms of CPU before).
+var credentialPatterns = []struct {
+	needs []string // a match contains one of these
+	re    *regexp.Regexp
+}{
+	{[]string{"sk-"}, regexp.MustCompile(`\bsk-[A-Za-z0-9_-]{16,}`)},                                                   // OpenAI, Anthropic (sk-ant-…), OpenRouter (sk-or-…), DeepSeek
+	{[]string{"xox"}, regexp.MustCompile(`\bxox[abposr]-[A-Za-z0-9-]{10,}`)},                                           // Slack bot and user tokens
+	{[]string{"xapp-"}, regexp.MustCompile(`\bxapp-[A-Za-z0-9-]{10,}`)},                                                // Slack app-level tokens
+	{[]string{"ghp_", "gho_", "ghu_", "ghs_", "ghr_"}, regexp.MustCompile(`\b(ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{30,}`)}, // GitHub tokens
+	{[]string{"github_pat_"}, regexp.MustCompile(`\bgithub_pat_[A-Za-z0-9_]{30,}`)},                                    // GitHub fine-grained tokens
+	{[]string{"glpat-"}, regexp.MustCompile(`\bglpat-[A-Za-z0-9_-]{20,}`)},                                             // GitLab
+	{[]string{"AKIA"}, regexp.MustCompile(`\bAKIA[0-9A-Z]{16}\b`)},                                                     // AWS access key ids
+	{[]string{":"}, regexp.MustCompile(`\b[0-9]{6,12}:[A-Za-z0-9_-]{30,}`)},                                            // Telegram bot tokens
+	{[]string{"."}, regexp.MustCompile(`\b[A-Za-z0-9_-]{23,28}\.[A-Za-z0-9_-]{6,7}\.[A-Za-z0-9_-]{27,}`)},              // Discord bot tokens
+	{[]string{"eyJ"}, regexp.MustCompile(`\beyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}`)},           // JWTs
+}
+
+func containsAny(s string, subs []string) bool {
+	for _, sub := range subs {
+		if strings.Contains(s, sub) {
+			return true
+		}
+	}
+	return false
 }
 
 // FindCredentials returns the byte ranges of credential-looking words in
@@ -91,8 +106,12 @@ func FindCredentials(text string) [][]int {
 			end++
 		}
 		if n := end - start; n >= 16 && n <= maxCredentialLen {
+			run := text[start:end]
 			for _, p := range credentialPatterns {
-				for _, sp := range p.FindAllStringIndex(text[start:end], -1) {
+				if !containsAny(run, p.needs) {
+					continue
+				}
+				for _, sp := range p.re.FindAllStringIndex(run, -1) {
 					spans = append(spans, []int{start + sp[0], start + sp[1]})
 				}
 			}
