@@ -251,13 +251,39 @@ func (c *conn) enqueue(data []byte) {
 	}
 }
 
+// writeTimeout bounds one frame's write: a client that stops reading
+// (its TCP window full) is disconnected.
+const writeTimeout = 10 * time.Second
+
+// writeLoop sends the queued frames. A write gets no context of its own:
+// a context with a deadline per frame cost a timer and three allocations,
+// a third of the gateway's garbage with a thousand sessions streaming (and
+// each collection shows in the deltas' latency). One timer per connection,
+// reset for each write, closes a write that is stuck, and the connection's
+// end closes one in progress.
 func (c *conn) writeLoop() {
+	var writing atomic.Bool
+	stuck := time.AfterFunc(time.Hour, func() { c.ws.CloseNow() })
+	stuck.Stop()
+	defer stuck.Stop()
+	stopWatch := context.AfterFunc(c.ctx, func() {
+		if writing.Load() {
+			c.ws.CloseNow()
+		}
+	})
+	defer stopWatch()
 	for {
 		select {
 		case data := <-c.send:
-			ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
-			err := c.ws.Write(ctx, websocket.MessageText, data)
-			cancel()
+			writing.Store(true) // before the check: an end after it closes the write
+			if c.ctx.Err() != nil {
+				writing.Store(false)
+				continue // ended: the next round closes it
+			}
+			stuck.Reset(writeTimeout)
+			err := c.ws.Write(context.Background(), websocket.MessageText, data)
+			stuck.Stop()
+			writing.Store(false)
 			c.buffered.Add(-int64(len(data)))
 			if err != nil {
 				c.cancel()
