@@ -17,8 +17,9 @@ import (
 )
 
 // fixtureVersion changes whenever Generate's output or the log's schema
-// changes, so that cached fixtures are rebuilt (2: no recorded_at index).
-const fixtureVersion = 2
+// changes, so that cached fixtures are rebuilt (2: no recorded_at index;
+// 3: each run starts and finishes in one session).
+const fixtureVersion = 3
 
 // Fixture returns the path of a log with n events, generating it once per
 // machine under the temp directory (generation takes a while; reading it
@@ -89,8 +90,21 @@ func Generate(path string, n int) error {
 
 func eventAt(i int, meta moltgate.Meta) moltgate.Event {
 	session := fmt.Sprintf("s%04d", i%1000)
-	run := fmt.Sprintf("run-%d", i/100)
-	switch k := i % 100; {
+	// Runs 90-93 of each hundred start and 94-97 finish, in pairs in the
+	// same session, as a gateway records them: a log with runs left open
+	// would make every start close them as interrupted.
+	k := i % 100
+	if k >= 90 && k < 98 {
+		nth := (k - 90) % 4
+		session = fmt.Sprintf("s%04d", (i/100*4+nth)%1000)
+		run := fmt.Sprintf("run-%d-%d", i/100, nth)
+		if k < 94 {
+			return moltgate.MustEvent(moltgate.SessionStream(session), moltgate.EventChatRunStarted, moltgate.ChatRunStartedData{SessionKey: session, RunID: run, Model: "anthropic/claude-sonnet-4"}, meta)
+		}
+		return moltgate.MustEvent(moltgate.SessionStream(session), moltgate.EventChatRunFinished, moltgate.ChatRunFinishedData{SessionKey: session, RunID: run, Status: moltgate.RunCompleted}, meta)
+	}
+	run := fmt.Sprintf("run-%d-0", i/100)
+	switch {
 	case k < 90:
 		role := "user"
 		if k%2 == 1 {
@@ -100,10 +114,6 @@ func eventAt(i int, meta moltgate.Meta) moltgate.Event {
 			SessionKey: session, MessageID: fmt.Sprintf("m%d", i), Role: role, RunID: run,
 			Content: "Sure — I have added milk and eggs to the shopping list, and I will remind you about the plants at eight tomorrow morning.",
 		}, meta)
-	case k < 94:
-		return moltgate.MustEvent(moltgate.SessionStream(session), moltgate.EventChatRunStarted, moltgate.ChatRunStartedData{SessionKey: session, RunID: run, Model: "anthropic/claude-sonnet-4"}, meta)
-	case k < 98:
-		return moltgate.MustEvent(moltgate.SessionStream(session), moltgate.EventChatRunFinished, moltgate.ChatRunFinishedData{SessionKey: session, RunID: run, Status: moltgate.RunCompleted}, meta)
 	case k == 98:
 		dev := fmt.Sprintf("dev%d", i/200)
 		if (i/100)%2 == 0 {
