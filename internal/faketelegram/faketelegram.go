@@ -350,6 +350,16 @@ func (s *Server) ClearFailures() {
 	s.failures = map[string][]Failure{}
 }
 
+// Forget drops what the fake recorded so far (requests, sent messages,
+// chat actions, stored messages), so that a long benchmark measures the
+// gateway's memory rather than the fake's.
+func (s *Server) Forget() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.requests, s.sent, s.actions = nil, nil, nil
+	s.messages = map[int64]map[int]json.RawMessage{}
+}
+
 // SetConflict makes getUpdates answer 409 "terminated by other getUpdates
 // request", as when a second instance polls with the same token, until it
 // is switched off.
