@@ -66,7 +66,9 @@ func BenchmarkTimeToFirstToken(b *testing.B) {
 	b.ReportMetric(float64(d50.Microseconds())/1000, "direct-p50-ms")
 	b.ReportMetric(float64(g50.Microseconds())/1000, "gateway-p50-ms")
 	b.ReportMetric(float64((g50-d50).Microseconds())/1000, "added-p50-ms")
-	b.ReportMetric(float64((g99-d99).Microseconds())/1000, "added-p99-ms")
+	// p99s side by side: their difference is no one request's cost.
+	b.ReportMetric(float64(d99.Microseconds())/1000, "direct-p99-ms")
+	b.ReportMetric(float64(g99.Microseconds())/1000, "gateway-p99-ms")
 }
 
 // timedProvider streams n deltas at a model's pace (gap between tokens),

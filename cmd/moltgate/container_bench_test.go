@@ -48,7 +48,7 @@ func dockerfileBinary(b *testing.B) string {
 // startContainer runs the image's binary as the container runs it (on
 // 0.0.0.0, with a token and the R2 variables, on an empty disk): see
 // startBinary.
-func startContainer(b *testing.B, vars map[string]string, idle time.Duration) (time.Duration, float64) {
+func startContainer(b *testing.B, vars map[string]string, idle time.Duration) (time.Duration, procMemory) {
 	env := map[string]string{"MOLTGATE_DATA_DIR": filepath.Join(b.TempDir(), "data"), "MOLTBOT_GATEWAY_TOKEN": "bench-token-0123456789abcdef",
 		"MOLTGATE_SECRET_KEY": strings.Repeat("ab", 32), "AWS_CA_BUNDLE": ""}
 	for k, v := range vars {
@@ -75,7 +75,7 @@ func BenchmarkContainerStart(b *testing.B) {
 		var rss []float64
 		for i := 0; i < b.N; i++ {
 			d, r := startContainer(b, s3.Env(prefix), 0)
-			times, rss = append(times, d), append(rss, r)
+			times, rss = append(times, d), append(rss, r.RSS)
 		}
 		report(b, times, rss)
 	}
@@ -98,7 +98,8 @@ func BenchmarkContainerStart(b *testing.B) {
 
 // BenchmarkIdleRSS is the container's resident memory a few seconds after
 // start, idle, with replication on (gofakes3) and, as the baseline in the
-// same run, without a replica.
+// same run, without a replica: all of it, and its anonymous and
+// file-backed parts (see procMemory).
 func BenchmarkIdleRSS(b *testing.B) {
 	s3 := fakes3.New(b)
 	for _, tc := range []struct {
@@ -106,13 +107,15 @@ func BenchmarkIdleRSS(b *testing.B) {
 		vars map[string]string
 	}{{"no-replica", nil}, {"replica", s3.Env("idle")}} {
 		b.Run(tc.name, func(b *testing.B) {
-			var rss []float64
+			var rss, anon, file []float64
 			for i := 0; i < b.N; i++ {
-				_, r := startContainer(b, tc.vars, 3*time.Second)
-				rss = append(rss, r)
+				_, m := startContainer(b, tc.vars, 3*time.Second)
+				rss, anon, file = append(rss, m.RSS), append(anon, m.Anon), append(file, m.File)
 			}
-			slices.Sort(rss)
-			b.ReportMetric(rss[len(rss)/2], "rss-MB")
+			for unit, v := range map[string][]float64{"rss-MB": rss, "anon-MB": anon, "file-MB": file} {
+				slices.Sort(v)
+				b.ReportMetric(v[len(v)/2], unit)
+			}
 			b.ReportMetric(0, "ns/op")
 		})
 	}
