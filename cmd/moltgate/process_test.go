@@ -227,6 +227,27 @@ func TestServe_SIGTERMFlushesABurst(t *testing.T) {
 	if open := openRuns(t, l); open != 0 {
 		t.Fatalf("%d runs left open by a planned stop", open)
 	}
+	// Each run ended once, answered or aborted by the stop: a planned stop
+	// fails none and leaves none to be found interrupted at the next start.
+	finished, _ := l.Query(context.Background(), eventlog.Filter{TypePrefix: moltgate.EventChatRunFinished})
+	ends := map[string]int{}
+	statuses := map[string]int{}
+	for _, e := range finished {
+		var d moltgate.ChatRunFinishedData
+		if err := e.Decode(&d); err != nil {
+			t.Fatal(err)
+		}
+		ends[d.RunID]++
+		statuses[d.Status]++
+	}
+	for run, n := range ends {
+		if n != 1 {
+			t.Errorf("run %s ended %d times", run, n)
+		}
+	}
+	if len(ends) != burst || statuses[moltgate.RunCompleted]+statuses[moltgate.RunAborted] != burst {
+		t.Errorf("%d runs ended, by status %v; want %d, each completed or aborted", len(ends), statuses, burst)
+	}
 }
 
 // wsClient is a local, token-only gateway client (loopback needs no
