@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export AWS_CA_BUNDLE=
-bench() { go test "$@" 2>/dev/null | grep -E '^Benchmark' || true; }
+bench() { go test "$@" 2>/dev/null | grep -E '^Benchmark|ns/op' || true; }
 
 # Event log, read models, restore
 bench ./eventlog -run '^$' -bench 'Append$' -benchtime 100000x -count 5
