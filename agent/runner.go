@@ -641,16 +641,7 @@ func (c *coalescer) do(fn func()) {
 }
 
 // stop sends what is pending and stops sending.
-func (c *coalescer) stop() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.timer != nil {
-		c.timer.Stop()
-		c.timer = nil
-	}
-	c.flushLocked()
-	c.stopped = true
-}
+func (c *coalescer) stop() { c.do(func() { c.stopped = true }) }
 
 // streamed returns the text streamed so far.
 func (c *coalescer) streamed() string {

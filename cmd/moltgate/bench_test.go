@@ -18,31 +18,41 @@ import (
 	"github.com/moltgate/moltgate/internal/benchdata"
 )
 
+// The real binary, built once per test process: start-up time and RSS
+// are those of what users run, not of the test executable. The image's
+// is built exactly as the Dockerfile builds it (static, stripped,
+// trimmed, nomsgpack).
 var (
-	binaryOnce sync.Once
-	binaryPath string
-	binaryErr  error
+	plainBinary = sync.OnceValues(func() (string, error) { return buildBinary(nil) })
+	imageBinary = sync.OnceValues(func() (string, error) {
+		return buildBinary([]string{"CGO_ENABLED=0"}, "-trimpath", "-tags", "nomsgpack", "-ldflags", "-s -w")
+	})
 )
 
-// moltgateBinary builds the real binary once, so that start-up time and RSS
-// are those of what users run, not of the test executable.
-func moltgateBinary(b *testing.B) string {
-	binaryOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "moltgate-bin-")
-		if err != nil {
-			binaryErr = err
-			return
-		}
-		binaryPath = filepath.Join(dir, "moltgate")
-		out, err := exec.Command("go", "build", "-o", binaryPath, ".").CombinedOutput()
-		if err != nil {
-			binaryErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if binaryErr != nil {
-		b.Fatal(binaryErr)
+func buildBinary(env []string, flags ...string) (string, error) {
+	dir, err := os.MkdirTemp("", "moltgate-bin-")
+	if err != nil {
+		return "", err
 	}
-	return binaryPath
+	path := filepath.Join(dir, "moltgate")
+	cmd := exec.Command("go", append(append([]string{"build"}, flags...), "-o", path, ".")...)
+	cmd.Env = append(os.Environ(), env...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	return path, nil
+}
+
+func moltgateBinary(b *testing.B) string { return mustBinary(b, plainBinary) }
+
+func dockerfileBinary(b *testing.B) string { return mustBinary(b, imageBinary) }
+
+func mustBinary(b *testing.B, build func() (string, error)) string {
+	path, err := build()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return path
 }
 
 // startServe starts moltgate serve on dataDir and returns the time from

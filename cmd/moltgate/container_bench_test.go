@@ -2,12 +2,9 @@ package main
 
 import (
 	"context"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,35 +12,6 @@ import (
 	"github.com/moltgate/moltgate/internal/benchdata"
 	"github.com/moltgate/moltgate/internal/fakes3"
 )
-
-var (
-	imageBinaryOnce sync.Once
-	imageBinary     string
-	imageBinaryErr  error
-)
-
-// dockerfileBinary builds the binary exactly as the Dockerfile does
-// (static, stripped, trimmed, nomsgpack): the one the container runs.
-func dockerfileBinary(b *testing.B) string {
-	imageBinaryOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "moltgate-image-bin-")
-		if err != nil {
-			imageBinaryErr = err
-			return
-		}
-		imageBinary = filepath.Join(dir, "moltgate")
-		cmd := exec.Command("go", "build", "-trimpath", "-tags", "nomsgpack", "-ldflags", "-s -w", "-o", imageBinary, ".")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			imageBinaryErr = err
-			b.Log(string(out))
-		}
-	})
-	if imageBinaryErr != nil {
-		b.Fatal(imageBinaryErr)
-	}
-	return imageBinary
-}
 
 // startContainer runs the image's binary as the container runs it (on
 // 0.0.0.0, with a token and the R2 variables, on an empty disk): see
