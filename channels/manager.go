@@ -113,41 +113,48 @@ func (m *Manager) Reconcile() {
 	}
 }
 
-// start builds and runs a channel's adapter. Callers hold m.op.
+// start builds and runs a channel's adapter. Callers hold m.op. The
+// instance is complete before it is published in m.running: Statuses,
+// Channel and the watchdog read it without m.op.
 func (m *Manager) start(s Settings, fp string, restarts int) {
 	inst := &instance{settings: s, fingerprint: fp, restarts: restarts, done: make(chan struct{})}
-	m.mu.Lock()
-	if m.closed {
-		m.mu.Unlock()
-		return
-	}
-	m.running[s.Channel] = inst
-	m.mu.Unlock()
 	if s.Problem != "" {
 		inst.problem = s.Problem
-		close(inst.done)
 		m.Logger.Error("channel cannot start", "channel", s.Channel, "problem", s.Problem)
-		return
-	}
-	ch, err := m.Factory(s)
-	if err != nil {
+	} else if ch, err := m.Factory(s); err != nil {
 		inst.problem = moltgate.ErrorMessage(err)
 		if moltgate.ErrorCode(err) == moltgate.EINTERNAL {
 			inst.problem = err.Error()
 		}
-		close(inst.done)
 		m.Logger.Error("channel cannot start", "channel", s.Channel, "error", inst.problem)
+	} else {
+		inst.ch = ch
+	}
+	var ctx context.Context
+	if inst.ch == nil {
+		close(inst.done)
+	} else {
+		ctx, inst.cancel = context.WithCancel(context.Background())
+	}
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		if inst.cancel != nil {
+			inst.cancel()
+		}
 		return
 	}
-	inst.ch = ch
-	ctx, cancel := context.WithCancel(context.Background())
-	inst.cancel = cancel
+	m.running[s.Channel] = inst
+	m.mu.Unlock()
+	if inst.ch == nil {
+		return
+	}
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
 		defer close(inst.done)
 		m.Logger.Info("channel starting", "channel", s.Channel, "dmPolicy", s.DMPolicy)
-		if err := ch.Run(ctx, m.Handle); err != nil && !errors.Is(err, context.Canceled) {
+		if err := inst.ch.Run(ctx, m.Handle); err != nil && !errors.Is(err, context.Canceled) {
 			// A refused token: retrying cannot help until the config changes.
 			m.Logger.Error("channel stopped", "channel", s.Channel, "error", err)
 		}
