@@ -107,6 +107,19 @@ func BenchmarkFindCredentials(b *testing.B) {
 	}
 }
 
+func TestRedactCredentials(t *testing.T) {
+	for in, want := range map[string]string{
+		"opened https://bob:s3cretpass@example.com/x": "opened https://bob:" + moltgate.RedactedMarker + "@example.com/x",
+		"the key is sk-ant-api03-abcdefghijklmnop.":   "the key is " + moltgate.RedactedMarker + ".",
+		"mail bob@example.com at https://example.com": "mail bob@example.com at https://example.com",
+		"": "",
+	} {
+		if got := moltgate.RedactCredentials(in); got != want {
+			t.Errorf("RedactCredentials(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
 func TestScopesAllow(t *testing.T) {
 	for _, tc := range []struct {
 		held []string

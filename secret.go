@@ -312,17 +312,32 @@ func RedactSensitive(doc json.RawMessage) json.RawMessage {
 		if IsSensitive(path, s) && len(EnvRefs(s)) == 0 {
 			return RedactedMarker
 		}
-		spans := FindCredentials(s)
-		for i := len(spans) - 1; i >= 0; i-- {
-			s = s[:spans[i][0]] + RedactedMarker + s[spans[i][1]:]
-		}
-		return RedactText(s)
+		return RedactCredentials(s)
 	})
 	out, err := json.Marshal(v)
 	if err != nil {
 		return doc
 	}
 	return out
+}
+
+// urlPassword matches the password of a URL written in a text
+// ("https://bob:pass@host/"): the scheme and user stay, the password goes.
+var urlPassword = regexp.MustCompile(`(?i)\b([a-z][a-z0-9+.-]*://[^\s/@:]*:)[^\s/@]+@`)
+
+// RedactCredentials hides what looks like a credential in a text meant
+// for people (a tool's summary or error, a value in a document): words
+// FindCredentials recognises, URL passwords and sealed values all show
+// as RedactedMarker.
+func RedactCredentials(s string) string {
+	spans := FindCredentials(s)
+	for i := len(spans) - 1; i >= 0; i-- {
+		s = s[:spans[i][0]] + RedactedMarker + s[spans[i][1]:]
+	}
+	if strings.Contains(s, "@") {
+		s = urlPassword.ReplaceAllString(s, "${1}"+RedactedMarker+"@")
+	}
+	return RedactText(s)
 }
 
 // Redact returns e with every sealed value in its payload shown as

@@ -19,8 +19,6 @@ type BrowserTool struct {
 	// Config is the current configuration; browser.enabled false turns
 	// the tool off.
 	Config func() moltgate.Config
-	// MaxChars caps the text action's answer (0 = DefaultFetchMaxChars).
-	MaxChars int
 }
 
 // NewBrowserTool returns the browser tool over b (nil: never offered).
@@ -116,19 +114,12 @@ func (b *BrowserTool) Run(ctx context.Context, call Call) (ToolResult, error) {
 		return ToolResult{Text: fmt.Sprintf("Screenshot of %s (%d×%d).", t.where(), img.Width, img.Height),
 			Summary: "took a screenshot of " + t.where(), Image: img}, nil
 	case "text":
+		// The browser cuts a long page's text and says so.
 		text, err := t.tab.Text(ctx)
 		if err != nil {
 			return ToolResult{}, fmt.Errorf("cannot read the page: %w", err)
 		}
-		limit := b.MaxChars
-		if limit <= 0 {
-			limit = DefaultFetchMaxChars
-		}
-		n := len([]rune(text))
-		if cut, ok := truncate(text, limit); ok {
-			text = cut + fmt.Sprintf("\n\n[truncated: the page has %d characters; the first %d are shown]", n, limit)
-		}
-		return ToolResult{Text: text, Summary: fmt.Sprintf("read %d characters from %s", n, t.where())}, nil
+		return ToolResult{Text: text, Summary: fmt.Sprintf("read %d characters from %s", len([]rune(text)), t.where())}, nil
 	case "click":
 		if err := t.tab.Click(ctx, in.Selector); err != nil {
 			return ToolResult{}, fmt.Errorf("cannot click %s: %w", in.Selector, err)
@@ -141,6 +132,23 @@ func (b *BrowserTool) Run(ctx context.Context, call Call) (ToolResult, error) {
 		// The summary does not repeat the text: it may be a password.
 		return ToolResult{Text: "Typed into " + in.Selector + ".", Summary: fmt.Sprintf("typed %d characters into %s", len([]rune(in.Text)), in.Selector)}, nil
 	}
+}
+
+// RecordedInput implements InputRedactor: the text typed into a page may
+// be a password, so it is recorded as its length only.
+func (*BrowserTool) RecordedInput(in json.RawMessage) json.RawMessage {
+	var m map[string]any
+	if json.Unmarshal(in, &m) != nil || m["action"] != "type" {
+		return in
+	}
+	if text, ok := m["text"].(string); ok {
+		m["text"] = fmt.Sprintf("(%d characters)", len([]rune(text)))
+	}
+	out, err := json.Marshal(m)
+	if err != nil {
+		return in
+	}
+	return out
 }
 
 // tab returns the run's tab, opening it on first use.

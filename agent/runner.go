@@ -459,6 +459,9 @@ func (t *turn) runTool(use ToolUse) ToolOutput {
 		use.ID = fmt.Sprintf("call_%d", t.calls) // recording needs an id; providers always give one
 	}
 	rec := moltgate.ToolCall{ID: use.ID, Name: use.Name, Input: recordedInput(use.Input)}
+	if r, ok := t.offered[use.Name].(InputRedactor); ok {
+		rec.Input = r.RecordedInput(rec.Input)
+	}
 	t.emit(PhaseStart, rec)
 	res, err := t.call(use)
 	out := ToolOutput{CallID: use.ID, Text: res.Text, Image: res.Image}
@@ -467,7 +470,7 @@ func (t *turn) runTool(use ToolUse) ToolOutput {
 		if summary == "" {
 			summary = res.Text
 		}
-		rec.Status, rec.Summary, rec.Image = moltgate.ToolOK, redactString(shorten(summary, maxSummary)), res.Image
+		rec.Status, rec.Summary, rec.Image = moltgate.ToolOK, moltgate.RedactCredentials(shorten(summary, maxSummary)), res.Image
 	} else {
 		rec.Status = moltgate.ToolError
 		if isRefused(err) {
@@ -479,7 +482,7 @@ func (t *turn) runTool(use ToolUse) ToolOutput {
 		case t.ctx.Err() != nil:
 			err = errors.New("the run did not finish in time")
 		}
-		rec.Error = redactString(shorten(err.Error(), maxSummary))
+		rec.Error = moltgate.RedactCredentials(shorten(err.Error(), maxSummary))
 		out = ToolOutput{CallID: use.ID, Text: err.Error(), IsError: true}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -146,21 +146,11 @@ func shorten(s string, n int) string {
 	return s
 }
 
-// redactString hides credential-looking words in a text meant for people
-// (a summary, an error), as RedactSensitive does in a tool's input.
-func redactString(s string) string {
-	if s == "" {
-		return s
-	}
-	b, err := json.Marshal(map[string]string{"text": s})
-	if err != nil {
-		return s
-	}
-	var out map[string]string
-	if json.Unmarshal(moltgate.RedactSensitive(b), &out) != nil {
-		return s
-	}
-	return out["text"]
+// InputRedactor is a tool whose input can hold a secret no pattern
+// recognises (the text the browser types may be a password): it says what
+// of the input may be recorded and shown.
+type InputRedactor interface {
+	RecordedInput(in json.RawMessage) json.RawMessage
 }
 
 // isRefused reports whether err refuses a call.

@@ -389,6 +389,34 @@ func TestRunner_WebFetchRefusedIsRecorded(t *testing.T) {
 	}
 }
 
+// What the browser typed (a password, say) and a password in a URL reach
+// neither the recorded call nor what clients are shown.
+func TestRunner_BrowserSecretsAreNotRecorded(t *testing.T) {
+	s := fakellm.NewAnthropic(t)
+	s.Script(fakellm.Step{ToolCalls: []fakellm.ToolCall{
+		{ID: "toolu_1", Name: "browser", Input: `{"action":"navigate","url":"https://bob:s3cretpass@example.com/login"}`},
+		{ID: "toolu_2", Name: "browser", Input: `{"action":"type","selector":"#pw","text":"hunter2"}`}}},
+		fakellm.Step{Tokens: fakellm.Tokens("Logged in.")})
+	r := newRunner(Choice{Name: "fake/m", Model: "m", Provider: NewAnthropic("sk-ant-test", s.URL, nil, nil)})
+	r.Tools = []Tool{NewBrowserTool(&fakeBrowser{}, nil)}
+	rec := newRecorder()
+	runOn(t, r, rec, moltgate.QueuedRun{})
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if len(rec.tools) != 2 || rec.tools[1].Status != moltgate.ToolOK {
+		t.Fatalf("recorded %+v", rec.tools)
+	}
+	recorded := mustJSON(rec.tools) + mustJSON(rec.toolEvents)
+	for _, secret := range []string{"hunter2", "s3cretpass"} {
+		if strings.Contains(recorded, secret) {
+			t.Errorf("%q is in what was recorded or shown: %s", secret, recorded)
+		}
+	}
+	if !strings.Contains(string(rec.tools[1].Input), `"(7 characters)"`) || !strings.Contains(rec.tools[0].Summary, "example.com/login") {
+		t.Errorf("recorded too little to follow: %s", mustJSON(rec.tools))
+	}
+}
+
 // Arguments that are not a JSON object are an error the model is told
 // about, not a call with empty input.
 func TestRunner_ToolInputMustBeAnObject(t *testing.T) {
