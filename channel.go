@@ -43,6 +43,10 @@ type Channel interface {
 // the message was not recorded; adapters log it and go on.
 type InboundHandler func(ctx context.Context, msg InboundMessage) error
 
+// ChannelNames are the chat platforms moltgate has adapters for, in the
+// order they are shown.
+var ChannelNames = []string{"telegram", "discord", "slack"}
+
 // ChannelAddress says where a message came from or goes to.
 type ChannelAddress struct {
 	Channel   string `json:"channel"`             // telegram, discord, slack

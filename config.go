@@ -321,7 +321,7 @@ func (c Config) Validate() []ConfigIssue {
 		case "":
 			// Behind Cloudflare AI Gateway the URL names the API (the agent
 			// picks it); elsewhere it must be said.
-			if u, err := url.Parse(p.BaseURL); err != nil || u.Hostname() != "gateway.ai.cloudflare.com" {
+			if !IsAIGatewayURL(p.BaseURL) {
 				add(path+".api", `is required: %q or %q`, APIAnthropicMessages, APIOpenAICompletions)
 			}
 		default:
@@ -384,8 +384,19 @@ func (c Config) Validate() []ConfigIssue {
 			add(fmt.Sprintf("gateway.trustedProxies[%d]", i), "%v", err)
 		}
 	}
-	sort.SliceStable(issues, func(i, j int) bool { return issues[i].Path < issues[j].Path })
+	SortIssues(issues)
 	return issues
+}
+
+// AIGatewayHost is Cloudflare AI Gateway's host: behind it the URL names
+// the upstream, and with it the wire API (the agent's rule).
+const AIGatewayHost = "gateway.ai.cloudflare.com"
+
+// IsAIGatewayURL reports whether a provider's base URL is on Cloudflare
+// AI Gateway.
+func IsAIGatewayURL(baseURL string) bool {
+	u, err := url.Parse(baseURL)
+	return err == nil && strings.EqualFold(u.Hostname(), AIGatewayHost)
 }
 
 // ValidDMPolicy checks a DM policy ("" is the default, pairing).

@@ -36,6 +36,33 @@ func Errorf(code, format string, args ...any) *Error {
 	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
+// HTTPStatus is the HTTP status an error code answers with: the one table
+// every handler (the api package, the browser's CDP endpoints) uses.
+func HTTPStatus(code string) int {
+	switch code {
+	case EINVALID:
+		return 400
+	case EUNAUTHORIZED:
+		return 401
+	case EFORBIDDEN, ENOTPAIRED:
+		return 403
+	case ENOTFOUND:
+		return 404
+	case ECONFLICT:
+		return 409
+	case ETOOLARGE:
+		return 413
+	case ETOOMANY:
+		return 429
+	case EUNAVAILABLE:
+		return 503
+	case ETIMEOUT:
+		return 504
+	default:
+		return 500
+	}
+}
+
 // ErrorCode returns the code of err, EINTERNAL for errors that are not an
 // *Error, and "" for nil.
 func ErrorCode(err error) string {

@@ -49,15 +49,22 @@ func (f EventFilter) Match(e Event) bool {
 }
 
 // MatchType applies EventFilter.TypePrefix: the type itself, or a family
-// of types when the prefix ends in "." or "*" ("device.", "chat.*").
+// of types (see TypeFamily).
 func MatchType(prefix, typ string) bool {
-	if family, ok := strings.CutSuffix(prefix, "*"); ok {
-		return strings.HasPrefix(typ, family)
-	}
-	if strings.HasSuffix(prefix, ".") {
-		return strings.HasPrefix(typ, prefix)
+	if start, ok := TypeFamily(prefix); ok {
+		return strings.HasPrefix(typ, start)
 	}
 	return typ == prefix
+}
+
+// TypeFamily says whether an EventFilter.TypePrefix names a family of
+// types rather than one ("device.", "chat.*"), and what their types start
+// with ("device.", "chat.").
+func TypeFamily(prefix string) (start string, ok bool) {
+	if start, ok := strings.CutSuffix(prefix, "*"); ok {
+		return start, true
+	}
+	return prefix, strings.HasSuffix(prefix, ".")
 }
 
 // ChannelOf says which chat platform an event came from or went to, and

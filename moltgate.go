@@ -6,9 +6,11 @@
 package moltgate
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"time"
 )
 
@@ -65,6 +67,21 @@ const (
 func (e Event) Decode(v any) error {
 	if err := json.Unmarshal(e.Data, v); err != nil {
 		return Errorf(EINVALID, "cannot decode %s payload at seq %d: %v", e.Type, e.Seq, err)
+	}
+	return nil
+}
+
+// DecodeJSON decodes one JSON document into v, keeping numbers as written
+// (json.Number: a Discord id of 18 digits survives, as a float64 would
+// not) and refusing anything after the document.
+func DecodeJSON(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return errors.New("unexpected data after the JSON document")
 	}
 	return nil
 }

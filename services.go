@@ -3,6 +3,7 @@ package moltgate
 import (
 	"context"
 	"encoding/json"
+	"sort"
 	"time"
 )
 
@@ -37,6 +38,12 @@ type DeviceService interface {
 type ConfigIssue struct {
 	Path    string `json:"path"`
 	Message string `json:"message"`
+}
+
+// SortIssues orders config issues by path, keeping the order of issues
+// on one path.
+func SortIssues(issues []ConfigIssue) {
+	sort.SliceStable(issues, func(i, j int) bool { return issues[i].Path < issues[j].Path })
 }
 
 // ConfigResult is the outcome of a config write.

@@ -85,10 +85,11 @@ func resolve(cfg moltgate.Config, getenv func(string) string, secrets moltgate.S
 	}
 	if k, acct, gw, model := getenv("CLOUDFLARE_AI_GATEWAY_API_KEY"), getenv("CF_AI_GATEWAY_ACCOUNT_ID"), getenv("CF_AI_GATEWAY_GATEWAY_ID"), getenv("CF_AI_GATEWAY_MODEL"); k != "" && acct != "" && gw != "" && strings.Contains(model, "/") {
 		upstream, _, _ := strings.Cut(model, "/")
-		base := "https://gateway.ai.cloudflare.com/v1/" + acct + "/" + gw
-		pc := provider{api: moltgate.APIOpenAICompletions, baseURL: base + "/compat", apiKey: k}
+		// The upstream in the URL decides the wire API (aiGatewayAPI).
+		base := "https://" + moltgate.AIGatewayHost + "/v1/" + acct + "/" + gw
+		pc := provider{baseURL: base + "/compat", apiKey: k}
 		if upstream == "anthropic" {
-			pc = provider{api: moltgate.APIAnthropicMessages, baseURL: base + "/anthropic", apiKey: k}
+			pc.baseURL = base + "/anthropic"
 		}
 		providers["cloudflare-ai-gateway"] = pc
 		primary = "cloudflare-ai-gateway/" + model
@@ -127,11 +128,10 @@ func resolve(cfg moltgate.Config, getenv func(string) string, secrets moltgate.S
 		if gwAPI, gwBase, ok := aiGatewayAPI(baseURL); ok {
 			api, baseURL = gwAPI, gwBase
 		}
-		// For the Cloudflare gateway the model keeps its upstream provider.
-		if id == "cloudflare-ai-gateway" && api == moltgate.APIOpenAICompletions {
-			model = strings.TrimPrefix(name, id+"/")
-		} else if id == "cloudflare-ai-gateway" {
-			model = strings.TrimPrefix(strings.TrimPrefix(name, id+"/"), "anthropic/")
+		// The Cloudflare gateway's models keep their upstream ("openai/gpt-4o")
+		// for its compat endpoint; its Anthropic endpoint takes the bare name.
+		if id == "cloudflare-ai-gateway" && api == moltgate.APIAnthropicMessages {
+			model = strings.TrimPrefix(model, "anthropic/")
 		}
 		var p Provider
 		switch api {
@@ -202,8 +202,6 @@ func entry(models []moltgate.ModelEntry, id string) moltgate.ModelEntry {
 	return moltgate.ModelEntry{ID: id}
 }
 
-// AIGatewayHost is Cloudflare AI Gateway's host.
-const AIGatewayHost = "gateway.ai.cloudflare.com"
 
 // aiGatewayAPI applies the rule for Cloudflare AI Gateway base URLs, whose
 // path names the upstream: https://gateway.ai.cloudflare.com/v1/{account}/
@@ -221,7 +219,7 @@ const AIGatewayHost = "gateway.ai.cloudflare.com"
 // that stops at their name gets it added. ok is false for other URLs.
 func aiGatewayAPI(baseURL string) (api, base string, ok bool) {
 	u, err := url.Parse(baseURL)
-	if err != nil || !strings.EqualFold(u.Hostname(), AIGatewayHost) {
+	if err != nil || !moltgate.IsAIGatewayURL(baseURL) {
 		return "", "", false
 	}
 	parts := strings.Split(strings.Trim(u.Path, "/"), "/")

@@ -16,7 +16,7 @@ func (a *Admin) listChannels(c *gin.Context) {
 			"ageMs": now.Sub(p.RequestedAt).Milliseconds(), "expiresAtMs": p.ExpiresAt.UnixMilli()})
 	}
 	allow := gin.H{}
-	for _, ch := range []string{"telegram", "discord", "slack"} {
+	for _, ch := range moltgate.ChannelNames {
 		allow[ch] = a.Gateway.Queries.Allowlist(ch)
 	}
 	c.JSON(http.StatusOK, gin.H{"pending": pending, "allowlists": allow, "status": a.Gateway.channelStatuses()})

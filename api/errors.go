@@ -44,7 +44,7 @@ func toWire(err error) (wireError, int) {
 		return wireError{Code: CodeUnavailable, Message: "internal error", Retryable: true}, http.StatusInternalServerError
 	}
 	w := wireError{Message: e.Message, Details: e.Details}
-	status := http.StatusBadRequest
+	status := moltgate.HTTPStatus(e.Code)
 	detail := func(code string) {
 		if w.Details == nil {
 			w.Details = map[string]any{}
@@ -57,30 +57,27 @@ func toWire(err error) (wireError, int) {
 	case moltgate.EINVALID:
 		w.Code = CodeInvalidRequest
 	case moltgate.ENOTFOUND:
-		w.Code, status = CodeInvalidRequest, http.StatusNotFound
+		w.Code = CodeInvalidRequest
 		detail("NOT_FOUND")
 	case moltgate.ECONFLICT:
-		w.Code, status = CodeInvalidRequest, http.StatusConflict
+		w.Code = CodeInvalidRequest
 		detail("CONFLICT")
 	case moltgate.ETOOLARGE:
-		w.Code, status = CodeInvalidRequest, http.StatusRequestEntityTooLarge
+		w.Code = CodeInvalidRequest
 		detail("TOO_LARGE")
 	case moltgate.ETOOMANY:
-		w.Code, status, w.Retryable = CodeUnavailable, http.StatusTooManyRequests, true
+		w.Code, w.Retryable = CodeUnavailable, true
 		detail("RATE_LIMITED")
 	case moltgate.ENOTPAIRED:
-		w.Code, status = CodeNotPaired, http.StatusForbidden
-	case moltgate.EFORBIDDEN:
-		w.Code, status = CodeForbidden, http.StatusForbidden
-	case moltgate.EUNAUTHORIZED:
-		w.Code, status = CodeForbidden, http.StatusUnauthorized
+		w.Code = CodeNotPaired
+	case moltgate.EFORBIDDEN, moltgate.EUNAUTHORIZED:
+		w.Code = CodeForbidden
 	case moltgate.ETIMEOUT:
-		w.Code, status, w.Retryable = CodeAgentTimeout, http.StatusGatewayTimeout, true
+		w.Code, w.Retryable = CodeAgentTimeout, true
 	case moltgate.EUNAVAILABLE:
-		w.Code, status, w.Retryable = CodeUnavailable, http.StatusServiceUnavailable, true
+		w.Code, w.Retryable = CodeUnavailable, true
 	default:
 		w = wireError{Code: CodeUnavailable, Message: "internal error", Retryable: true}
-		status = http.StatusInternalServerError
 	}
 	return w, status
 }

@@ -151,7 +151,7 @@ func (g *Gateway) channelsStatus(ctx context.Context, c *conn, _ json.RawMessage
 	}
 	return map[string]any{"ts": time.Now().UnixMilli(), "channels": channels, "channelAccounts": accounts,
 		"channelDefaultAccountId": map[string]string{"telegram": "default", "discord": "default", "slack": "default"},
-		"channelLabels":           channelLabels, "channelOrder": []string{"telegram", "discord", "slack"}}, nil
+		"channelLabels":           channelLabels, "channelOrder": moltgate.ChannelNames}, nil
 }
 
 func (g *Gateway) modelsList(ctx context.Context, c *conn, _ json.RawMessage) (any, error) {

@@ -476,21 +476,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // writeError answers with {"error": message, "code": code}, the status
 // following the code.
 func writeError(w http.ResponseWriter, err error) {
-	status := http.StatusInternalServerError
-	switch moltgate.ErrorCode(err) {
-	case moltgate.EINVALID:
-		status = http.StatusBadRequest
-	case moltgate.ENOTFOUND:
-		status = http.StatusNotFound
-	case moltgate.EUNAUTHORIZED:
-		status = http.StatusUnauthorized
-	case moltgate.EFORBIDDEN:
-		status = http.StatusForbidden
-	case moltgate.EUNAVAILABLE:
-		status = http.StatusServiceUnavailable
-	case moltgate.ETIMEOUT:
-		status = http.StatusGatewayTimeout
-	}
+	status := moltgate.HTTPStatus(moltgate.ErrorCode(err))
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		status = http.StatusGatewayTimeout
 		err = moltgate.Errorf(moltgate.ETIMEOUT, "the browser did not answer in time")

@@ -95,7 +95,7 @@ func (m *Manager) Reconcile() {
 	want := m.Settings()
 	m.op.Lock()
 	defer m.op.Unlock()
-	for _, name := range Names {
+	for _, name := range moltgate.ChannelNames {
 		s := want[name]
 		fp := s.fingerprint()
 		m.mu.Lock()
@@ -180,7 +180,7 @@ func (m *Manager) stop(name string) {
 // Restart restarts every channel (the admin's gateway restart).
 func (m *Manager) Restart() {
 	m.op.Lock()
-	for _, name := range Names {
+	for _, name := range moltgate.ChannelNames {
 		m.stop(name)
 	}
 	m.op.Unlock()
@@ -198,7 +198,7 @@ func (m *Manager) watchdog(ctx context.Context) {
 			return
 		case now := <-t.C:
 			m.op.Lock()
-			for _, name := range Names {
+			for _, name := range moltgate.ChannelNames {
 				m.mu.Lock()
 				inst := m.running[name]
 				m.mu.Unlock()
@@ -240,8 +240,8 @@ func (m *Manager) Configured(name string) bool {
 func (m *Manager) Statuses() []moltgate.ChannelStatus {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := make([]moltgate.ChannelStatus, 0, len(Names))
-	for _, name := range Names {
+	out := make([]moltgate.ChannelStatus, 0, len(moltgate.ChannelNames))
+	for _, name := range moltgate.ChannelNames {
 		inst := m.running[name]
 		switch {
 		case inst == nil:
@@ -264,7 +264,7 @@ func (m *Manager) Close() {
 		m.cancel()
 	}
 	m.op.Lock()
-	for _, name := range Names {
+	for _, name := range moltgate.ChannelNames {
 		m.stop(name)
 	}
 	m.mu.Lock()

@@ -20,9 +20,6 @@ import (
 	moltgate "github.com/moltgate/moltgate"
 )
 
-// Names are the platforms, in the order they are shown.
-var Names = []string{"telegram", "discord", "slack"}
-
 // Settings is one channel's effective configuration: the config document
 // first, then Moltworker's environment variables for what it leaves
 // unset (an overlay, never written back), with secrets resolved.

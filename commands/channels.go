@@ -3,6 +3,7 @@ package commands
 import (
 	"context"
 	"crypto/rand"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -18,14 +19,9 @@ const ChannelPairingTTL = time.Hour
 // owner's queue.
 const MaxPendingPerChannel = 3
 
-// Channels are the chat platforms moltgate has adapters for.
-var Channels = []string{"telegram", "discord", "slack"}
-
 func validChannel(ch string) error {
-	for _, c := range Channels {
-		if c == ch {
-			return nil
-		}
+	if slices.Contains(moltgate.ChannelNames, ch) {
+		return nil
 	}
 	return moltgate.Errorf(moltgate.EINVALID, "unknown channel %q: use telegram, discord or slack", ch)
 }

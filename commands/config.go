@@ -1,12 +1,10 @@
 package commands
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -116,13 +114,9 @@ func (s *Service) checkConfig(doc, current json.RawMessage) (sealed json.RawMess
 		return value
 	})
 	warnings = append(warnings, s.Sealer.Unopenable(sealed)...)
-	sortIssues(issues)
-	sortIssues(warnings)
+	moltgate.SortIssues(issues)
+	moltgate.SortIssues(warnings)
 	return sealed, issues, warnings
-}
-
-func sortIssues(issues []moltgate.ConfigIssue) {
-	sort.SliceStable(issues, func(i, j int) bool { return issues[i].Path < issues[j].Path })
 }
 
 // invalidConfig is the error for a refused document: every issue, in the
@@ -144,20 +138,13 @@ func ConfigHash(canonical []byte) string {
 // MergePatch applies an RFC 7386 JSON merge patch to doc.
 func MergePatch(doc, patch json.RawMessage) (json.RawMessage, error) {
 	var d, p any
-	if err := decodeNumbers(doc, &d); err != nil {
+	if err := moltgate.DecodeJSON(doc, &d); err != nil {
 		return nil, moltgate.Errorf(moltgate.EINVALID, "current config is not valid JSON: %v", err)
 	}
-	if err := decodeNumbers(patch, &p); err != nil {
+	if err := moltgate.DecodeJSON(patch, &p); err != nil {
 		return nil, moltgate.Errorf(moltgate.EINVALID, "patch is not valid JSON: %v", err)
 	}
 	return json.Marshal(mergeValue(d, p))
-}
-
-// decodeNumbers decodes JSON keeping numbers exactly as written.
-func decodeNumbers(b []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
-	return dec.Decode(v)
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }

@@ -28,11 +28,10 @@ func where(f Filter) (string, []any) {
 		conds, args = append(conds, "seq <= ?"), append(args, f.UntilSeq)
 	}
 	if p := f.TypePrefix; p != "" {
-		if isTypePrefix(p) {
+		if start, family := moltgate.TypeFamily(p); family {
 			// Range scan on the (type, seq) index rather than LIKE, which
 			// SQLite cannot use with an index here.
-			p = strings.TrimSuffix(p, "*")
-			conds, args = append(conds, "type >= ? AND type < ?"), append(args, p, p+"\xff")
+			conds, args = append(conds, "type >= ? AND type < ?"), append(args, start, start+"\xff")
 		} else {
 			conds, args = append(conds, "type = ?"), append(args, p)
 		}
@@ -66,12 +65,6 @@ func where(f Filter) (string, []any) {
 	return " WHERE " + strings.Join(conds, " AND "), args
 }
 
-// isTypePrefix says whether a Filter.TypePrefix names a family of types
-// ("device.", "chat.*") rather than one type.
-func isTypePrefix(p string) bool {
-	return strings.HasSuffix(p, ".") || strings.HasSuffix(p, "*")
-}
-
 const eventColumns = `seq, id, stream, version, type, schema, data, meta, recorded_at`
 
 // Scan calls fn for every event matching f, in seq order (or reverse with
@@ -85,11 +78,13 @@ func (l *Log) Scan(ctx context.Context, f Filter, fn func(moltgate.Event) error)
 	if err != nil || none {
 		return err
 	}
-	if f.Limit > 0 && isTypePrefix(f.TypePrefix) {
+	if f.Limit > 0 && isFamily(f.TypePrefix) {
 		return l.scanTypePage(ctx, f, fn)
 	}
 	return l.scanSQL(ctx, f, fn)
 }
+
+func isFamily(p string) bool { _, ok := moltgate.TypeFamily(p); return ok }
 
 // maxPrefixTypes bounds how many types scanTypePage merges.
 const maxPrefixTypes = 64
@@ -154,7 +149,7 @@ func (l *Log) typesWithPrefix(ctx context.Context, prefix string) ([]string, err
 			return types, nil
 		case err != nil:
 			return nil, fmt.Errorf("cannot query events: %w", err)
-		case isTypePrefix(t):
+		case isFamily(t):
 			return nil, nil
 		}
 		types = append(types, t)

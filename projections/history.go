@@ -155,7 +155,7 @@ func redactValue(v string) string {
 
 func decodeAny(raw json.RawMessage) any {
 	var v any
-	_ = json.Unmarshal(raw, &v)
+	_ = moltgate.DecodeJSON(raw, &v) // numbers as written: a changed 18-digit id shows
 	return v
 }
 

@@ -12,7 +12,6 @@
 package secrets
 
 import (
-	"bytes"
 	"crypto/hkdf"
 	"crypto/rand"
 	"crypto/sha256"
@@ -23,7 +22,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 
 	moltgate "github.com/moltgate/moltgate"
@@ -148,11 +146,11 @@ func (s *Sealer) Open(path, sealed string) (string, error) {
 // nothing stored under it is an issue: the caller must send the value.
 func (s *Sealer) SealDocument(doc, stored json.RawMessage) (json.RawMessage, []moltgate.ConfigIssue) {
 	var v, old any
-	if err := decodeNumbers(doc, &v); err != nil {
+	if err := moltgate.DecodeJSON(doc, &v); err != nil {
 		return nil, []moltgate.ConfigIssue{{Path: "$", Message: "not valid JSON: " + err.Error()}}
 	}
 	if len(stored) > 0 {
-		_ = decodeNumbers(stored, &old)
+		_ = moltgate.DecodeJSON(stored, &old)
 	}
 	var issues []moltgate.ConfigIssue
 	v = moltgate.MapStrings(v, func(path []string, value string) string {
@@ -182,20 +180,6 @@ func (s *Sealer) SealDocument(doc, stored json.RawMessage) (json.RawMessage, []m
 		return nil, []moltgate.ConfigIssue{{Path: "$", Message: err.Error()}}
 	}
 	return out, nil
-}
-
-// decodeNumbers decodes JSON keeping numbers as they were written, so a
-// document re-encoded after sealing keeps every digit of a large id.
-func decodeNumbers(b []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
-	if err := dec.Decode(v); err != nil {
-		return err
-	}
-	if dec.More() {
-		return errors.New("unexpected data after the document")
-	}
-	return nil
 }
 
 // Unopenable lists the sealed values of doc that this sealer cannot open,
@@ -241,7 +225,7 @@ func lookup(v any, path []string) (string, bool) {
 }
 
 func sortIssues(issues []moltgate.ConfigIssue) {
-	sort.Slice(issues, func(i, j int) bool { return issues[i].Path < issues[j].Path })
+	moltgate.SortIssues(issues)
 }
 
 // SealText seals every credential-looking word of a text (a chat message
