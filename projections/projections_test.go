@@ -258,3 +258,44 @@ func TestRunner_Snapshots(t *testing.T) {
 		t.Fatalf("new version: N=%d replayed %d, want a rebuild of all 11", p.N, n)
 	}
 }
+
+func TestWorkspace(t *testing.T) {
+	l := MustOpenLog(t)
+	write := func(path, content string) moltgate.Event {
+		return moltgate.MustEvent(moltgate.StreamWorkspace, moltgate.EventWorkspaceFileWritten, moltgate.WorkspaceFileData{Path: path, Content: content}, admin)
+	}
+	stored := mustAppend(t, l, write("SOUL.md", "soul"), write("USER.md", "user"), write("SOUL.md", "soul 2"),
+		moltgate.MustEvent(moltgate.StreamWorkspace, moltgate.EventWorkspaceFileDeleted, moltgate.WorkspaceFileData{Path: "USER.md"}, admin))
+	w := projections.NewWorkspace()
+	if _, err := projections.NewRunner(l, w).RunToEnd(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	check := func(w *projections.Workspace) {
+		t.Helper()
+		if c, ok := w.File("SOUL.md"); !ok || c != "soul 2" || w.Count() != 1 {
+			t.Fatalf("files = %+v", w.WorkspaceFiles())
+		}
+		if _, ok := w.File("USER.md"); ok {
+			t.Fatal("a deleted file is listed")
+		}
+		if v := w.StreamVersion(); v != 4 {
+			t.Fatalf("stream version %d, want 4", v)
+		}
+		if at, ok := w.Changed("USER.md"); !ok || !at.Equal(stored[3].RecordedAt) {
+			t.Fatalf("USER.md changed at %v %v, want its deletion", at, ok)
+		}
+		if _, ok := w.Changed("AGENTS.md"); ok {
+			t.Fatal("a path the log never had has a change time")
+		}
+	}
+	check(w)
+	snap, err := w.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	loaded := projections.NewWorkspace()
+	if err := loaded.LoadSnapshot(snap); err != nil {
+		t.Fatal(err)
+	}
+	check(loaded)
+}
