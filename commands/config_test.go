@@ -3,6 +3,7 @@ package commands_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -135,5 +136,31 @@ func TestConfig_EnvReferences(t *testing.T) {
 	r, err := s.ApplyConfig(ctx, doc, "", owner)
 	if err != nil || len(r.Warnings) != 1 || r.Warnings[0].Path != "models.providers.x.apiKey" {
 		t.Fatalf("apply = %+v %v", r, err)
+	}
+}
+
+// A baseUrl with a password is sealed whole and reads back as the marker;
+// the document read back applies again, and keeps the stored URL.
+func TestConfig_URLWithPasswordRoundTrips(t *testing.T) {
+	s, _ := MustOpenService(t)
+	ctx := context.Background()
+	doc := `{"models":{"providers":{"p":{"api":"openai-completions","baseUrl":"https://user:pw-secret@proxy.example/v1","apiKey":"${X}"}}}}`
+	r, err := s.ApplyConfig(ctx, json.RawMessage(doc), "", owner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, _ := s.Models.Config.Current()
+	redacted := moltgate.RedactSealed(stored)
+	if !strings.Contains(string(redacted), `"baseUrl":"`+moltgate.RedactedMarker+`"`) {
+		t.Fatalf("read back: %s", redacted)
+	}
+	again, err := s.ApplyConfig(ctx, redacted, r.Hash, owner)
+	if err != nil || again.Changed {
+		t.Fatalf("applying the document read back = %+v %v, want accepted and unchanged", again, err)
+	}
+	// A bad URL's issue does not repeat its password.
+	_, err = s.ApplyConfig(ctx, json.RawMessage(`{"models":{"providers":{"p":{"api":"openai-completions","baseUrl":"htps://user:pw-secret@proxy.example/v1"}}}}`), r.Hash, owner)
+	if moltgate.ErrorCode(err) != moltgate.EINVALID || strings.Contains(err.Error(), "pw-secret") || strings.Contains(fmt.Sprint(asError(err).Details), "pw-secret") {
+		t.Fatalf("bad URL = %v", err)
 	}
 }
