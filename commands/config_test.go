@@ -164,3 +164,21 @@ func TestConfig_URLWithPasswordRoundTrips(t *testing.T) {
 		t.Fatalf("bad URL = %v", err)
 	}
 }
+
+// A patch is one JSON document: anything after it is refused, not dropped.
+func TestPatchConfig_TrailingData(t *testing.T) {
+	s, _ := MustOpenService(t)
+	ctx := context.Background()
+	r, err := s.ApplyConfig(ctx, json.RawMessage(`{"agents":{}}`), "", owner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, patch := range []string{`{"b":2} {"c":3}`, `{"b":2}}`} {
+		if _, err := s.PatchConfig(ctx, json.RawMessage(patch), r.Hash, owner); moltgate.ErrorCode(err) != moltgate.EINVALID {
+			t.Errorf("patch %s = %v, want invalid", patch, err)
+		}
+	}
+	if _, h := s.Models.Config.Current(); h != r.Hash {
+		t.Fatal("a refused patch changed the config")
+	}
+}

@@ -299,3 +299,14 @@ func TestWorkspace(t *testing.T) {
 	}
 	check(loaded)
 }
+
+// Numbers are compared as written: two Discord ids that a float64 would
+// make equal are a change.
+func TestDiffJSON_LongNumbers(t *testing.T) {
+	changes := projections.DiffJSON(json.RawMessage(`{"channels":{"discord":{"dm":{"allowFrom":[123456789012345678]}}}}`),
+		json.RawMessage(`{"channels":{"discord":{"dm":{"allowFrom":[123456789012345679]}}}}`))
+	want := moltgate.ConfigChange{Path: "channels.discord.dm.allowFrom[0]", Op: "changed", From: "123456789012345678", To: "123456789012345679"}
+	if len(changes) != 1 || changes[0] != want {
+		t.Fatalf("changes = %+v, want %+v", changes, want)
+	}
+}
