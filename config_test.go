@@ -112,6 +112,8 @@ func TestRedactCredentials(t *testing.T) {
 		"opened https://bob:s3cretpass@example.com/x": "opened https://bob:" + moltgate.RedactedMarker + "@example.com/x",
 		"the key is sk-ant-api03-abcdefghijklmnop.":   "the key is " + moltgate.RedactedMarker + ".",
 		"mail bob@example.com at https://example.com": "mail bob@example.com at https://example.com",
+		// A Telegram token in a Bot API path: the run starts at "bot".
+		"GET https://api.telegram.org/bot123456789:AAEabcdefghijklmnopqrstuvwxyz012345/getMe": "GET https://api.telegram.org/" + moltgate.RedactedMarker + "/getMe",
 		"": "",
 	} {
 		if got := moltgate.RedactCredentials(in); got != want {
