@@ -138,34 +138,37 @@ func (s *Service) runState(ctx context.Context, sessionKey, runID string) (state
 
 // FinishRun implements moltgate.ChatService. The reply and the finish have
 // ids derived from the run, so whoever records the end of a run second
-// (the agent and a shutdown racing, a retry) changes nothing.
+// (the agent and a shutdown racing, a retry) changes nothing. They are
+// appended at the session stream's next versions: a reply decided on a run
+// that was still open conflicts with a close recorded in between, and is
+// then decided again, and dropped, rather than landing after the run's end.
 func (s *Service) FinishRun(ctx context.Context, sessionKey, runID string, reply *moltgate.ChatMessage, status, errMsg string, meta moltgate.Meta) error {
-	if reply != nil {
-		// A reply for a run that has ended already (closed as interrupted,
-		// then finished late by the agent) would land after its end.
-		if _, finished, err := s.runState(ctx, sessionKey, runID); err != nil {
-			return err
-		} else if finished {
-			return nil
-		}
-	}
 	stream := moltgate.SessionStream(sessionKey)
-	var events []moltgate.Event
-	replyID := ""
-	if reply != nil {
-		e := moltgate.MustEvent(stream, moltgate.EventChatMessageAdded, moltgate.ChatMessageAddedData{
-			SessionKey: sessionKey, MessageID: moltgate.NewID(), Role: "assistant", Content: s.sealText(stream, reply.Content),
-			RunID: runID, Model: reply.Model, Usage: reply.Usage, Origin: reply.Origin,
+	_, err := s.decide(ctx, false, func() ([]moltgate.Event, error) {
+		sess, _ := s.Models.Sessions.Get(sessionKey) // before the state: a newer state then only causes a retry
+		var events []moltgate.Event
+		replyID := ""
+		if reply != nil {
+			// A reply for a run that has ended already (closed as
+			// interrupted, then finished late by the agent) would land
+			// after its end.
+			if _, finished, err := s.runState(ctx, sessionKey, runID); err != nil || finished {
+				return nil, err
+			}
+			e := moltgate.MustEvent(stream, moltgate.EventChatMessageAdded, moltgate.ChatMessageAddedData{
+				SessionKey: sessionKey, MessageID: moltgate.NewID(), Role: "assistant", Content: s.sealText(stream, reply.Content),
+				RunID: runID, Model: reply.Model, Usage: reply.Usage, Origin: reply.Origin,
+			}, meta)
+			e.ID = derivedID("run.reply", sessionKey, runID)
+			replyID = e.ID
+			events = append(events, at(e, sess.Version+1))
+		}
+		finished := moltgate.MustEvent(stream, moltgate.EventChatRunFinished, moltgate.ChatRunFinishedData{
+			SessionKey: sessionKey, RunID: runID, Status: status, Error: errMsg, ReplyEventID: replyID,
 		}, meta)
-		e.ID = derivedID("run.reply", sessionKey, runID)
-		replyID = e.ID
-		events = append(events, e)
-	}
-	finished := moltgate.MustEvent(stream, moltgate.EventChatRunFinished, moltgate.ChatRunFinishedData{
-		SessionKey: sessionKey, RunID: runID, Status: status, Error: errMsg, ReplyEventID: replyID,
-	}, meta)
-	finished.ID = derivedID("run.finished", sessionKey, runID)
-	_, err := s.append(ctx, false, append(events, finished)...)
+		finished.ID = derivedID("run.finished", sessionKey, runID)
+		return append(events, at(finished, sess.Version+int64(len(events))+1)), nil
+	})
 	return err
 }
 

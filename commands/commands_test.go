@@ -3,6 +3,7 @@ package commands_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -521,5 +522,58 @@ func TestChat_SealsPastedCredentials(t *testing.T) {
 	}
 	if n := count(t, s, "", token); n != 0 {
 		t.Fatal("a tool call put the token in the log")
+	}
+}
+
+// The agent's reply and a close (shutdown, recovery) racing to end one run:
+// either the reply and its finish land, or the close alone; never a reply
+// after the end of its run.
+func TestConcurrent_ReplyAndClose(t *testing.T) {
+	s, _ := MustOpenService(t)
+	ctx := context.Background()
+	for round := 0; round < 40; round++ {
+		key := fmt.Sprintf("race%d", round)
+		r, err := s.SendMessage(ctx, moltgate.RunRequest{SessionKey: key, Message: "hi"}, owner)
+		if err != nil {
+			t.Fatal(err)
+		}
+		inParallel(2, func(i int) {
+			var err error
+			if i == 0 {
+				err = s.FinishRun(ctx, key, r.RunID, &moltgate.ChatMessage{Content: "hello"}, moltgate.RunCompleted, "", owner)
+			} else {
+				err = s.FinishRun(ctx, key, r.RunID, nil, moltgate.RunInterrupted, commands.InterruptedMessage, owner)
+			}
+			if err != nil {
+				t.Error(err)
+			}
+		})
+		events, err := s.Log.Query(ctx, eventlog.Filter{Stream: moltgate.SessionStream(key)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var replyID, finishedReply string
+		finishes := 0
+		for _, e := range events {
+			switch e.Type {
+			case moltgate.EventChatMessageAdded:
+				var d moltgate.ChatMessageAddedData
+				e.Decode(&d)
+				if d.Role == "assistant" {
+					if finishes > 0 {
+						t.Fatalf("round %d: the reply landed after the end of its run", round)
+					}
+					replyID = e.ID
+				}
+			case moltgate.EventChatRunFinished:
+				var d moltgate.ChatRunFinishedData
+				e.Decode(&d)
+				finishes++
+				finishedReply = d.ReplyEventID
+			}
+		}
+		if finishes != 1 || finishedReply != replyID {
+			t.Fatalf("round %d: %d finishes, reply %q, the finish names %q", round, finishes, replyID, finishedReply)
+		}
 	}
 }
