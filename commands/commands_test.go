@@ -577,3 +577,35 @@ func TestConcurrent_ReplyAndClose(t *testing.T) {
 		}
 	}
 }
+
+// A repeated approval answers with the device the request paired, also
+// once that device was removed and paired again by a newer request.
+func TestDevices_RepeatAfterRepairing(t *testing.T) {
+	s, _ := MustOpenService(t)
+	ctx := context.Background()
+	req := moltgate.Device{DeviceID: "d", PublicKey: "p", Role: "operator"}
+	first, _, _ := s.RequestPairing(ctx, req, moltgate.Meta{})
+	if _, err := s.ApprovePairing(ctx, first, moltgate.OwnerScopes, owner); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RemoveDevice(ctx, "d", "lost", owner); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.ApprovePairing(ctx, first, moltgate.OwnerScopes, owner); moltgate.ErrorCode(err) != moltgate.ENOTFOUND || !strings.Contains(err.Error(), "removed") {
+		t.Fatalf("repeat approval of a removed device = %v", err)
+	}
+	second, _, _ := s.RequestPairing(ctx, req, moltgate.Meta{})
+	if _, err := s.ApprovePairing(ctx, second, moltgate.OwnerScopes, owner); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{first, second} {
+		if dev, err := s.ApprovePairing(ctx, id, moltgate.OwnerScopes, owner); err != nil || dev.DeviceID != "d" || dev.State != moltgate.DevicePaired {
+			t.Errorf("repeat approval of %s = %+v %v, want the paired device", id, dev, err)
+		}
+	}
+	rejected, _, _ := s.RequestPairing(ctx, moltgate.Device{DeviceID: "e", PublicKey: "p", Role: "operator"}, moltgate.Meta{})
+	s.RejectPairing(ctx, rejected, "", owner)
+	if dev, err := s.RejectPairing(ctx, rejected, "", owner); err != nil || dev.DeviceID != "e" || dev.State != moltgate.DeviceRejected {
+		t.Errorf("repeat rejection = %+v %v", dev, err)
+	}
+}

@@ -103,7 +103,9 @@ func (s *Service) ApprovePairing(ctx context.Context, requestID string, grantor 
 	_, err := s.decide(ctx, true, func() ([]moltgate.Event, error) {
 		req, ok := s.Models.Devices.PendingRequest(requestID)
 		if !ok {
-			return nil, s.decided(requestID, "approved", &deviceID)
+			var err error
+			deviceID, err = s.decided(requestID, "approved")
+			return nil, err
 		}
 		if !s.Now().Before(req.ExpiresAt) {
 			return nil, moltgate.Errorf(moltgate.ENOTFOUND, "pairing request %s has expired; the device will ask again when it reconnects", requestID)
@@ -127,25 +129,22 @@ func (s *Service) ApprovePairing(ctx context.Context, requestID string, grantor 
 
 // decided answers a decision on a request that is no longer pending: the
 // same decision again is not an error (want), the other one is a conflict.
-func (s *Service) decided(requestID, want string, deviceID *string) error {
-	decision, ok := s.Models.Devices.Decision(requestID)
+// It returns the device the request concerned; an approval is answered
+// only while that device is paired (removed, it has nothing to show).
+func (s *Service) decided(requestID, want string) (deviceID string, err error) {
+	decision, deviceID, ok := s.Models.Devices.Decision(requestID)
 	switch {
 	case !ok:
-		return moltgate.Errorf(moltgate.ENOTFOUND, "no pending pairing request %s", requestID)
+		return "", moltgate.Errorf(moltgate.ENOTFOUND, "no pending pairing request %s", requestID)
 	case decision != want:
-		return &moltgate.Error{Code: moltgate.ECONFLICT, Message: "pairing request " + requestID + " was already " + decision,
+		return "", &moltgate.Error{Code: moltgate.ECONFLICT, Message: "pairing request " + requestID + " was already " + decision,
 			Details: map[string]any{"state": decision}}
-	}
-	if want == "approved" {
-		for _, d := range s.Models.Devices.Paired() {
-			if d.RequestID == requestID {
-				*deviceID = d.DeviceID
-				return nil
-			}
+	case want == "approved":
+		if _, paired := s.Models.Devices.Device(deviceID); !paired {
+			return "", moltgate.Errorf(moltgate.ENOTFOUND, "the device approved by request %s has been removed", requestID)
 		}
-		return moltgate.Errorf(moltgate.ENOTFOUND, "the device approved by request %s has been removed", requestID)
 	}
-	return nil
+	return deviceID, nil
 }
 
 // RejectPairing implements moltgate.DeviceService.
@@ -158,8 +157,9 @@ func (s *Service) RejectPairing(ctx context.Context, requestID, reason string, m
 		req, ok := s.Models.Devices.PendingRequest(requestID)
 		if !ok {
 			out = moltgate.Device{RequestID: requestID, State: moltgate.DeviceRejected}
-			var unused string
-			return nil, s.decided(requestID, "rejected", &unused)
+			var err error
+			out.DeviceID, err = s.decided(requestID, "rejected")
+			return nil, err
 		}
 		out = req
 		out.State, out.Reason = moltgate.DeviceRejected, reason
