@@ -170,32 +170,30 @@ func (s *Service) RejectPairing(ctx context.Context, requestID, reason string, m
 	return out, err
 }
 
-// pairedDecision decides on a paired device: the event fn builds lands at
-// the device stream's next version.
-func (s *Service) pairedDecision(ctx context.Context, deviceID string, build func(dev moltgate.Device) moltgate.Event) error {
+// pairedDecision appends e, an event about a paired device, at the device
+// stream's next version.
+func (s *Service) pairedDecision(ctx context.Context, deviceID string, e moltgate.Event) error {
 	_, err := s.decide(ctx, true, func() ([]moltgate.Event, error) {
 		dev, ok := s.Models.Devices.Device(deviceID)
 		if !ok {
 			return nil, moltgate.Errorf(moltgate.ENOTFOUND, "no paired device %s", deviceID)
 		}
-		return []moltgate.Event{at(build(dev), dev.Version+1)}, nil
+		return []moltgate.Event{at(e, dev.Version+1)}, nil
 	})
 	return err
 }
 
 // RemoveDevice implements moltgate.DeviceService.
 func (s *Service) RemoveDevice(ctx context.Context, deviceID, reason string, meta moltgate.Meta) error {
-	return s.pairedDecision(ctx, deviceID, func(moltgate.Device) moltgate.Event {
-		return moltgate.MustEvent(moltgate.DeviceStream(deviceID), moltgate.EventDeviceRemoved, moltgate.DeviceRemovedData{DeviceID: deviceID, Reason: reason}, meta)
-	})
+	return s.pairedDecision(ctx, deviceID, moltgate.MustEvent(moltgate.DeviceStream(deviceID), moltgate.EventDeviceRemoved,
+		moltgate.DeviceRemovedData{DeviceID: deviceID, Reason: reason}, meta))
 }
 
 // IssueToken implements moltgate.DeviceService.
 func (s *Service) IssueToken(ctx context.Context, deviceID string, meta moltgate.Meta) (string, error) {
 	token := newToken()
-	err := s.pairedDecision(ctx, deviceID, func(moltgate.Device) moltgate.Event {
-		return moltgate.MustEvent(moltgate.DeviceStream(deviceID), moltgate.EventDeviceTokenRotated, moltgate.DeviceTokenRotatedData{DeviceID: deviceID, TokenHash: HashToken(token)}, meta)
-	})
+	err := s.pairedDecision(ctx, deviceID, moltgate.MustEvent(moltgate.DeviceStream(deviceID), moltgate.EventDeviceTokenRotated,
+		moltgate.DeviceTokenRotatedData{DeviceID: deviceID, TokenHash: HashToken(token)}, meta))
 	if err != nil {
 		return "", err
 	}
@@ -204,7 +202,6 @@ func (s *Service) IssueToken(ctx context.Context, deviceID string, meta moltgate
 
 // RevokeToken implements moltgate.DeviceService.
 func (s *Service) RevokeToken(ctx context.Context, deviceID string, meta moltgate.Meta) error {
-	return s.pairedDecision(ctx, deviceID, func(moltgate.Device) moltgate.Event {
-		return moltgate.MustEvent(moltgate.DeviceStream(deviceID), moltgate.EventDeviceTokenRevoked, moltgate.DeviceTokenRevokedData{DeviceID: deviceID}, meta)
-	})
+	return s.pairedDecision(ctx, deviceID, moltgate.MustEvent(moltgate.DeviceStream(deviceID), moltgate.EventDeviceTokenRevoked,
+		moltgate.DeviceTokenRevokedData{DeviceID: deviceID}, meta))
 }
