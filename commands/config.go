@@ -86,10 +86,6 @@ func (s *Service) CheckConfig(ctx context.Context, doc json.RawMessage) (issues,
 // may not name moltgate's own secrets and should name variables that are
 // set. It returns the sealed document in canonical form.
 func (s *Service) checkConfig(doc, current json.RawMessage) (sealed json.RawMessage, issues, warnings []moltgate.ConfigIssue) {
-	if len(doc) > moltgate.MaxConfigBytes {
-		_, issues = moltgate.ParseConfig(doc)
-		return nil, issues, nil
-	}
 	if _, issues = moltgate.ParseConfig(doc); len(issues) > 0 {
 		return nil, issues, nil
 	}

@@ -63,9 +63,10 @@ func TestConfig(t *testing.T) {
 	if _, h := s.Models.Config.Current(); h != r2.Hash {
 		t.Fatal("an invalid config changed something")
 	}
-	for _, bad := range []string{`[]`, `{`, `"x"`, `{"agents":{"defaults":{"model":{"fallbacks":"x"}}}}`, `{"channels":{"telegram":{"dmPolicy":"everyone"}}}`} {
+	tooLarge := `{"agents":{},"pad":"` + strings.Repeat("x", moltgate.MaxConfigBytes) + `"}`
+	for _, bad := range []string{`[]`, `{`, `"x"`, `{"agents":{"defaults":{"model":{"fallbacks":"x"}}}}`, `{"channels":{"telegram":{"dmPolicy":"everyone"}}}`, tooLarge} {
 		if _, err := s.ApplyConfig(ctx, json.RawMessage(bad), r2.Hash, owner); moltgate.ErrorCode(err) != moltgate.EINVALID {
-			t.Errorf("%s: %v", bad, err)
+			t.Errorf("%.80s: %v", bad, err)
 		}
 	}
 	// Revert brings the first version back as a new one.
