@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -308,5 +309,38 @@ func TestDiffJSON_LongNumbers(t *testing.T) {
 	want := moltgate.ConfigChange{Path: "channels.discord.dm.allowFrom[0]", Op: "changed", From: "123456789012345678", To: "123456789012345679"}
 	if len(changes) != 1 || changes[0] != want {
 		t.Fatalf("changes = %+v, want %+v", changes, want)
+	}
+}
+
+func TestHistory_DiffConfig(t *testing.T) {
+	l := MustOpenLog(t)
+	ctx := context.Background()
+	sealed := func(s string) string { return moltgate.SealedPrefix + "0123abcd:" + s }
+	stored := mustAppend(t, l,
+		moltgate.MustEvent(moltgate.StreamConfig, moltgate.EventConfigApplied, moltgate.ConfigAppliedData{
+			Document: json.RawMessage(`{"a":1,"key":"` + sealed("AAAA") + `","gone":true}`), Hash: "h1"}, admin),
+		moltgate.MustEvent(moltgate.SessionStream("main"), moltgate.EventSessionReset, moltgate.SessionResetData{SessionKey: "main"}, admin),
+		moltgate.MustEvent(moltgate.StreamConfig, moltgate.EventConfigApplied, moltgate.ConfigAppliedData{
+			Document: json.RawMessage(`{"a":2,"key":"` + sealed("BBBB") + `","token":"` + sealed("CCCC") + `"}`), Hash: "h2"}, admin))
+	h := &projections.History{Log: l}
+	marker := strconv.Quote(moltgate.RedactedMarker)
+	want := []moltgate.ConfigChange{
+		{Path: "a", Op: "changed", From: "1", To: "2"},
+		{Path: "gone", Op: "removed", From: "true"},
+		{Path: "key", Op: "changed", From: marker, To: marker},
+		{Path: "token", Op: "added", To: marker},
+	}
+	for _, to := range []int64{stored[2].Seq, 0} { // 0: the current document
+		changes, err := h.DiffConfig(ctx, stored[0].Seq, to)
+		if err != nil || fmt.Sprint(changes) != fmt.Sprint(want) {
+			t.Fatalf("DiffConfig(%d, %d) = %+v %v, want %+v", stored[0].Seq, to, changes, err, want)
+		}
+	}
+	if _, err := h.DiffConfig(ctx, stored[1].Seq, 0); moltgate.ErrorCode(err) != moltgate.ENOTFOUND {
+		t.Fatalf("DiffConfig from a session event = %v", err)
+	}
+	doc, err := h.ConfigAt(ctx, stored[0].Seq)
+	if err != nil || strings.Contains(string(doc), moltgate.SealedPrefix) {
+		t.Fatalf("ConfigAt = %s %v, want sealed values redacted", doc, err)
 	}
 }
