@@ -66,6 +66,10 @@ func ChannelStream(channel string) string { return "channel:" + channel }
 // SessionStream is the stream of one chat session's transcript and runs.
 func SessionStream(sessionKey string) string { return "session:" + sessionKey }
 
+// DeliveryStream is where a channel's delivery records go: apart from its
+// access stream, so the outbox never conflicts with pairing decisions.
+func DeliveryStream(channel string) string { return "delivery:" + channel }
+
 // MainSessionKey is the owner's main session, in OpenClaw's scheme
 // (agent:<agentId>:<mainKey>).
 const MainSessionKey = "agent:main:main"

@@ -3,6 +3,7 @@ package commands_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -607,5 +608,40 @@ func TestDevices_RepeatAfterRepairing(t *testing.T) {
 	s.RejectPairing(ctx, rejected, "", owner)
 	if dev, err := s.RejectPairing(ctx, rejected, "", owner); err != nil || dev.DeviceID != "e" || dev.State != moltgate.DeviceRejected {
 		t.Errorf("repeat rejection = %+v %v", dev, err)
+	}
+}
+
+// A failed attempt recorded twice counts its messages once, and its error
+// keeps no credential.
+func TestRecordDelivery(t *testing.T) {
+	s, _ := MustOpenService(t)
+	ctx := context.Background()
+	origin := &moltgate.ChannelAddress{Channel: "telegram", ChatID: "1", Sender: "1"}
+	if _, _, err := s.RequestChannelPairing(ctx, "telegram", "1", "Ann", origin, moltgate.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	pending := s.Models.Outbox.PendingDeliveries()
+	if len(pending) != 1 {
+		t.Fatalf("pending = %+v", pending)
+	}
+	token := "123456789:AAEabcdefghijklmnopqrstuvwxyz012345"
+	sendErr := errors.New("Post https://api.telegram.org/bot" + token + "/sendMessage: 429 Too Many Requests")
+	for range 2 {
+		if err := s.RecordDelivery(ctx, pending[0], []string{"m1"}, sendErr, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := s.Models.Outbox.PendingDeliveries()
+	if len(got) != 1 || got[0].Attempts != 1 || got[0].Sent != 1 {
+		t.Fatalf("after one failed attempt recorded twice: %+v, want 1 attempt and 1 message sent", got)
+	}
+	if n := count(t, s, "", "AAEabcdefghijklmnopqrstuvwxyz012345"); n != 0 {
+		t.Fatal("the bot token of a failed send is in the log")
+	}
+	if err := s.RecordDelivery(ctx, got[0], []string{"m2"}, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Models.Outbox.PendingDeliveries(); len(got) != 0 {
+		t.Fatalf("pending after the send = %+v", got)
 	}
 }
