@@ -344,3 +344,43 @@ func TestHistory_DiffConfig(t *testing.T) {
 		t.Fatalf("ConfigAt = %s %v, want sealed values redacted", doc, err)
 	}
 }
+
+// An event whose payload does not decode still took its place in its
+// stream: the version a writer appends after counts it, or every later
+// write to the stream would conflict.
+func TestStreamVersions_CountUndecodableEvents(t *testing.T) {
+	l := MustOpenLog(t)
+	mustAppend(t, l, moltgate.MustEvent(moltgate.StreamConfig, moltgate.EventConfigApplied, moltgate.ConfigAppliedData{Document: json.RawMessage(`{}`), Hash: "h1"}, admin))
+	db, err := sql.Open("sqlite", eventlog.DSN(l.Path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = db.Exec(`INSERT INTO events (id, stream, version, type, schema, data, meta, recorded_at) VALUES
+		('bad-config', 'config', 2, 'config.applied', 1, X'7b7b', '{}', 0),
+		('bad-channel', 'channel:telegram', 1, 'channel.allowlist.changed', 1, X'7b7b', '{}', 0)`)
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The log learns its last seq at open.
+	l.Close(context.Background())
+	l2 := eventlog.NewLog(l.Path)
+	if err := l2.Open(); err != nil {
+		t.Fatal(err)
+	}
+	defer l2.Close(context.Background())
+	set := projections.NewSet()
+	r := projections.NewRunner(l2, set.All()...)
+	if _, err := r.RunToEnd(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Errors()) != 2 {
+		t.Fatalf("errors = %+v, want the two bad payloads", r.Errors())
+	}
+	if _, hash, v := set.Config.CurrentVersion(); v != 2 || hash != "h1" {
+		t.Fatalf("config version %d (hash %s), want 2 with h1 still current", v, hash)
+	}
+	if v := set.Channels.StreamVersion("telegram"); v != 1 {
+		t.Fatalf("telegram stream version %d, want 1", v)
+	}
+}
