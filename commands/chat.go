@@ -223,8 +223,8 @@ func (s *Service) Inject(ctx context.Context, sessionKey string, msg moltgate.Ch
 	if msg.Role != "assistant" && msg.Role != "user" && msg.Role != "system" {
 		return msg, moltgate.Errorf(moltgate.EINVALID, "role must be assistant, user or system")
 	}
-	if strings.TrimSpace(msg.Content) == "" || len(msg.Content) > MaxMessageBytes {
-		return msg, moltgate.Errorf(moltgate.EINVALID, "message must be 1-%d bytes", MaxMessageBytes)
+	if strings.TrimSpace(msg.Content) == "" || len(msg.Content) > MaxMessageBytes || !utf8.ValidString(msg.Content) {
+		return msg, moltgate.Errorf(moltgate.EINVALID, "message must be valid UTF-8 of 1-%d bytes", MaxMessageBytes)
 	}
 	msg.ID = moltgate.NewID()
 	stream := moltgate.SessionStream(sessionKey)

@@ -645,3 +645,49 @@ func TestRecordDelivery(t *testing.T) {
 		t.Fatalf("pending after the send = %+v", got)
 	}
 }
+
+func TestDevices_Reasons(t *testing.T) {
+	s, _ := MustOpenService(t)
+	ctx := context.Background()
+	id, _, _ := s.RequestPairing(ctx, moltgate.Device{DeviceID: "d", PublicKey: "p", Role: "operator"}, moltgate.Meta{})
+	for _, bad := range []string{strings.Repeat("x", commands.MaxReason+1), "bad \xff"} {
+		if _, err := s.RejectPairing(ctx, id, bad, owner); moltgate.ErrorCode(err) != moltgate.EINVALID {
+			t.Errorf("reject with %.20q = %v", bad, err)
+		}
+	}
+	if _, err := s.ApprovePairing(ctx, id, moltgate.OwnerScopes, owner); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{strings.Repeat("x", commands.MaxReason+1), "bad \xff"} {
+		if err := s.RemoveDevice(ctx, "d", bad, owner); moltgate.ErrorCode(err) != moltgate.EINVALID {
+			t.Errorf("remove with %.20q = %v", bad, err)
+		}
+	}
+	if _, ok := s.Models.Devices.Device("d"); !ok {
+		t.Fatal("a refused removal removed the device")
+	}
+	if err := s.RemoveDevice(ctx, "d", strings.Repeat("é", commands.MaxReason), owner); err != nil {
+		t.Fatalf("a reason of %d characters = %v", commands.MaxReason, err)
+	}
+}
+
+func TestInject(t *testing.T) {
+	s, _ := MustOpenService(t)
+	ctx := context.Background()
+	for _, bad := range []moltgate.ChatMessage{{Role: "tool", Content: "x"}, {Content: " \n "}, {Content: "bad \xff"},
+		{Content: strings.Repeat("x", commands.MaxMessageBytes+1)}} {
+		if _, err := s.Inject(ctx, "main", bad, owner); moltgate.ErrorCode(err) != moltgate.EINVALID {
+			t.Errorf("Inject(%.20q as %q) = %v", bad.Content, bad.Role, err)
+		}
+	}
+	if _, err := s.Inject(ctx, "", moltgate.ChatMessage{Content: "x"}, owner); moltgate.ErrorCode(err) != moltgate.EINVALID {
+		t.Errorf("Inject without a session = %v", err)
+	}
+	msg, err := s.Inject(ctx, "main", moltgate.ChatMessage{Content: "note"}, owner)
+	if err != nil || msg.Role != "assistant" || msg.ID == "" || msg.Timestamp.IsZero() {
+		t.Fatalf("Inject = %+v %v", msg, err)
+	}
+	if msgs, _ := s.Transcript(ctx, "main", 0); len(msgs) != 1 || msgs[0].ID != msg.ID || msgs[0].Content != "note" {
+		t.Fatalf("transcript = %+v", msgs)
+	}
+}

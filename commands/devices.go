@@ -147,10 +147,20 @@ func (s *Service) decided(requestID, want string) (deviceID string, err error) {
 	return deviceID, nil
 }
 
+// MaxReason bounds the reason given for a rejection or a removal.
+const MaxReason = 500
+
+func validReason(reason string) error {
+	if utf8.RuneCountInString(reason) > MaxReason || !utf8.ValidString(reason) {
+		return moltgate.Errorf(moltgate.EINVALID, "the reason must be text of at most %d characters", MaxReason)
+	}
+	return nil
+}
+
 // RejectPairing implements moltgate.DeviceService.
 func (s *Service) RejectPairing(ctx context.Context, requestID, reason string, meta moltgate.Meta) (moltgate.Device, error) {
-	if utf8.RuneCountInString(reason) > 500 {
-		return moltgate.Device{}, moltgate.Errorf(moltgate.EINVALID, "the reason is at most 500 characters")
+	if err := validReason(reason); err != nil {
+		return moltgate.Device{}, err
 	}
 	var out moltgate.Device
 	_, err := s.decide(ctx, true, func() ([]moltgate.Event, error) {
@@ -185,6 +195,9 @@ func (s *Service) pairedDecision(ctx context.Context, deviceID string, e moltgat
 
 // RemoveDevice implements moltgate.DeviceService.
 func (s *Service) RemoveDevice(ctx context.Context, deviceID, reason string, meta moltgate.Meta) error {
+	if err := validReason(reason); err != nil {
+		return err
+	}
 	return s.pairedDecision(ctx, deviceID, moltgate.MustEvent(moltgate.DeviceStream(deviceID), moltgate.EventDeviceRemoved,
 		moltgate.DeviceRemovedData{DeviceID: deviceID, Reason: reason}, meta))
 }
