@@ -265,8 +265,8 @@ type ChatMessageAddedData struct {
 	SessionKey string `json:"sessionKey"`
 	SessionID  string `json:"sessionId,omitempty"`
 	MessageID  string `json:"messageId"`
-	Role       string `json:"role"` // user, assistant, tool, system
-	Content    string `json:"content"`
+	Role       string `json:"role"`    // user, assistant, tool, system
+	Content    string `json:"content"` // empty on a tool message: its text is Tool.Summary
 	RunID      string `json:"runId,omitempty"`
 	Model      string `json:"model,omitempty"`
 	Usage      *Usage `json:"usage,omitempty"`

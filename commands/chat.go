@@ -175,7 +175,8 @@ func (s *Service) FinishRun(ctx context.Context, sessionKey, runID string, reply
 // MaxToolSummary bounds the text of a tool call's summary in the log.
 const MaxToolSummary = 4000
 
-// RecordToolCall implements moltgate.ChatService.
+// RecordToolCall implements moltgate.ChatService. The summary is stored
+// once, in the call; Transcript shows it as the message's content too.
 func (s *Service) RecordToolCall(ctx context.Context, sessionKey, runID string, call moltgate.ToolCall, meta moltgate.Meta) error {
 	if err := validSessionKey(sessionKey); err != nil {
 		return err
@@ -187,8 +188,8 @@ func (s *Service) RecordToolCall(ctx context.Context, sessionKey, runID string, 
 	call.Summary = s.sealText(stream, truncate(call.Summary, MaxToolSummary))
 	call.Error = s.sealText(stream, call.Error)
 	call.Input = moltgate.RedactSensitive(call.Input)
-	e := moltgate.MustEvent(moltgate.SessionStream(sessionKey), moltgate.EventChatMessageAdded, moltgate.ChatMessageAddedData{
-		SessionKey: sessionKey, MessageID: moltgate.NewID(), Role: "tool", Content: call.Summary, RunID: runID, Tool: &call,
+	e := moltgate.MustEvent(stream, moltgate.EventChatMessageAdded, moltgate.ChatMessageAddedData{
+		SessionKey: sessionKey, MessageID: moltgate.NewID(), Role: "tool", RunID: runID, Tool: &call,
 	}, meta)
 	e.ID = derivedID("run.tool", sessionKey, runID, call.ID)
 	_, err := s.append(ctx, false, e)
@@ -271,6 +272,9 @@ func (s *Service) Transcript(ctx context.Context, sessionKey string, limit int) 
 		var d moltgate.ChatMessageAddedData
 		if err := events[i].Decode(&d); err != nil {
 			continue // reported by the read models; a transcript skips it
+		}
+		if d.Content == "" && d.Tool != nil {
+			d.Content = d.Tool.Summary // what clients that do not read the call show
 		}
 		out = append(out, moltgate.ChatMessage{ID: d.MessageID, Role: d.Role, Content: d.Content, RunID: d.RunID,
 			Model: d.Model, Usage: d.Usage, Origin: d.Origin, Tool: d.Tool, Timestamp: events[i].RecordedAt})

@@ -691,3 +691,33 @@ func TestInject(t *testing.T) {
 		t.Fatalf("transcript = %+v", msgs)
 	}
 }
+
+func TestRecordToolCall(t *testing.T) {
+	s, _ := MustOpenService(t)
+	ctx := context.Background()
+	for _, bad := range []moltgate.ToolCall{{Name: "web_fetch"}, {ID: "c1"}} {
+		if err := s.RecordToolCall(ctx, "main", "run1", bad, owner); moltgate.ErrorCode(err) != moltgate.EINVALID {
+			t.Errorf("RecordToolCall(%+v) = %v", bad, err)
+		}
+	}
+	if err := s.RecordToolCall(ctx, "", "run1", moltgate.ToolCall{ID: "c1", Name: "web_fetch"}, owner); moltgate.ErrorCode(err) != moltgate.EINVALID {
+		t.Errorf("RecordToolCall without a session = %v", err)
+	}
+	call := moltgate.ToolCall{ID: "c1", Name: "web_fetch", Status: moltgate.ToolOK, Summary: "fetched the page, a summary only stored once"}
+	for range 2 { // a retry records nothing new
+		if err := s.RecordToolCall(ctx, "main", "run1", call, owner); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := count(t, s, moltgate.EventChatMessageAdded, ""); n != 1 {
+		t.Fatalf("%d tool messages, want 1", n)
+	}
+	events, _ := s.Log.Query(ctx, eventlog.Filter{TypePrefix: moltgate.EventChatMessageAdded})
+	if n := strings.Count(string(events[0].Data), "a summary only stored once"); n != 1 {
+		t.Fatalf("the summary is in the event %d times: %s", n, events[0].Data)
+	}
+	msgs, err := s.Transcript(ctx, "main", 0)
+	if err != nil || len(msgs) != 1 || msgs[0].Role != "tool" || msgs[0].Content != call.Summary || msgs[0].Tool == nil || msgs[0].Tool.Summary != call.Summary {
+		t.Fatalf("transcript = %+v %v", msgs, err)
+	}
+}

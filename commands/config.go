@@ -40,7 +40,7 @@ func (s *Service) RevertConfig(ctx context.Context, seq int64, baseHash string, 
 	if err := e.Decode(&old); err != nil {
 		return moltgate.ConfigResult{}, err
 	}
-	return s.writeConfig(ctx, baseHash, "revert to seq "+itoa(seq), meta, func(json.RawMessage) (json.RawMessage, error) { return old.Document, nil })
+	return s.writeConfig(ctx, baseHash, "revert to seq "+strconv.FormatInt(seq, 10), meta, func(json.RawMessage) (json.RawMessage, error) { return old.Document, nil })
 }
 
 // writeConfig builds the new document from the current one, seals and
@@ -142,8 +142,6 @@ func MergePatch(doc, patch json.RawMessage) (json.RawMessage, error) {
 	}
 	return json.Marshal(mergeValue(d, p))
 }
-
-func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 
 func mergeValue(target, patch any) any {
 	pm, ok := patch.(map[string]any)

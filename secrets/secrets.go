@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	moltgate "github.com/moltgate/moltgate"
@@ -218,7 +219,7 @@ func (s *Sealer) Unopenable(doc json.RawMessage) []moltgate.ConfigIssue {
 		}
 		return value
 	})
-	sortIssues(out)
+	moltgate.SortIssues(out)
 	return out
 }
 
@@ -229,9 +230,8 @@ func lookup(v any, path []string) (string, bool) {
 		case map[string]any:
 			v = x[k]
 		case []any:
-			i := -1
-			fmt.Sscanf(k, "%d", &i)
-			if i < 0 || i >= len(x) {
+			i, err := strconv.Atoi(k)
+			if err != nil || i < 0 || i >= len(x) {
 				return "", false
 			}
 			v = x[i]
@@ -241,10 +241,6 @@ func lookup(v any, path []string) (string, bool) {
 	}
 	s, ok := v.(string)
 	return s, ok
-}
-
-func sortIssues(issues []moltgate.ConfigIssue) {
-	moltgate.SortIssues(issues)
 }
 
 // SealText seals every credential-looking word of a text (a chat message
