@@ -28,8 +28,8 @@ const applyTimeout = 10 * time.Second
 // maxAttempts bounds how often a command decides again after losing a race.
 const maxAttempts = 8
 
-// Service implements moltgate.DeviceService, ConfigService, ChatService
-// and ChannelAccessService.
+// Service implements moltgate.DeviceService, ConfigService, ChatService,
+// ChannelAccessService, DeliveryService and WorkspaceService.
 type Service struct {
 	Log    *eventlog.Log
 	Runner *projections.Runner
