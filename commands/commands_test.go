@@ -339,7 +339,9 @@ func TestConcurrent_ChannelPairing(t *testing.T) {
 	if p := s.Models.Channels.Pending("telegram", time.Now()); len(p) != commands.MaxPendingPerChannel || refused != 8 {
 		t.Fatalf("%d pending, %d refused; want %d pending", len(p), refused, commands.MaxPendingPerChannel)
 	}
-	// Approve and reject one code at once: one decision.
+	// Approve and reject one code at once: one decision; the winning
+	// side's repeats answer with it, the other side gets a conflict.
+	okApprove, okReject := 0, 0
 	inParallel(10, func(i int) {
 		var err error
 		if i%2 == 0 {
@@ -347,12 +349,159 @@ func TestConcurrent_ChannelPairing(t *testing.T) {
 		} else {
 			_, err = s.RejectChannelPairing(ctx, "telegram", codes[0], owner)
 		}
-		if err != nil && moltgate.ErrorCode(err) != moltgate.ECONFLICT {
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case err == nil && i%2 == 0:
+			okApprove++
+		case err == nil:
+			okReject++
+		case moltgate.ErrorCode(err) != moltgate.ECONFLICT:
 			t.Error(err)
 		}
 	})
 	if n := count(t, s, moltgate.EventChannelPairingApproved, codes[0]) + count(t, s, moltgate.EventChannelPairingRejected, codes[0]); n != 1 {
 		t.Fatalf("%d decisions for one code", n)
+	}
+	if !(okApprove == 5 && okReject == 0 || okApprove == 0 && okReject == 5) {
+		t.Fatalf("approve ok %d, reject ok %d: want the winning side's 5 calls to succeed and the other side's 5 to conflict", okApprove, okReject)
+	}
+	if s.Models.Channels.Allowed("telegram", "42") != (okApprove == 5) {
+		t.Fatal("the allowlist disagrees with the decision")
+	}
+}
+
+func TestChannelPairing_Input(t *testing.T) {
+	s, _ := MustOpenService(t)
+	ctx := context.Background()
+	for _, bad := range []struct{ channel, sender string }{{"irc", "42"}, {"telegram", ""}, {"telegram", "   "}, {"telegram", strings.Repeat("1", 201)}} {
+		if _, _, err := s.RequestChannelPairing(ctx, bad.channel, bad.sender, "x", nil, moltgate.Meta{}); moltgate.ErrorCode(err) != moltgate.EINVALID {
+			t.Errorf("RequestChannelPairing(%q, %.20q) = %v", bad.channel, bad.sender, err)
+		}
+	}
+	if _, err := s.ApproveChannelPairing(ctx, "irc", "ABCDEFGH", true, owner); moltgate.ErrorCode(err) != moltgate.EINVALID {
+		t.Errorf("approve on an unknown channel = %v", err)
+	}
+	if _, err := s.ApproveChannelPairing(ctx, "telegram", "ABCDEFGH", true, owner); moltgate.ErrorCode(err) != moltgate.ENOTFOUND {
+		t.Errorf("approve an unknown code = %v", err)
+	}
+	// A stranger's chosen name is cut to size.
+	code, _, err := s.RequestChannelPairing(ctx, "telegram", "42", strings.Repeat("é", commands.MaxDeviceField+10), nil, moltgate.Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := s.Models.Channels.PendingCode("telegram", code); len([]rune(p.SenderName)) != commands.MaxDeviceField {
+		t.Fatalf("sender name of %d characters kept", len([]rune(p.SenderName)))
+	}
+}
+
+func TestChannelPairing_Expiry(t *testing.T) {
+	s, _ := MustOpenService(t)
+	ctx := context.Background()
+	now := time.Now()
+	s.Now = func() time.Time { return now }
+	old, _, err := s.RequestChannelPairing(ctx, "telegram", "42", "", nil, moltgate.Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < commands.MaxPendingPerChannel-1; i++ {
+		if _, _, err := s.RequestChannelPairing(ctx, "telegram", fmt.Sprint("other", i), "", nil, moltgate.Meta{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now = now.Add(commands.ChannelPairingTTL + time.Second)
+	if _, err := s.ApproveChannelPairing(ctx, "telegram", old, true, owner); moltgate.ErrorCode(err) != moltgate.ENOTFOUND || !strings.Contains(err.Error(), "expired") {
+		t.Fatalf("approve an expired code = %v", err)
+	}
+	// Expired codes hold no place in the queue, and the sender gets a new one.
+	code, created, err := s.RequestChannelPairing(ctx, "telegram", "42", "", nil, moltgate.Meta{})
+	if err != nil || !created || code == old {
+		t.Fatalf("request after expiry = %s %v %v, want a new code", code, created, err)
+	}
+	if _, err := s.ApproveChannelPairing(ctx, "telegram", code, true, owner); err != nil || !s.Models.Channels.Allowed("telegram", "42") {
+		t.Fatalf("approve the new code = %v", err)
+	}
+}
+
+func TestChangeAllowlist(t *testing.T) {
+	s, _ := MustOpenService(t)
+	ctx := context.Background()
+	many := make([]string, 1001)
+	for i := range many {
+		many[i] = fmt.Sprint(i)
+	}
+	for name, bad := range map[string]struct {
+		channel     string
+		add, remove []string
+	}{
+		"nothing":         {"telegram", nil, nil},
+		"too many":        {"telegram", many[:600], many[600:]},
+		"empty id":        {"telegram", []string{"1", " "}, nil},
+		"long id":         {"telegram", nil, []string{strings.Repeat("1", 201)}},
+		"unknown channel": {"irc", []string{"1"}, nil},
+	} {
+		if err := s.ChangeAllowlist(ctx, bad.channel, bad.add, bad.remove, owner); moltgate.ErrorCode(err) != moltgate.EINVALID {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	if n := count(t, s, moltgate.EventChannelAllowlistChanged, ""); n != 0 {
+		t.Fatalf("refused changes appended %d events", n)
+	}
+	if err := s.ChangeAllowlist(ctx, "discord", []string{"1", "2"}, nil, owner); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ChangeAllowlist(ctx, "discord", []string{"3"}, []string{"1"}, owner); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(s.Models.Channels.Allowlist("discord"), ","); got != "2,3" {
+		t.Fatalf("allowlist = %s", got)
+	}
+}
+
+// Allowlist changes racing a pairing decision on the same channel stream:
+// every change lands, and the code is still decided once.
+func TestConcurrent_AllowlistAndPairing(t *testing.T) {
+	s, _ := MustOpenService(t)
+	ctx := context.Background()
+	code, _, err := s.RequestChannelPairing(ctx, "slack", "U42", "", nil, moltgate.Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	okApprove, okReject := 0, 0
+	inParallel(12, func(i int) {
+		var err error
+		switch i % 3 {
+		case 0:
+			_, err = s.ApproveChannelPairing(ctx, "slack", code, false, owner)
+		case 1:
+			_, err = s.RejectChannelPairing(ctx, "slack", code, owner)
+		default:
+			err = s.ChangeAllowlist(ctx, "slack", []string{fmt.Sprint("U", i)}, nil, owner)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case err == nil && i%3 == 0:
+			okApprove++
+		case err == nil && i%3 == 1:
+			okReject++
+		case err != nil && (i%3 == 2 || moltgate.ErrorCode(err) != moltgate.ECONFLICT):
+			t.Error(err)
+		}
+	})
+	if n := count(t, s, moltgate.EventChannelPairingApproved, code) + count(t, s, moltgate.EventChannelPairingRejected, code); n != 1 {
+		t.Fatalf("%d decisions for one code", n)
+	}
+	if !(okApprove == 4 && okReject == 0 || okApprove == 0 && okReject == 4) {
+		t.Fatalf("approve ok %d, reject ok %d", okApprove, okReject)
+	}
+	want := 4
+	if okApprove > 0 {
+		want++ // the approved sender
+	}
+	if got := s.Models.Channels.Allowlist("slack"); len(got) != want || s.Models.Channels.Allowed("slack", "U42") != (okApprove > 0) {
+		t.Fatalf("allowlist = %v", got)
 	}
 }
 

@@ -183,3 +183,25 @@ func TestPatchConfig_TrailingData(t *testing.T) {
 		t.Fatal("a refused patch changed the config")
 	}
 }
+
+func TestRevertConfig_NotAConfigVersion(t *testing.T) {
+	s, _ := MustOpenService(t)
+	ctx := context.Background()
+	r, err := s.ApplyConfig(ctx, json.RawMessage(`{"agents":{}}`), "", owner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Inject(ctx, "main", moltgate.ChatMessage{Content: "not a config"}, owner); err != nil {
+		t.Fatal(err)
+	}
+	last := s.Log.LastSeq()
+	if _, err := s.RevertConfig(ctx, last, r.Hash, owner); moltgate.ErrorCode(err) != moltgate.ENOTFOUND || !strings.Contains(err.Error(), "not a config version") {
+		t.Fatalf("revert to a chat message = %v", err)
+	}
+	if _, err := s.RevertConfig(ctx, last+10, r.Hash, owner); moltgate.ErrorCode(err) != moltgate.ENOTFOUND {
+		t.Fatalf("revert to a seq past the log = %v", err)
+	}
+	if n := count(t, s, moltgate.EventConfigApplied, ""); n != 1 {
+		t.Fatalf("%d config versions, want 1", n)
+	}
+}
