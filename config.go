@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -327,10 +328,8 @@ func (c Config) Validate() []ConfigIssue {
 		default:
 			add(path+".api", `%q is not supported: use %q or %q`, p.API, APIAnthropicMessages, APIOpenAICompletions)
 		}
-		if p.BaseURL != "" && !IsSealed(p.BaseURL) && len(EnvRefs(p.BaseURL)) == 0 {
-			if u, err := url.Parse(p.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-				add(path+".baseUrl", "%q is not an http(s) URL", p.BaseURL)
-			}
+		if msg := httpURLIssue(p.BaseURL); msg != "" {
+			add(path+".baseUrl", "%s", msg)
 		}
 		for i, m := range p.Models {
 			mp := fmt.Sprintf("%s.models[%d]", path, i)
@@ -369,10 +368,8 @@ func (c Config) Validate() []ConfigIssue {
 			add(name, "%v", err)
 		}
 	}
-	if r := c.Channels.Telegram.APIRoot; r != "" && !IsSealed(r) && len(EnvRefs(r)) == 0 {
-		if u, err := url.Parse(r); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			add("channels.telegram.apiRoot", "%q is not an http(s) URL", r)
-		}
+	if msg := httpURLIssue(c.Channels.Telegram.APIRoot); msg != "" {
+		add("channels.telegram.apiRoot", "%s", msg)
 	}
 	switch c.Session.DMScope {
 	case "", DMScopeMain, DMScopePerPeer, DMScopePerChannelPeer, DMScopePerAccountChannelPeer:
@@ -386,6 +383,27 @@ func (c Config) Validate() []ConfigIssue {
 	}
 	SortIssues(issues)
 	return issues
+}
+
+// httpURLIssue says what is wrong with a value that should be an http(s)
+// URL, or "" when nothing is. What cannot be checked here passes: an
+// empty value, a sealed one (a URL with a password is sealed whole), the
+// marker a client sends back in its place, and ${NAME} references. The
+// message never repeats the value as written, since a URL may carry a
+// password: it shows the URL with the password hidden, or nothing of a
+// value that does not parse.
+func httpURLIssue(value string) string {
+	if value == "" || value == RedactedMarker || IsSealed(value) || len(EnvRefs(value)) > 0 {
+		return ""
+	}
+	u, err := url.Parse(value)
+	switch {
+	case err != nil:
+		return "the value is not an http(s) URL"
+	case u.Scheme != "http" && u.Scheme != "https" || u.Host == "":
+		return strconv.Quote(RedactCredentials(u.Redacted())) + " is not an http(s) URL"
+	}
+	return ""
 }
 
 // AIGatewayHost is Cloudflare AI Gateway's host: behind it the URL names

@@ -112,6 +112,8 @@ func TestRedactCredentials(t *testing.T) {
 		"opened https://bob:s3cretpass@example.com/x": "opened https://bob:" + moltgate.RedactedMarker + "@example.com/x",
 		"the key is sk-ant-api03-abcdefghijklmnop.":   "the key is " + moltgate.RedactedMarker + ".",
 		"mail bob@example.com at https://example.com": "mail bob@example.com at https://example.com",
+		// A Telegram token in a Bot API path: the run starts at "bot".
+		"GET https://api.telegram.org/bot123456789:AAEabcdefghijklmnopqrstuvwxyz012345/getMe": "GET https://api.telegram.org/" + moltgate.RedactedMarker + "/getMe",
 		"": "",
 	} {
 		if got := moltgate.RedactCredentials(in); got != want {
@@ -138,5 +140,38 @@ func TestScopesAllow(t *testing.T) {
 	}
 	if m := moltgate.MissingScopes([]string{moltgate.ScopePairing}, []string{moltgate.ScopeRead, moltgate.ScopePairing}); len(m) != 1 || m[0] != moltgate.ScopeRead {
 		t.Fatalf("missing = %v", m)
+	}
+}
+
+// A URL's issue never repeats its password, and what cannot be checked
+// (the marker a client sends back for a sealed URL, a sealed value, an
+// ${ENV} reference) is not an issue.
+func TestParseConfig_URLs(t *testing.T) {
+	doc := func(baseURL, apiRoot string) json.RawMessage {
+		b, _ := json.Marshal(map[string]any{
+			"models":   map[string]any{"providers": map[string]any{"x": map[string]any{"api": "openai-completions", "baseUrl": baseURL}}},
+			"channels": map[string]any{"telegram": map[string]any{"apiRoot": apiRoot}},
+		})
+		return b
+	}
+	for _, fine := range []string{"", moltgate.RedactedMarker, moltgate.SealedPrefix + "0123abcd:AAAA", "${PROXY_URL}", "https://proxy.example/v1"} {
+		if _, issues := moltgate.ParseConfig(doc(fine, fine)); len(issues) != 0 {
+			t.Errorf("%q: %v", fine, issues)
+		}
+	}
+	for bad, want := range map[string]string{
+		"htps://user:hunter2secret@proxy.example/v1": `"htps://user:` + moltgate.RedactedMarker + `@proxy.example/v1" is not an http(s) URL`,
+		"https://user:hunter2secret@host/%zz":        "the value is not an http(s) URL",
+		"hunter2secret":                              `"hunter2secret" is not an http(s) URL`,
+	} {
+		_, issues := moltgate.ParseConfig(doc(bad, bad))
+		if len(issues) != 2 || issues[0].Path != "channels.telegram.apiRoot" || issues[1].Path != "models.providers.x.baseUrl" {
+			t.Fatalf("%q: issues %v, want apiRoot and baseUrl", bad, issues)
+		}
+		for _, is := range issues {
+			if is.Message != want {
+				t.Errorf("%q at %s: %q, want %q", bad, is.Path, is.Message, want)
+			}
+		}
 	}
 }

@@ -66,6 +66,10 @@ func ChannelStream(channel string) string { return "channel:" + channel }
 // SessionStream is the stream of one chat session's transcript and runs.
 func SessionStream(sessionKey string) string { return "session:" + sessionKey }
 
+// DeliveryStream is where a channel's delivery records go: apart from its
+// access stream, so the outbox never conflicts with pairing decisions.
+func DeliveryStream(channel string) string { return "delivery:" + channel }
+
 // MainSessionKey is the owner's main session, in OpenClaw's scheme
 // (agent:<agentId>:<mainKey>).
 const MainSessionKey = "agent:main:main"
@@ -261,8 +265,8 @@ type ChatMessageAddedData struct {
 	SessionKey string `json:"sessionKey"`
 	SessionID  string `json:"sessionId,omitempty"`
 	MessageID  string `json:"messageId"`
-	Role       string `json:"role"` // user, assistant, tool, system
-	Content    string `json:"content"`
+	Role       string `json:"role"`    // user, assistant, tool, system
+	Content    string `json:"content"` // empty on a tool message: its text is Tool.Summary
 	RunID      string `json:"runId,omitempty"`
 	Model      string `json:"model,omitempty"`
 	Usage      *Usage `json:"usage,omitempty"`

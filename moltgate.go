@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"io"
 	"time"
 )
 
@@ -80,7 +81,8 @@ func DecodeJSON(b []byte, v any) error {
 	if err := dec.Decode(v); err != nil {
 		return err
 	}
-	if dec.More() {
+	// Token, not More: More does not see a stray closing "}" or "]".
+	if _, err := dec.Token(); err != io.EOF {
 		return errors.New("unexpected data after the JSON document")
 	}
 	return nil

@@ -73,3 +73,18 @@ func TestSessionStream(t *testing.T) {
 		t.Fatal("device stream taken for a session")
 	}
 }
+
+func TestDecodeJSON(t *testing.T) {
+	var v any
+	if err := moltgate.DecodeJSON([]byte(` {"id":123456789012345678} `+"\n"), &v); err != nil {
+		t.Fatal(err)
+	}
+	if id := v.(map[string]any)["id"]; id != json.Number("123456789012345678") {
+		t.Fatalf("id = %#v, want the number as written", id)
+	}
+	for _, bad := range []string{`{"b":2} {"c":3}`, `{"b":2} x`, `{"b":2}}`, `{"b":2}]`, `{"b":`, ``} {
+		if err := moltgate.DecodeJSON([]byte(bad), &v); err == nil {
+			t.Errorf("DecodeJSON(%q) accepted it", bad)
+		}
+	}
+}

@@ -76,7 +76,7 @@ var credentialPatterns = []struct {
 	{[]string{"github_pat_"}, regexp.MustCompile(`\bgithub_pat_[A-Za-z0-9_]{30,}`)},                                    // GitHub fine-grained tokens
 	{[]string{"glpat-"}, regexp.MustCompile(`\bglpat-[A-Za-z0-9_-]{20,}`)},                                             // GitLab
 	{[]string{"AKIA"}, regexp.MustCompile(`\bAKIA[0-9A-Z]{16}\b`)},                                                     // AWS access key ids
-	{[]string{":"}, regexp.MustCompile(`\b[0-9]{6,12}:[A-Za-z0-9_-]{30,}`)},                                            // Telegram bot tokens
+	{[]string{":"}, regexp.MustCompile(`\b(?:bot)?[0-9]{6,12}:[A-Za-z0-9_-]{30,}`)},                                    // Telegram bot tokens, also in an API path (/bot<token>/getMe)
 	{[]string{"."}, regexp.MustCompile(`\b[A-Za-z0-9_-]{23,28}\.[A-Za-z0-9_-]{6,7}\.[A-Za-z0-9_-]{27,}`)},              // Discord bot tokens
 	{[]string{"eyJ"}, regexp.MustCompile(`\beyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}`)},           // JWTs
 }

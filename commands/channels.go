@@ -137,8 +137,11 @@ func (s *Service) RejectChannelPairing(ctx context.Context, channel, code string
 	return s.resolveChannelPairing(ctx, channel, code, false, false, meta)
 }
 
-// ChangeAllowlist implements moltgate.ChannelAccessService. Adding and
-// removing commute, so it needs no expected version.
+// ChangeAllowlist implements moltgate.ChannelAccessService. It appends
+// without an expected version because it decides on nothing it read: each
+// id is added or removed as asked, and of two changes to one id the later
+// in the log wins. Its event still moves the channel stream's version on,
+// so a pairing decision in flight decides again.
 func (s *Service) ChangeAllowlist(ctx context.Context, channel string, add, remove []string, meta moltgate.Meta) error {
 	if err := validChannel(channel); err != nil {
 		return err

@@ -138,41 +138,45 @@ func (s *Service) runState(ctx context.Context, sessionKey, runID string) (state
 
 // FinishRun implements moltgate.ChatService. The reply and the finish have
 // ids derived from the run, so whoever records the end of a run second
-// (the agent and a shutdown racing, a retry) changes nothing.
+// (the agent and a shutdown racing, a retry) changes nothing. They are
+// appended at the session stream's next versions: a reply decided on a run
+// that was still open conflicts with a close recorded in between, and is
+// then decided again, and dropped, rather than landing after the run's end.
 func (s *Service) FinishRun(ctx context.Context, sessionKey, runID string, reply *moltgate.ChatMessage, status, errMsg string, meta moltgate.Meta) error {
-	if reply != nil {
-		// A reply for a run that has ended already (closed as interrupted,
-		// then finished late by the agent) would land after its end.
-		if _, finished, err := s.runState(ctx, sessionKey, runID); err != nil {
-			return err
-		} else if finished {
-			return nil
-		}
-	}
 	stream := moltgate.SessionStream(sessionKey)
-	var events []moltgate.Event
-	replyID := ""
-	if reply != nil {
-		e := moltgate.MustEvent(stream, moltgate.EventChatMessageAdded, moltgate.ChatMessageAddedData{
-			SessionKey: sessionKey, MessageID: moltgate.NewID(), Role: "assistant", Content: s.sealText(stream, reply.Content),
-			RunID: runID, Model: reply.Model, Usage: reply.Usage, Origin: reply.Origin,
+	_, err := s.decide(ctx, false, func() ([]moltgate.Event, error) {
+		sess, _ := s.Models.Sessions.Get(sessionKey) // before the state: a newer state then only causes a retry
+		var events []moltgate.Event
+		replyID := ""
+		if reply != nil {
+			// A reply for a run that has ended already (closed as
+			// interrupted, then finished late by the agent) would land
+			// after its end.
+			if _, finished, err := s.runState(ctx, sessionKey, runID); err != nil || finished {
+				return nil, err
+			}
+			e := moltgate.MustEvent(stream, moltgate.EventChatMessageAdded, moltgate.ChatMessageAddedData{
+				SessionKey: sessionKey, MessageID: moltgate.NewID(), Role: "assistant", Content: s.sealText(stream, reply.Content),
+				RunID: runID, Model: reply.Model, Usage: reply.Usage, Origin: reply.Origin,
+			}, meta)
+			e.ID = derivedID("run.reply", sessionKey, runID)
+			replyID = e.ID
+			events = append(events, at(e, sess.Version+1))
+		}
+		finished := moltgate.MustEvent(stream, moltgate.EventChatRunFinished, moltgate.ChatRunFinishedData{
+			SessionKey: sessionKey, RunID: runID, Status: status, Error: errMsg, ReplyEventID: replyID,
 		}, meta)
-		e.ID = derivedID("run.reply", sessionKey, runID)
-		replyID = e.ID
-		events = append(events, e)
-	}
-	finished := moltgate.MustEvent(stream, moltgate.EventChatRunFinished, moltgate.ChatRunFinishedData{
-		SessionKey: sessionKey, RunID: runID, Status: status, Error: errMsg, ReplyEventID: replyID,
-	}, meta)
-	finished.ID = derivedID("run.finished", sessionKey, runID)
-	_, err := s.append(ctx, false, append(events, finished)...)
+		finished.ID = derivedID("run.finished", sessionKey, runID)
+		return append(events, at(finished, sess.Version+int64(len(events))+1)), nil
+	})
 	return err
 }
 
 // MaxToolSummary bounds the text of a tool call's summary in the log.
 const MaxToolSummary = 4000
 
-// RecordToolCall implements moltgate.ChatService.
+// RecordToolCall implements moltgate.ChatService. The summary is stored
+// once, in the call; Transcript shows it as the message's content too.
 func (s *Service) RecordToolCall(ctx context.Context, sessionKey, runID string, call moltgate.ToolCall, meta moltgate.Meta) error {
 	if err := validSessionKey(sessionKey); err != nil {
 		return err
@@ -184,8 +188,8 @@ func (s *Service) RecordToolCall(ctx context.Context, sessionKey, runID string, 
 	call.Summary = s.sealText(stream, truncate(call.Summary, MaxToolSummary))
 	call.Error = s.sealText(stream, call.Error)
 	call.Input = moltgate.RedactSensitive(call.Input)
-	e := moltgate.MustEvent(moltgate.SessionStream(sessionKey), moltgate.EventChatMessageAdded, moltgate.ChatMessageAddedData{
-		SessionKey: sessionKey, MessageID: moltgate.NewID(), Role: "tool", Content: call.Summary, RunID: runID, Tool: &call,
+	e := moltgate.MustEvent(stream, moltgate.EventChatMessageAdded, moltgate.ChatMessageAddedData{
+		SessionKey: sessionKey, MessageID: moltgate.NewID(), Role: "tool", RunID: runID, Tool: &call,
 	}, meta)
 	e.ID = derivedID("run.tool", sessionKey, runID, call.ID)
 	_, err := s.append(ctx, false, e)
@@ -220,8 +224,8 @@ func (s *Service) Inject(ctx context.Context, sessionKey string, msg moltgate.Ch
 	if msg.Role != "assistant" && msg.Role != "user" && msg.Role != "system" {
 		return msg, moltgate.Errorf(moltgate.EINVALID, "role must be assistant, user or system")
 	}
-	if strings.TrimSpace(msg.Content) == "" || len(msg.Content) > MaxMessageBytes {
-		return msg, moltgate.Errorf(moltgate.EINVALID, "message must be 1-%d bytes", MaxMessageBytes)
+	if strings.TrimSpace(msg.Content) == "" || len(msg.Content) > MaxMessageBytes || !utf8.ValidString(msg.Content) {
+		return msg, moltgate.Errorf(moltgate.EINVALID, "message must be valid UTF-8 of 1-%d bytes", MaxMessageBytes)
 	}
 	msg.ID = moltgate.NewID()
 	stream := moltgate.SessionStream(sessionKey)
@@ -268,6 +272,9 @@ func (s *Service) Transcript(ctx context.Context, sessionKey string, limit int) 
 		var d moltgate.ChatMessageAddedData
 		if err := events[i].Decode(&d); err != nil {
 			continue // reported by the read models; a transcript skips it
+		}
+		if d.Content == "" && d.Tool != nil {
+			d.Content = d.Tool.Summary // what clients that do not read the call show
 		}
 		out = append(out, moltgate.ChatMessage{ID: d.MessageID, Role: d.Role, Content: d.Content, RunID: d.RunID,
 			Model: d.Model, Usage: d.Usage, Origin: d.Origin, Tool: d.Tool, Timestamp: events[i].RecordedAt})

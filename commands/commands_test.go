@@ -3,6 +3,8 @@ package commands_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -337,7 +339,9 @@ func TestConcurrent_ChannelPairing(t *testing.T) {
 	if p := s.Models.Channels.Pending("telegram", time.Now()); len(p) != commands.MaxPendingPerChannel || refused != 8 {
 		t.Fatalf("%d pending, %d refused; want %d pending", len(p), refused, commands.MaxPendingPerChannel)
 	}
-	// Approve and reject one code at once: one decision.
+	// Approve and reject one code at once: one decision; the winning
+	// side's repeats answer with it, the other side gets a conflict.
+	okApprove, okReject := 0, 0
 	inParallel(10, func(i int) {
 		var err error
 		if i%2 == 0 {
@@ -345,12 +349,159 @@ func TestConcurrent_ChannelPairing(t *testing.T) {
 		} else {
 			_, err = s.RejectChannelPairing(ctx, "telegram", codes[0], owner)
 		}
-		if err != nil && moltgate.ErrorCode(err) != moltgate.ECONFLICT {
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case err == nil && i%2 == 0:
+			okApprove++
+		case err == nil:
+			okReject++
+		case moltgate.ErrorCode(err) != moltgate.ECONFLICT:
 			t.Error(err)
 		}
 	})
 	if n := count(t, s, moltgate.EventChannelPairingApproved, codes[0]) + count(t, s, moltgate.EventChannelPairingRejected, codes[0]); n != 1 {
 		t.Fatalf("%d decisions for one code", n)
+	}
+	if !(okApprove == 5 && okReject == 0 || okApprove == 0 && okReject == 5) {
+		t.Fatalf("approve ok %d, reject ok %d: want the winning side's 5 calls to succeed and the other side's 5 to conflict", okApprove, okReject)
+	}
+	if s.Models.Channels.Allowed("telegram", "42") != (okApprove == 5) {
+		t.Fatal("the allowlist disagrees with the decision")
+	}
+}
+
+func TestChannelPairing_Input(t *testing.T) {
+	s, _ := MustOpenService(t)
+	ctx := context.Background()
+	for _, bad := range []struct{ channel, sender string }{{"irc", "42"}, {"telegram", ""}, {"telegram", "   "}, {"telegram", strings.Repeat("1", 201)}} {
+		if _, _, err := s.RequestChannelPairing(ctx, bad.channel, bad.sender, "x", nil, moltgate.Meta{}); moltgate.ErrorCode(err) != moltgate.EINVALID {
+			t.Errorf("RequestChannelPairing(%q, %.20q) = %v", bad.channel, bad.sender, err)
+		}
+	}
+	if _, err := s.ApproveChannelPairing(ctx, "irc", "ABCDEFGH", true, owner); moltgate.ErrorCode(err) != moltgate.EINVALID {
+		t.Errorf("approve on an unknown channel = %v", err)
+	}
+	if _, err := s.ApproveChannelPairing(ctx, "telegram", "ABCDEFGH", true, owner); moltgate.ErrorCode(err) != moltgate.ENOTFOUND {
+		t.Errorf("approve an unknown code = %v", err)
+	}
+	// A stranger's chosen name is cut to size.
+	code, _, err := s.RequestChannelPairing(ctx, "telegram", "42", strings.Repeat("é", commands.MaxDeviceField+10), nil, moltgate.Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := s.Models.Channels.PendingCode("telegram", code); len([]rune(p.SenderName)) != commands.MaxDeviceField {
+		t.Fatalf("sender name of %d characters kept", len([]rune(p.SenderName)))
+	}
+}
+
+func TestChannelPairing_Expiry(t *testing.T) {
+	s, _ := MustOpenService(t)
+	ctx := context.Background()
+	now := time.Now()
+	s.Now = func() time.Time { return now }
+	old, _, err := s.RequestChannelPairing(ctx, "telegram", "42", "", nil, moltgate.Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < commands.MaxPendingPerChannel-1; i++ {
+		if _, _, err := s.RequestChannelPairing(ctx, "telegram", fmt.Sprint("other", i), "", nil, moltgate.Meta{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now = now.Add(commands.ChannelPairingTTL + time.Second)
+	if _, err := s.ApproveChannelPairing(ctx, "telegram", old, true, owner); moltgate.ErrorCode(err) != moltgate.ENOTFOUND || !strings.Contains(err.Error(), "expired") {
+		t.Fatalf("approve an expired code = %v", err)
+	}
+	// Expired codes hold no place in the queue, and the sender gets a new one.
+	code, created, err := s.RequestChannelPairing(ctx, "telegram", "42", "", nil, moltgate.Meta{})
+	if err != nil || !created || code == old {
+		t.Fatalf("request after expiry = %s %v %v, want a new code", code, created, err)
+	}
+	if _, err := s.ApproveChannelPairing(ctx, "telegram", code, true, owner); err != nil || !s.Models.Channels.Allowed("telegram", "42") {
+		t.Fatalf("approve the new code = %v", err)
+	}
+}
+
+func TestChangeAllowlist(t *testing.T) {
+	s, _ := MustOpenService(t)
+	ctx := context.Background()
+	many := make([]string, 1001)
+	for i := range many {
+		many[i] = fmt.Sprint(i)
+	}
+	for name, bad := range map[string]struct {
+		channel     string
+		add, remove []string
+	}{
+		"nothing":         {"telegram", nil, nil},
+		"too many":        {"telegram", many[:600], many[600:]},
+		"empty id":        {"telegram", []string{"1", " "}, nil},
+		"long id":         {"telegram", nil, []string{strings.Repeat("1", 201)}},
+		"unknown channel": {"irc", []string{"1"}, nil},
+	} {
+		if err := s.ChangeAllowlist(ctx, bad.channel, bad.add, bad.remove, owner); moltgate.ErrorCode(err) != moltgate.EINVALID {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	if n := count(t, s, moltgate.EventChannelAllowlistChanged, ""); n != 0 {
+		t.Fatalf("refused changes appended %d events", n)
+	}
+	if err := s.ChangeAllowlist(ctx, "discord", []string{"1", "2"}, nil, owner); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ChangeAllowlist(ctx, "discord", []string{"3"}, []string{"1"}, owner); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(s.Models.Channels.Allowlist("discord"), ","); got != "2,3" {
+		t.Fatalf("allowlist = %s", got)
+	}
+}
+
+// Allowlist changes racing a pairing decision on the same channel stream:
+// every change lands, and the code is still decided once.
+func TestConcurrent_AllowlistAndPairing(t *testing.T) {
+	s, _ := MustOpenService(t)
+	ctx := context.Background()
+	code, _, err := s.RequestChannelPairing(ctx, "slack", "U42", "", nil, moltgate.Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	okApprove, okReject := 0, 0
+	inParallel(12, func(i int) {
+		var err error
+		switch i % 3 {
+		case 0:
+			_, err = s.ApproveChannelPairing(ctx, "slack", code, false, owner)
+		case 1:
+			_, err = s.RejectChannelPairing(ctx, "slack", code, owner)
+		default:
+			err = s.ChangeAllowlist(ctx, "slack", []string{fmt.Sprint("U", i)}, nil, owner)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case err == nil && i%3 == 0:
+			okApprove++
+		case err == nil && i%3 == 1:
+			okReject++
+		case err != nil && (i%3 == 2 || moltgate.ErrorCode(err) != moltgate.ECONFLICT):
+			t.Error(err)
+		}
+	})
+	if n := count(t, s, moltgate.EventChannelPairingApproved, code) + count(t, s, moltgate.EventChannelPairingRejected, code); n != 1 {
+		t.Fatalf("%d decisions for one code", n)
+	}
+	if !(okApprove == 4 && okReject == 0 || okApprove == 0 && okReject == 4) {
+		t.Fatalf("approve ok %d, reject ok %d", okApprove, okReject)
+	}
+	want := 4
+	if okApprove > 0 {
+		want++ // the approved sender
+	}
+	if got := s.Models.Channels.Allowlist("slack"); len(got) != want || s.Models.Channels.Allowed("slack", "U42") != (okApprove > 0) {
+		t.Fatalf("allowlist = %v", got)
 	}
 }
 
@@ -521,5 +672,201 @@ func TestChat_SealsPastedCredentials(t *testing.T) {
 	}
 	if n := count(t, s, "", token); n != 0 {
 		t.Fatal("a tool call put the token in the log")
+	}
+}
+
+// The agent's reply and a close (shutdown, recovery) racing to end one run:
+// either the reply and its finish land, or the close alone; never a reply
+// after the end of its run.
+func TestConcurrent_ReplyAndClose(t *testing.T) {
+	s, _ := MustOpenService(t)
+	ctx := context.Background()
+	for round := 0; round < 40; round++ {
+		key := fmt.Sprintf("race%d", round)
+		r, err := s.SendMessage(ctx, moltgate.RunRequest{SessionKey: key, Message: "hi"}, owner)
+		if err != nil {
+			t.Fatal(err)
+		}
+		inParallel(2, func(i int) {
+			var err error
+			if i == 0 {
+				err = s.FinishRun(ctx, key, r.RunID, &moltgate.ChatMessage{Content: "hello"}, moltgate.RunCompleted, "", owner)
+			} else {
+				err = s.FinishRun(ctx, key, r.RunID, nil, moltgate.RunInterrupted, commands.InterruptedMessage, owner)
+			}
+			if err != nil {
+				t.Error(err)
+			}
+		})
+		events, err := s.Log.Query(ctx, eventlog.Filter{Stream: moltgate.SessionStream(key)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var replyID, finishedReply string
+		finishes := 0
+		for _, e := range events {
+			switch e.Type {
+			case moltgate.EventChatMessageAdded:
+				var d moltgate.ChatMessageAddedData
+				e.Decode(&d)
+				if d.Role == "assistant" {
+					if finishes > 0 {
+						t.Fatalf("round %d: the reply landed after the end of its run", round)
+					}
+					replyID = e.ID
+				}
+			case moltgate.EventChatRunFinished:
+				var d moltgate.ChatRunFinishedData
+				e.Decode(&d)
+				finishes++
+				finishedReply = d.ReplyEventID
+			}
+		}
+		if finishes != 1 || finishedReply != replyID {
+			t.Fatalf("round %d: %d finishes, reply %q, the finish names %q", round, finishes, replyID, finishedReply)
+		}
+	}
+}
+
+// A repeated approval answers with the device the request paired, also
+// once that device was removed and paired again by a newer request.
+func TestDevices_RepeatAfterRepairing(t *testing.T) {
+	s, _ := MustOpenService(t)
+	ctx := context.Background()
+	req := moltgate.Device{DeviceID: "d", PublicKey: "p", Role: "operator"}
+	first, _, _ := s.RequestPairing(ctx, req, moltgate.Meta{})
+	if _, err := s.ApprovePairing(ctx, first, moltgate.OwnerScopes, owner); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RemoveDevice(ctx, "d", "lost", owner); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.ApprovePairing(ctx, first, moltgate.OwnerScopes, owner); moltgate.ErrorCode(err) != moltgate.ENOTFOUND || !strings.Contains(err.Error(), "removed") {
+		t.Fatalf("repeat approval of a removed device = %v", err)
+	}
+	second, _, _ := s.RequestPairing(ctx, req, moltgate.Meta{})
+	if _, err := s.ApprovePairing(ctx, second, moltgate.OwnerScopes, owner); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{first, second} {
+		if dev, err := s.ApprovePairing(ctx, id, moltgate.OwnerScopes, owner); err != nil || dev.DeviceID != "d" || dev.State != moltgate.DevicePaired {
+			t.Errorf("repeat approval of %s = %+v %v, want the paired device", id, dev, err)
+		}
+	}
+	rejected, _, _ := s.RequestPairing(ctx, moltgate.Device{DeviceID: "e", PublicKey: "p", Role: "operator"}, moltgate.Meta{})
+	s.RejectPairing(ctx, rejected, "", owner)
+	if dev, err := s.RejectPairing(ctx, rejected, "", owner); err != nil || dev.DeviceID != "e" || dev.State != moltgate.DeviceRejected {
+		t.Errorf("repeat rejection = %+v %v", dev, err)
+	}
+}
+
+// A failed attempt recorded twice counts its messages once, and its error
+// keeps no credential.
+func TestRecordDelivery(t *testing.T) {
+	s, _ := MustOpenService(t)
+	ctx := context.Background()
+	origin := &moltgate.ChannelAddress{Channel: "telegram", ChatID: "1", Sender: "1"}
+	if _, _, err := s.RequestChannelPairing(ctx, "telegram", "1", "Ann", origin, moltgate.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	pending := s.Models.Outbox.PendingDeliveries()
+	if len(pending) != 1 {
+		t.Fatalf("pending = %+v", pending)
+	}
+	token := "123456789:AAEabcdefghijklmnopqrstuvwxyz012345"
+	sendErr := errors.New("Post https://api.telegram.org/bot" + token + "/sendMessage: 429 Too Many Requests")
+	for range 2 {
+		if err := s.RecordDelivery(ctx, pending[0], []string{"m1"}, sendErr, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := s.Models.Outbox.PendingDeliveries()
+	if len(got) != 1 || got[0].Attempts != 1 || got[0].Sent != 1 {
+		t.Fatalf("after one failed attempt recorded twice: %+v, want 1 attempt and 1 message sent", got)
+	}
+	if n := count(t, s, "", "AAEabcdefghijklmnopqrstuvwxyz012345"); n != 0 {
+		t.Fatal("the bot token of a failed send is in the log")
+	}
+	if err := s.RecordDelivery(ctx, got[0], []string{"m2"}, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Models.Outbox.PendingDeliveries(); len(got) != 0 {
+		t.Fatalf("pending after the send = %+v", got)
+	}
+}
+
+func TestDevices_Reasons(t *testing.T) {
+	s, _ := MustOpenService(t)
+	ctx := context.Background()
+	id, _, _ := s.RequestPairing(ctx, moltgate.Device{DeviceID: "d", PublicKey: "p", Role: "operator"}, moltgate.Meta{})
+	for _, bad := range []string{strings.Repeat("x", commands.MaxReason+1), "bad \xff"} {
+		if _, err := s.RejectPairing(ctx, id, bad, owner); moltgate.ErrorCode(err) != moltgate.EINVALID {
+			t.Errorf("reject with %.20q = %v", bad, err)
+		}
+	}
+	if _, err := s.ApprovePairing(ctx, id, moltgate.OwnerScopes, owner); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{strings.Repeat("x", commands.MaxReason+1), "bad \xff"} {
+		if err := s.RemoveDevice(ctx, "d", bad, owner); moltgate.ErrorCode(err) != moltgate.EINVALID {
+			t.Errorf("remove with %.20q = %v", bad, err)
+		}
+	}
+	if _, ok := s.Models.Devices.Device("d"); !ok {
+		t.Fatal("a refused removal removed the device")
+	}
+	if err := s.RemoveDevice(ctx, "d", strings.Repeat("é", commands.MaxReason), owner); err != nil {
+		t.Fatalf("a reason of %d characters = %v", commands.MaxReason, err)
+	}
+}
+
+func TestInject(t *testing.T) {
+	s, _ := MustOpenService(t)
+	ctx := context.Background()
+	for _, bad := range []moltgate.ChatMessage{{Role: "tool", Content: "x"}, {Content: " \n "}, {Content: "bad \xff"},
+		{Content: strings.Repeat("x", commands.MaxMessageBytes+1)}} {
+		if _, err := s.Inject(ctx, "main", bad, owner); moltgate.ErrorCode(err) != moltgate.EINVALID {
+			t.Errorf("Inject(%.20q as %q) = %v", bad.Content, bad.Role, err)
+		}
+	}
+	if _, err := s.Inject(ctx, "", moltgate.ChatMessage{Content: "x"}, owner); moltgate.ErrorCode(err) != moltgate.EINVALID {
+		t.Errorf("Inject without a session = %v", err)
+	}
+	msg, err := s.Inject(ctx, "main", moltgate.ChatMessage{Content: "note"}, owner)
+	if err != nil || msg.Role != "assistant" || msg.ID == "" || msg.Timestamp.IsZero() {
+		t.Fatalf("Inject = %+v %v", msg, err)
+	}
+	if msgs, _ := s.Transcript(ctx, "main", 0); len(msgs) != 1 || msgs[0].ID != msg.ID || msgs[0].Content != "note" {
+		t.Fatalf("transcript = %+v", msgs)
+	}
+}
+
+func TestRecordToolCall(t *testing.T) {
+	s, _ := MustOpenService(t)
+	ctx := context.Background()
+	for _, bad := range []moltgate.ToolCall{{Name: "web_fetch"}, {ID: "c1"}} {
+		if err := s.RecordToolCall(ctx, "main", "run1", bad, owner); moltgate.ErrorCode(err) != moltgate.EINVALID {
+			t.Errorf("RecordToolCall(%+v) = %v", bad, err)
+		}
+	}
+	if err := s.RecordToolCall(ctx, "", "run1", moltgate.ToolCall{ID: "c1", Name: "web_fetch"}, owner); moltgate.ErrorCode(err) != moltgate.EINVALID {
+		t.Errorf("RecordToolCall without a session = %v", err)
+	}
+	call := moltgate.ToolCall{ID: "c1", Name: "web_fetch", Status: moltgate.ToolOK, Summary: "fetched the page, a summary only stored once"}
+	for range 2 { // a retry records nothing new
+		if err := s.RecordToolCall(ctx, "main", "run1", call, owner); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := count(t, s, moltgate.EventChatMessageAdded, ""); n != 1 {
+		t.Fatalf("%d tool messages, want 1", n)
+	}
+	events, _ := s.Log.Query(ctx, eventlog.Filter{TypePrefix: moltgate.EventChatMessageAdded})
+	if n := strings.Count(string(events[0].Data), "a summary only stored once"); n != 1 {
+		t.Fatalf("the summary is in the event %d times: %s", n, events[0].Data)
+	}
+	msgs, err := s.Transcript(ctx, "main", 0)
+	if err != nil || len(msgs) != 1 || msgs[0].Role != "tool" || msgs[0].Content != call.Summary || msgs[0].Tool == nil || msgs[0].Tool.Summary != call.Summary {
+		t.Fatalf("transcript = %+v %v", msgs, err)
 	}
 }

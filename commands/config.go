@@ -40,7 +40,7 @@ func (s *Service) RevertConfig(ctx context.Context, seq int64, baseHash string, 
 	if err := e.Decode(&old); err != nil {
 		return moltgate.ConfigResult{}, err
 	}
-	return s.writeConfig(ctx, baseHash, "revert to seq "+itoa(seq), meta, func(json.RawMessage) (json.RawMessage, error) { return old.Document, nil })
+	return s.writeConfig(ctx, baseHash, "revert to seq "+strconv.FormatInt(seq, 10), meta, func(json.RawMessage) (json.RawMessage, error) { return old.Document, nil })
 }
 
 // writeConfig builds the new document from the current one, seals and
@@ -86,10 +86,6 @@ func (s *Service) CheckConfig(ctx context.Context, doc json.RawMessage) (issues,
 // may not name moltgate's own secrets and should name variables that are
 // set. It returns the sealed document in canonical form.
 func (s *Service) checkConfig(doc, current json.RawMessage) (sealed json.RawMessage, issues, warnings []moltgate.ConfigIssue) {
-	if len(doc) > moltgate.MaxConfigBytes {
-		_, issues = moltgate.ParseConfig(doc)
-		return nil, issues, nil
-	}
 	if _, issues = moltgate.ParseConfig(doc); len(issues) > 0 {
 		return nil, issues, nil
 	}
@@ -146,8 +142,6 @@ func MergePatch(doc, patch json.RawMessage) (json.RawMessage, error) {
 	}
 	return json.Marshal(mergeValue(d, p))
 }
-
-func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 
 func mergeValue(target, patch any) any {
 	pm, ok := patch.(map[string]any)

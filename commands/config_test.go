@@ -3,6 +3,7 @@ package commands_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -62,9 +63,10 @@ func TestConfig(t *testing.T) {
 	if _, h := s.Models.Config.Current(); h != r2.Hash {
 		t.Fatal("an invalid config changed something")
 	}
-	for _, bad := range []string{`[]`, `{`, `"x"`, `{"agents":{"defaults":{"model":{"fallbacks":"x"}}}}`, `{"channels":{"telegram":{"dmPolicy":"everyone"}}}`} {
+	tooLarge := `{"agents":{},"pad":"` + strings.Repeat("x", moltgate.MaxConfigBytes) + `"}`
+	for _, bad := range []string{`[]`, `{`, `"x"`, `{"agents":{"defaults":{"model":{"fallbacks":"x"}}}}`, `{"channels":{"telegram":{"dmPolicy":"everyone"}}}`, tooLarge} {
 		if _, err := s.ApplyConfig(ctx, json.RawMessage(bad), r2.Hash, owner); moltgate.ErrorCode(err) != moltgate.EINVALID {
-			t.Errorf("%s: %v", bad, err)
+			t.Errorf("%.80s: %v", bad, err)
 		}
 	}
 	// Revert brings the first version back as a new one.
@@ -135,5 +137,71 @@ func TestConfig_EnvReferences(t *testing.T) {
 	r, err := s.ApplyConfig(ctx, doc, "", owner)
 	if err != nil || len(r.Warnings) != 1 || r.Warnings[0].Path != "models.providers.x.apiKey" {
 		t.Fatalf("apply = %+v %v", r, err)
+	}
+}
+
+// A baseUrl with a password is sealed whole and reads back as the marker;
+// the document read back applies again, and keeps the stored URL.
+func TestConfig_URLWithPasswordRoundTrips(t *testing.T) {
+	s, _ := MustOpenService(t)
+	ctx := context.Background()
+	doc := `{"models":{"providers":{"p":{"api":"openai-completions","baseUrl":"https://user:pw-secret@proxy.example/v1","apiKey":"${X}"}}}}`
+	r, err := s.ApplyConfig(ctx, json.RawMessage(doc), "", owner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, _ := s.Models.Config.Current()
+	redacted := moltgate.RedactSealed(stored)
+	if !strings.Contains(string(redacted), `"baseUrl":"`+moltgate.RedactedMarker+`"`) {
+		t.Fatalf("read back: %s", redacted)
+	}
+	again, err := s.ApplyConfig(ctx, redacted, r.Hash, owner)
+	if err != nil || again.Changed {
+		t.Fatalf("applying the document read back = %+v %v, want accepted and unchanged", again, err)
+	}
+	// A bad URL's issue does not repeat its password.
+	_, err = s.ApplyConfig(ctx, json.RawMessage(`{"models":{"providers":{"p":{"api":"openai-completions","baseUrl":"htps://user:pw-secret@proxy.example/v1"}}}}`), r.Hash, owner)
+	if moltgate.ErrorCode(err) != moltgate.EINVALID || strings.Contains(err.Error(), "pw-secret") || strings.Contains(fmt.Sprint(asError(err).Details), "pw-secret") {
+		t.Fatalf("bad URL = %v", err)
+	}
+}
+
+// A patch is one JSON document: anything after it is refused, not dropped.
+func TestPatchConfig_TrailingData(t *testing.T) {
+	s, _ := MustOpenService(t)
+	ctx := context.Background()
+	r, err := s.ApplyConfig(ctx, json.RawMessage(`{"agents":{}}`), "", owner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, patch := range []string{`{"b":2} {"c":3}`, `{"b":2}}`} {
+		if _, err := s.PatchConfig(ctx, json.RawMessage(patch), r.Hash, owner); moltgate.ErrorCode(err) != moltgate.EINVALID {
+			t.Errorf("patch %s = %v, want invalid", patch, err)
+		}
+	}
+	if _, h := s.Models.Config.Current(); h != r.Hash {
+		t.Fatal("a refused patch changed the config")
+	}
+}
+
+func TestRevertConfig_NotAConfigVersion(t *testing.T) {
+	s, _ := MustOpenService(t)
+	ctx := context.Background()
+	r, err := s.ApplyConfig(ctx, json.RawMessage(`{"agents":{}}`), "", owner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Inject(ctx, "main", moltgate.ChatMessage{Content: "not a config"}, owner); err != nil {
+		t.Fatal(err)
+	}
+	last := s.Log.LastSeq()
+	if _, err := s.RevertConfig(ctx, last, r.Hash, owner); moltgate.ErrorCode(err) != moltgate.ENOTFOUND || !strings.Contains(err.Error(), "not a config version") {
+		t.Fatalf("revert to a chat message = %v", err)
+	}
+	if _, err := s.RevertConfig(ctx, last+10, r.Hash, owner); moltgate.ErrorCode(err) != moltgate.ENOTFOUND {
+		t.Fatalf("revert to a seq past the log = %v", err)
+	}
+	if n := count(t, s, moltgate.EventConfigApplied, ""); n != 1 {
+		t.Fatalf("%d config versions, want 1", n)
 	}
 }

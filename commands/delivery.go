@@ -2,20 +2,18 @@ package commands
 
 import (
 	"context"
+	"strconv"
 
 	moltgate "github.com/moltgate/moltgate"
 )
 
 var _ moltgate.DeliveryService = (*Service)(nil)
 
-// DeliveryStream is where a channel's delivery records go: apart from the
-// access stream, so the outbox never conflicts with pairing decisions.
-func DeliveryStream(channel string) string { return "delivery:" + channel }
-
-// RecordDelivery implements moltgate.DeliveryService. A send is recorded
-// with an id derived from the delivery, so recording it twice (a retry
-// after the read models were slow) changes nothing; failed attempts are
-// recorded each, up to the final one.
+// RecordDelivery implements moltgate.DeliveryService. Every record has an
+// id derived from the delivery (and, for a failed attempt the outbox will
+// retry, from the attempt), so recording it twice (a retry after the read
+// models were slow) changes nothing: the messages an attempt sent are
+// counted once.
 func (s *Service) RecordDelivery(ctx context.Context, d moltgate.Delivery, messageIDs []string, sendErr error, final bool) error {
 	data := moltgate.ChannelDeliveryData{
 		DeliveryID: d.ID, Kind: d.Kind, Channel: d.To.Channel, ChatID: d.To.ChatID, ThreadID: d.To.ThreadID, Sender: d.To.Sender,
@@ -24,11 +22,14 @@ func (s *Service) RecordDelivery(ctx context.Context, d moltgate.Delivery, messa
 	meta := moltgate.Meta{Actor: "outbox", Source: moltgate.SourceChannel, CausationID: d.ID}
 	typ := moltgate.EventChannelDeliverySent
 	if sendErr != nil {
-		typ, data.Error, data.Final = moltgate.EventChannelDeliveryFailed, moltgate.RedactText(sendErr.Error()), final
+		// A platform's error may quote the request, token in the URL and all.
+		typ, data.Error, data.Final = moltgate.EventChannelDeliveryFailed, moltgate.RedactCredentials(sendErr.Error()), final
 	}
-	e := moltgate.MustEvent(DeliveryStream(d.To.Channel), typ, data, meta)
+	e := moltgate.MustEvent(moltgate.DeliveryStream(d.To.Channel), typ, data, meta)
 	if sendErr == nil || final {
 		e.ID = derivedID("delivery.done", d.ID)
+	} else {
+		e.ID = derivedID("delivery.attempt", d.ID, strconv.Itoa(data.Attempt))
 	}
 	_, err := s.append(ctx, false, e)
 	return err

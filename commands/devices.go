@@ -103,7 +103,9 @@ func (s *Service) ApprovePairing(ctx context.Context, requestID string, grantor 
 	_, err := s.decide(ctx, true, func() ([]moltgate.Event, error) {
 		req, ok := s.Models.Devices.PendingRequest(requestID)
 		if !ok {
-			return nil, s.decided(requestID, "approved", &deviceID)
+			var err error
+			deviceID, err = s.decided(requestID, "approved")
+			return nil, err
 		}
 		if !s.Now().Before(req.ExpiresAt) {
 			return nil, moltgate.Errorf(moltgate.ENOTFOUND, "pairing request %s has expired; the device will ask again when it reconnects", requestID)
@@ -127,39 +129,47 @@ func (s *Service) ApprovePairing(ctx context.Context, requestID string, grantor 
 
 // decided answers a decision on a request that is no longer pending: the
 // same decision again is not an error (want), the other one is a conflict.
-func (s *Service) decided(requestID, want string, deviceID *string) error {
-	decision, ok := s.Models.Devices.Decision(requestID)
+// It returns the device the request concerned; an approval is answered
+// only while that device is paired (removed, it has nothing to show).
+func (s *Service) decided(requestID, want string) (deviceID string, err error) {
+	decision, deviceID, ok := s.Models.Devices.Decision(requestID)
 	switch {
 	case !ok:
-		return moltgate.Errorf(moltgate.ENOTFOUND, "no pending pairing request %s", requestID)
+		return "", moltgate.Errorf(moltgate.ENOTFOUND, "no pending pairing request %s", requestID)
 	case decision != want:
-		return &moltgate.Error{Code: moltgate.ECONFLICT, Message: "pairing request " + requestID + " was already " + decision,
+		return "", &moltgate.Error{Code: moltgate.ECONFLICT, Message: "pairing request " + requestID + " was already " + decision,
 			Details: map[string]any{"state": decision}}
-	}
-	if want == "approved" {
-		for _, d := range s.Models.Devices.Paired() {
-			if d.RequestID == requestID {
-				*deviceID = d.DeviceID
-				return nil
-			}
+	case want == "approved":
+		if _, paired := s.Models.Devices.Device(deviceID); !paired {
+			return "", moltgate.Errorf(moltgate.ENOTFOUND, "the device approved by request %s has been removed", requestID)
 		}
-		return moltgate.Errorf(moltgate.ENOTFOUND, "the device approved by request %s has been removed", requestID)
+	}
+	return deviceID, nil
+}
+
+// MaxReason bounds the reason given for a rejection or a removal.
+const MaxReason = 500
+
+func validReason(reason string) error {
+	if utf8.RuneCountInString(reason) > MaxReason || !utf8.ValidString(reason) {
+		return moltgate.Errorf(moltgate.EINVALID, "the reason must be text of at most %d characters", MaxReason)
 	}
 	return nil
 }
 
 // RejectPairing implements moltgate.DeviceService.
 func (s *Service) RejectPairing(ctx context.Context, requestID, reason string, meta moltgate.Meta) (moltgate.Device, error) {
-	if utf8.RuneCountInString(reason) > 500 {
-		return moltgate.Device{}, moltgate.Errorf(moltgate.EINVALID, "the reason is at most 500 characters")
+	if err := validReason(reason); err != nil {
+		return moltgate.Device{}, err
 	}
 	var out moltgate.Device
 	_, err := s.decide(ctx, true, func() ([]moltgate.Event, error) {
 		req, ok := s.Models.Devices.PendingRequest(requestID)
 		if !ok {
 			out = moltgate.Device{RequestID: requestID, State: moltgate.DeviceRejected}
-			var unused string
-			return nil, s.decided(requestID, "rejected", &unused)
+			var err error
+			out.DeviceID, err = s.decided(requestID, "rejected")
+			return nil, err
 		}
 		out = req
 		out.State, out.Reason = moltgate.DeviceRejected, reason
@@ -170,32 +180,33 @@ func (s *Service) RejectPairing(ctx context.Context, requestID, reason string, m
 	return out, err
 }
 
-// pairedDecision decides on a paired device: the event fn builds lands at
-// the device stream's next version.
-func (s *Service) pairedDecision(ctx context.Context, deviceID string, build func(dev moltgate.Device) moltgate.Event) error {
+// pairedDecision appends e, an event about a paired device, at the device
+// stream's next version.
+func (s *Service) pairedDecision(ctx context.Context, deviceID string, e moltgate.Event) error {
 	_, err := s.decide(ctx, true, func() ([]moltgate.Event, error) {
 		dev, ok := s.Models.Devices.Device(deviceID)
 		if !ok {
 			return nil, moltgate.Errorf(moltgate.ENOTFOUND, "no paired device %s", deviceID)
 		}
-		return []moltgate.Event{at(build(dev), dev.Version+1)}, nil
+		return []moltgate.Event{at(e, dev.Version+1)}, nil
 	})
 	return err
 }
 
 // RemoveDevice implements moltgate.DeviceService.
 func (s *Service) RemoveDevice(ctx context.Context, deviceID, reason string, meta moltgate.Meta) error {
-	return s.pairedDecision(ctx, deviceID, func(moltgate.Device) moltgate.Event {
-		return moltgate.MustEvent(moltgate.DeviceStream(deviceID), moltgate.EventDeviceRemoved, moltgate.DeviceRemovedData{DeviceID: deviceID, Reason: reason}, meta)
-	})
+	if err := validReason(reason); err != nil {
+		return err
+	}
+	return s.pairedDecision(ctx, deviceID, moltgate.MustEvent(moltgate.DeviceStream(deviceID), moltgate.EventDeviceRemoved,
+		moltgate.DeviceRemovedData{DeviceID: deviceID, Reason: reason}, meta))
 }
 
 // IssueToken implements moltgate.DeviceService.
 func (s *Service) IssueToken(ctx context.Context, deviceID string, meta moltgate.Meta) (string, error) {
 	token := newToken()
-	err := s.pairedDecision(ctx, deviceID, func(moltgate.Device) moltgate.Event {
-		return moltgate.MustEvent(moltgate.DeviceStream(deviceID), moltgate.EventDeviceTokenRotated, moltgate.DeviceTokenRotatedData{DeviceID: deviceID, TokenHash: HashToken(token)}, meta)
-	})
+	err := s.pairedDecision(ctx, deviceID, moltgate.MustEvent(moltgate.DeviceStream(deviceID), moltgate.EventDeviceTokenRotated,
+		moltgate.DeviceTokenRotatedData{DeviceID: deviceID, TokenHash: HashToken(token)}, meta))
 	if err != nil {
 		return "", err
 	}
@@ -204,7 +215,6 @@ func (s *Service) IssueToken(ctx context.Context, deviceID string, meta moltgate
 
 // RevokeToken implements moltgate.DeviceService.
 func (s *Service) RevokeToken(ctx context.Context, deviceID string, meta moltgate.Meta) error {
-	return s.pairedDecision(ctx, deviceID, func(moltgate.Device) moltgate.Event {
-		return moltgate.MustEvent(moltgate.DeviceStream(deviceID), moltgate.EventDeviceTokenRevoked, moltgate.DeviceTokenRevokedData{DeviceID: deviceID}, meta)
-	})
+	return s.pairedDecision(ctx, deviceID, moltgate.MustEvent(moltgate.DeviceStream(deviceID), moltgate.EventDeviceTokenRevoked,
+		moltgate.DeviceTokenRevokedData{DeviceID: deviceID}, meta))
 }

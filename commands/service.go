@@ -28,8 +28,8 @@ const applyTimeout = 10 * time.Second
 // maxAttempts bounds how often a command decides again after losing a race.
 const maxAttempts = 8
 
-// Service implements moltgate.DeviceService, ConfigService, ChatService
-// and ChannelAccessService.
+// Service implements moltgate.DeviceService, ConfigService, ChatService,
+// ChannelAccessService, DeliveryService and WorkspaceService.
 type Service struct {
 	Log    *eventlog.Log
 	Runner *projections.Runner
@@ -45,8 +45,10 @@ type Service struct {
 	PairingTTL time.Duration
 	Now        func() time.Time
 	Logger     *slog.Logger
-	// OnAppend, when set, is told how long each durable append took (for
-	// the append-latency metric).
+	// OnAppend, when set, is told how long each append took (for the
+	// append-latency metric): until the commit was durable, and for a
+	// critical append until the replica had it too, or the bounded wait
+	// for it ran out, as the metric's help says.
 	OnAppend func(time.Duration)
 }
 

@@ -2,6 +2,7 @@ package commands
 
 import (
 	"context"
+	"errors"
 	"io/fs"
 	"os"
 	"path"
@@ -40,23 +41,34 @@ func cleanWorkspacePath(p string) (string, error) {
 // sealed like a chat message's (a token pasted into SOUL.md stays out of
 // the replica in plaintext).
 func (s *Service) WriteWorkspaceFile(ctx context.Context, p, content string, meta moltgate.Meta) error {
-	p, err := cleanWorkspacePath(p)
-	if err != nil {
-		return err
+	_, err := s.writeWorkspaceFile(ctx, p, content, meta)
+	return err
+}
+
+// writeWorkspaceFile writes a file and reports whether that changed the
+// workspace (writing what is stored already appends nothing). The file
+// limit is decided on the workspace stream's version, so two new files
+// written at once cannot both take the last place.
+func (s *Service) writeWorkspaceFile(ctx context.Context, p, content string, meta moltgate.Meta) (changed bool, err error) {
+	if p, err = cleanWorkspacePath(p); err != nil {
+		return false, err
 	}
 	if len(content) > MaxWorkspaceFile || !utf8.ValidString(content) {
-		return moltgate.Errorf(moltgate.ETOOLARGE, "%s must be UTF-8 text of at most %d bytes (it has %d)", p, MaxWorkspaceFile, len(content))
+		return false, moltgate.Errorf(moltgate.ETOOLARGE, "%s must be UTF-8 text of at most %d bytes (it has %d)", p, MaxWorkspaceFile, len(content))
 	}
-	if old, ok := s.Models.Workspace.File(p); ok && s.openWorkspace(old) == content {
-		return nil
-	}
-	if _, ok := s.Models.Workspace.File(p); !ok && len(s.Models.Workspace.WorkspaceFiles()) >= MaxWorkspaceFiles {
-		return moltgate.Errorf(moltgate.ETOOMANY, "the workspace holds at most %d files", MaxWorkspaceFiles)
-	}
-	e := moltgate.MustEvent(moltgate.StreamWorkspace, moltgate.EventWorkspaceFileWritten,
-		moltgate.WorkspaceFileData{Path: p, Content: s.sealText(moltgate.StreamWorkspace, content)}, meta)
-	_, err = s.append(ctx, false, e)
-	return err
+	stored, err := s.decide(ctx, false, func() ([]moltgate.Event, error) {
+		version := s.Models.Workspace.StreamVersion() // before the state: a newer state then only causes a retry
+		old, exists := s.Models.Workspace.File(p)
+		switch {
+		case exists && s.openWorkspace(old) == content:
+			return nil, nil
+		case !exists && s.Models.Workspace.Count() >= MaxWorkspaceFiles:
+			return nil, moltgate.Errorf(moltgate.ETOOMANY, "the workspace holds at most %d files", MaxWorkspaceFiles)
+		}
+		return []moltgate.Event{at(moltgate.MustEvent(moltgate.StreamWorkspace, moltgate.EventWorkspaceFileWritten,
+			moltgate.WorkspaceFileData{Path: p, Content: s.sealText(moltgate.StreamWorkspace, content)}, meta), version+1)}, nil
+	})
+	return len(stored) > 0, err
 }
 
 func (s *Service) openWorkspace(content string) string {
@@ -72,26 +84,34 @@ func (s *Service) DeleteWorkspaceFile(ctx context.Context, p string, meta moltga
 	if err != nil {
 		return err
 	}
-	if _, ok := s.Models.Workspace.File(p); !ok {
-		return moltgate.Errorf(moltgate.ENOTFOUND, "no workspace file %s", p)
-	}
-	_, err = s.append(ctx, false, moltgate.MustEvent(moltgate.StreamWorkspace, moltgate.EventWorkspaceFileDeleted, moltgate.WorkspaceFileData{Path: p}, meta))
+	_, err = s.decide(ctx, false, func() ([]moltgate.Event, error) {
+		version := s.Models.Workspace.StreamVersion()
+		if _, ok := s.Models.Workspace.File(p); !ok {
+			return nil, moltgate.Errorf(moltgate.ENOTFOUND, "no workspace file %s", p)
+		}
+		return []moltgate.Event{at(moltgate.MustEvent(moltgate.StreamWorkspace, moltgate.EventWorkspaceFileDeleted, moltgate.WorkspaceFileData{Path: p}, meta), version+1)}, nil
+	})
 	return err
 }
 
 // ImportWorkspace records the workspace files found in dir (AGENTS.md,
 // SOUL.md, USER.md, IDENTITY.md, TOOLS.md and skills/*/SKILL.md, as
-// OpenClaw lays them out) that differ from the log's, so files edited on
-// disk reach the log, and from there the replica. It returns how many it
-// recorded.
+// OpenClaw lays them out) that were edited on disk since the log last
+// changed them, so files edited on disk reach the log, and from there the
+// replica, while an edit made in the admin since (newer than the file on
+// disk) is not reverted at the next start. A file that cannot be recorded
+// (unreadable, too large, not text) is logged and skipped. It returns how
+// many files it recorded.
 func (s *Service) ImportWorkspace(ctx context.Context, dir string) (int, error) {
 	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 		return 0, moltgate.Errorf(moltgate.ENOTFOUND, "no workspace directory at %s", dir)
 	}
+	meta := moltgate.Meta{Actor: "workspace:" + dir, Source: moltgate.SourceSystem}
 	n := 0
 	err := filepath.WalkDir(dir, func(full string, d fs.DirEntry, err error) error {
 		if err != nil {
-			return err
+			s.Logger.Warn("cannot read a workspace directory: skipped", "path", full, "error", err)
+			return nil
 		}
 		rel, _ := filepath.Rel(dir, full)
 		rel = filepath.ToSlash(rel)
@@ -104,20 +124,55 @@ func (s *Service) ImportWorkspace(ctx context.Context, dir string) (int, error) 
 		if !workspaceFileName(rel) {
 			return nil
 		}
-		b, err := os.ReadFile(full)
-		if err != nil {
+		changed, err := s.importWorkspaceFile(ctx, full, rel, meta)
+		switch {
+		case err == nil:
+		case isFileProblem(err):
+			s.Logger.Warn("cannot record a workspace file: skipped", "path", full, "error", err)
+		default:
 			return err
 		}
-		before := s.Log.LastSeq()
-		if err := s.WriteWorkspaceFile(ctx, rel, string(b), moltgate.Meta{Actor: "workspace:" + dir, Source: moltgate.SourceSystem}); err != nil {
-			return err
-		}
-		if s.Log.LastSeq() != before {
+		if changed {
 			n++
 		}
 		return nil
 	})
 	return n, err
+}
+
+// importWorkspaceFile records the file at full as rel, unless the log
+// changed rel after the file was last modified.
+func (s *Service) importWorkspaceFile(ctx context.Context, full, rel string, meta moltgate.Meta) (bool, error) {
+	st, err := os.Stat(full)
+	if err != nil {
+		return false, err
+	}
+	if at, ok := s.Models.Workspace.Changed(rel); ok && !st.ModTime().After(at) {
+		return false, nil
+	}
+	if st.Size() > MaxWorkspaceFile {
+		return false, moltgate.Errorf(moltgate.ETOOLARGE, "%s has %d bytes, more than the %d a workspace file may have", rel, st.Size(), MaxWorkspaceFile)
+	}
+	b, err := os.ReadFile(full)
+	if err != nil {
+		return false, err
+	}
+	return s.writeWorkspaceFile(ctx, rel, string(b), meta)
+}
+
+// isFileProblem reports whether err concerns one file (it cannot be read,
+// or is refused), so an import skips it and goes on, rather than an error
+// of the log that stops it.
+func isFileProblem(err error) bool {
+	var pathErr *fs.PathError
+	if errors.As(err, &pathErr) {
+		return true
+	}
+	switch moltgate.ErrorCode(err) {
+	case moltgate.EINVALID, moltgate.ETOOLARGE, moltgate.ETOOMANY:
+		return true
+	}
+	return false
 }
 
 // workspaceFileName reports whether rel is a file OpenClaw's workspace

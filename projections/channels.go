@@ -3,6 +3,7 @@ package projections
 import (
 	"encoding/json"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -50,16 +51,28 @@ func (c *ChannelAccess) Reset() {
 	c.mu.Unlock()
 }
 
+// channelFromStream is the inverse of moltgate.ChannelStream.
+func channelFromStream(stream string) string { return strings.TrimPrefix(stream, "channel:") }
+
 func (c *ChannelAccess) Apply(e moltgate.Event) error {
+	switch e.Type {
+	case moltgate.EventChannelPairingRequested, moltgate.EventChannelPairingApproved,
+		moltgate.EventChannelPairingRejected, moltgate.EventChannelAllowlistChanged:
+	default:
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	// The version comes from the envelope: an event whose payload does
+	// not decode still took its place in the stream, and a writer must
+	// append after it.
+	c.state.Versions[channelFromStream(e.Stream)] = e.Version
 	switch e.Type {
 	case moltgate.EventChannelPairingRequested:
 		var p moltgate.ChannelPairingRequestedData
 		if err := e.Decode(&p); err != nil {
 			return err
 		}
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		c.state.Versions[p.Channel] = e.Version
 		codes := c.state.Pending[p.Channel]
 		if codes == nil {
 			codes = map[string]*moltgate.PendingSender{}
@@ -77,9 +90,6 @@ func (c *ChannelAccess) Apply(e moltgate.Event) error {
 		if err := e.Decode(&p); err != nil {
 			return err
 		}
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		c.state.Versions[p.Channel] = e.Version
 		sender := moltgate.PendingSender{Channel: p.Channel, SenderID: p.SenderID, Code: p.Code}
 		if pending, ok := c.state.Pending[p.Channel][p.Code]; ok {
 			sender = *pending
@@ -100,9 +110,6 @@ func (c *ChannelAccess) Apply(e moltgate.Event) error {
 		if err := e.Decode(&p); err != nil {
 			return err
 		}
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		c.state.Versions[p.Channel] = e.Version
 		for _, id := range p.Added {
 			c.allowLocked(p.Channel, id, true)
 		}

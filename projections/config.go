@@ -37,13 +37,17 @@ func (c *Config) Apply(e moltgate.Event) error {
 	if e.Type != moltgate.EventConfigApplied {
 		return nil
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	// The version comes from the envelope: an event whose payload does
+	// not decode still took its place in the stream, and a writer must
+	// append after it.
+	c.state.Version = e.Version
 	var d moltgate.ConfigAppliedData
 	if err := e.Decode(&d); err != nil {
 		return err
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.state.Document, c.state.Hash, c.state.Version = d.Document, d.Hash, e.Version
+	c.state.Document, c.state.Hash = d.Document, d.Hash
 	c.state.History = append(c.state.History, moltgate.ConfigVersion{
 		Seq: e.Seq, Hash: d.Hash, Actor: e.Meta.Actor, Source: e.Meta.Source, Note: d.Note, At: e.RecordedAt,
 	})

@@ -23,11 +23,17 @@ type devicesState struct {
 	Pending  map[string]*moltgate.Device `json:"pending"`  // by request id
 	Paired   map[string]*moltgate.Device `json:"paired"`   // by device id
 	Resolved []moltgate.Device           `json:"resolved"` // rejected and removed, newest last
-	// Decided remembers how each request ended ("approved" or "rejected"),
-	// so a second decision is answered with the first one.
-	Decided  map[string]string `json:"decided"`
-	Tokens   map[string]string `json:"tokens"`   // device id → token hash (Device.TokenHash is not in JSON)
-	Versions map[string]int64  `json:"versions"` // device id → stream version
+	// Decided remembers how each request ended and for which device, so a
+	// second decision is answered with the first one.
+	Decided  map[string]decidedRequest `json:"decided"`
+	Tokens   map[string]string         `json:"tokens"`   // device id → token hash (Device.TokenHash is not in JSON)
+	Versions map[string]int64          `json:"versions"` // device id → stream version
+}
+
+// decidedRequest is how a pairing request ended.
+type decidedRequest struct {
+	Decision string `json:"decision"` // "approved" or "rejected"
+	DeviceID string `json:"deviceId"`
 }
 
 // maxResolvedDevices bounds the rejected/removed history kept in memory.
@@ -41,12 +47,12 @@ func NewDevices() *Devices {
 }
 
 func (d *Devices) Name() string { return "devices" }
-func (d *Devices) Version() int { return 3 } // 3: one Device record, stream versions, decisions
+func (d *Devices) Version() int { return 4 } // 4: decisions name their device
 
 func (d *Devices) Reset() {
 	d.mu.Lock()
 	d.state = devicesState{Pending: map[string]*moltgate.Device{}, Paired: map[string]*moltgate.Device{},
-		Decided: map[string]string{}, Tokens: map[string]string{}, Versions: map[string]int64{}}
+		Decided: map[string]decidedRequest{}, Tokens: map[string]string{}, Versions: map[string]int64{}}
 	d.mu.Unlock()
 }
 
@@ -99,7 +105,7 @@ func (d *Devices) Apply(e moltgate.Event) error {
 		}
 		delete(d.state.Pending, p.RequestID)
 		d.state.Paired[p.DeviceID] = dev
-		d.state.Decided[p.RequestID] = "approved"
+		d.state.Decided[p.RequestID] = decidedRequest{Decision: "approved", DeviceID: p.DeviceID}
 		if p.TokenHash != "" {
 			d.state.Tokens[p.DeviceID] = p.TokenHash
 		}
@@ -114,7 +120,7 @@ func (d *Devices) Apply(e moltgate.Event) error {
 			dev.State, dev.Reason, dev.ResolvedAt = moltgate.DeviceRejected, p.Reason, e.RecordedAt
 		}
 		delete(d.state.Pending, p.RequestID)
-		d.state.Decided[p.RequestID] = "rejected"
+		d.state.Decided[p.RequestID] = decidedRequest{Decision: "rejected", DeviceID: p.DeviceID}
 		d.resolvedLocked(dev)
 	case moltgate.EventDeviceRemoved:
 		var p moltgate.DeviceRemovedData
@@ -199,11 +205,11 @@ func (d *Devices) PendingRequest(requestID string) (moltgate.Device, bool) {
 
 // Decision returns how a request ended ("approved", "rejected") and the
 // device it concerned, or ok false when it is pending or unknown.
-func (d *Devices) Decision(requestID string) (decision string, ok bool) {
+func (d *Devices) Decision(requestID string) (decision, deviceID string, ok bool) {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
-	decision, ok = d.state.Decided[requestID]
-	return decision, ok
+	r, ok := d.state.Decided[requestID]
+	return r.Decision, r.DeviceID, ok
 }
 
 // Paired returns the paired devices, oldest approval first.

@@ -65,8 +65,13 @@ func (h *History) configDoc(ctx context.Context, seq int64) (json.RawMessage, er
 	if err != nil {
 		return nil, err
 	}
+	return documentOf(e)
+}
+
+// documentOf returns the document a config.applied event carries.
+func documentOf(e moltgate.Event) (json.RawMessage, error) {
 	if e.Type != moltgate.EventConfigApplied {
-		return nil, moltgate.Errorf(moltgate.ENOTFOUND, "seq %d is a %s, not a config version", seq, e.Type)
+		return nil, moltgate.Errorf(moltgate.ENOTFOUND, "seq %d is a %s, not a config version", e.Seq, e.Type)
 	}
 	var d moltgate.ConfigAppliedData
 	if err := e.Decode(&d); err != nil {
@@ -81,7 +86,7 @@ func (h *History) currentDoc(ctx context.Context) (json.RawMessage, error) {
 	if err != nil || len(events) == 0 {
 		return json.RawMessage(`{}`), err
 	}
-	return h.configDoc(ctx, events[0].Seq)
+	return documentOf(events[0])
 }
 
 // ConfigAt implements moltgate.History.
@@ -136,10 +141,10 @@ func DiffJSON(from, to json.RawMessage) []moltgate.ConfigChange {
 		case !inB:
 			changes = append(changes, moltgate.ConfigChange{Path: p, Op: "removed", From: va})
 		case va != vb:
-			changes = append(changes, moltgate.ConfigChange{Path: p, Op: "changed", From: redactValue(va), To: redactValue(vb)})
+			changes = append(changes, moltgate.ConfigChange{Path: p, Op: "changed", From: va, To: vb})
 		}
 	}
-	for i := range changes {
+	for i := range changes { // every side of every change: added and removed values too
 		changes[i].From, changes[i].To = redactValue(changes[i].From), redactValue(changes[i].To)
 	}
 	return changes

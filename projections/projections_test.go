@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -256,5 +257,130 @@ func TestRunner_Snapshots(t *testing.T) {
 	}
 	if p, n := run(2); p.N != 11 || n != 11 {
 		t.Fatalf("new version: N=%d replayed %d, want a rebuild of all 11", p.N, n)
+	}
+}
+
+func TestWorkspace(t *testing.T) {
+	l := MustOpenLog(t)
+	write := func(path, content string) moltgate.Event {
+		return moltgate.MustEvent(moltgate.StreamWorkspace, moltgate.EventWorkspaceFileWritten, moltgate.WorkspaceFileData{Path: path, Content: content}, admin)
+	}
+	stored := mustAppend(t, l, write("SOUL.md", "soul"), write("USER.md", "user"), write("SOUL.md", "soul 2"),
+		moltgate.MustEvent(moltgate.StreamWorkspace, moltgate.EventWorkspaceFileDeleted, moltgate.WorkspaceFileData{Path: "USER.md"}, admin))
+	w := projections.NewWorkspace()
+	if _, err := projections.NewRunner(l, w).RunToEnd(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	check := func(w *projections.Workspace) {
+		t.Helper()
+		if c, ok := w.File("SOUL.md"); !ok || c != "soul 2" || w.Count() != 1 {
+			t.Fatalf("files = %+v", w.WorkspaceFiles())
+		}
+		if _, ok := w.File("USER.md"); ok {
+			t.Fatal("a deleted file is listed")
+		}
+		if v := w.StreamVersion(); v != 4 {
+			t.Fatalf("stream version %d, want 4", v)
+		}
+		if at, ok := w.Changed("USER.md"); !ok || !at.Equal(stored[3].RecordedAt) {
+			t.Fatalf("USER.md changed at %v %v, want its deletion", at, ok)
+		}
+		if _, ok := w.Changed("AGENTS.md"); ok {
+			t.Fatal("a path the log never had has a change time")
+		}
+	}
+	check(w)
+	snap, err := w.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	loaded := projections.NewWorkspace()
+	if err := loaded.LoadSnapshot(snap); err != nil {
+		t.Fatal(err)
+	}
+	check(loaded)
+}
+
+// Numbers are compared as written: two Discord ids that a float64 would
+// make equal are a change.
+func TestDiffJSON_LongNumbers(t *testing.T) {
+	changes := projections.DiffJSON(json.RawMessage(`{"channels":{"discord":{"dm":{"allowFrom":[123456789012345678]}}}}`),
+		json.RawMessage(`{"channels":{"discord":{"dm":{"allowFrom":[123456789012345679]}}}}`))
+	want := moltgate.ConfigChange{Path: "channels.discord.dm.allowFrom[0]", Op: "changed", From: "123456789012345678", To: "123456789012345679"}
+	if len(changes) != 1 || changes[0] != want {
+		t.Fatalf("changes = %+v, want %+v", changes, want)
+	}
+}
+
+func TestHistory_DiffConfig(t *testing.T) {
+	l := MustOpenLog(t)
+	ctx := context.Background()
+	sealed := func(s string) string { return moltgate.SealedPrefix + "0123abcd:" + s }
+	stored := mustAppend(t, l,
+		moltgate.MustEvent(moltgate.StreamConfig, moltgate.EventConfigApplied, moltgate.ConfigAppliedData{
+			Document: json.RawMessage(`{"a":1,"key":"` + sealed("AAAA") + `","gone":true}`), Hash: "h1"}, admin),
+		moltgate.MustEvent(moltgate.SessionStream("main"), moltgate.EventSessionReset, moltgate.SessionResetData{SessionKey: "main"}, admin),
+		moltgate.MustEvent(moltgate.StreamConfig, moltgate.EventConfigApplied, moltgate.ConfigAppliedData{
+			Document: json.RawMessage(`{"a":2,"key":"` + sealed("BBBB") + `","token":"` + sealed("CCCC") + `"}`), Hash: "h2"}, admin))
+	h := &projections.History{Log: l}
+	marker := strconv.Quote(moltgate.RedactedMarker)
+	want := []moltgate.ConfigChange{
+		{Path: "a", Op: "changed", From: "1", To: "2"},
+		{Path: "gone", Op: "removed", From: "true"},
+		{Path: "key", Op: "changed", From: marker, To: marker},
+		{Path: "token", Op: "added", To: marker},
+	}
+	for _, to := range []int64{stored[2].Seq, 0} { // 0: the current document
+		changes, err := h.DiffConfig(ctx, stored[0].Seq, to)
+		if err != nil || fmt.Sprint(changes) != fmt.Sprint(want) {
+			t.Fatalf("DiffConfig(%d, %d) = %+v %v, want %+v", stored[0].Seq, to, changes, err, want)
+		}
+	}
+	if _, err := h.DiffConfig(ctx, stored[1].Seq, 0); moltgate.ErrorCode(err) != moltgate.ENOTFOUND {
+		t.Fatalf("DiffConfig from a session event = %v", err)
+	}
+	doc, err := h.ConfigAt(ctx, stored[0].Seq)
+	if err != nil || strings.Contains(string(doc), moltgate.SealedPrefix) {
+		t.Fatalf("ConfigAt = %s %v, want sealed values redacted", doc, err)
+	}
+}
+
+// An event whose payload does not decode still took its place in its
+// stream: the version a writer appends after counts it, or every later
+// write to the stream would conflict.
+func TestStreamVersions_CountUndecodableEvents(t *testing.T) {
+	l := MustOpenLog(t)
+	mustAppend(t, l, moltgate.MustEvent(moltgate.StreamConfig, moltgate.EventConfigApplied, moltgate.ConfigAppliedData{Document: json.RawMessage(`{}`), Hash: "h1"}, admin))
+	db, err := sql.Open("sqlite", eventlog.DSN(l.Path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = db.Exec(`INSERT INTO events (id, stream, version, type, schema, data, meta, recorded_at) VALUES
+		('bad-config', 'config', 2, 'config.applied', 1, X'7b7b', '{}', 0),
+		('bad-channel', 'channel:telegram', 1, 'channel.allowlist.changed', 1, X'7b7b', '{}', 0)`)
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The log learns its last seq at open.
+	l.Close(context.Background())
+	l2 := eventlog.NewLog(l.Path)
+	if err := l2.Open(); err != nil {
+		t.Fatal(err)
+	}
+	defer l2.Close(context.Background())
+	set := projections.NewSet()
+	r := projections.NewRunner(l2, set.All()...)
+	if _, err := r.RunToEnd(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Errors()) != 2 {
+		t.Fatalf("errors = %+v, want the two bad payloads", r.Errors())
+	}
+	if _, hash, v := set.Config.CurrentVersion(); v != 2 || hash != "h1" {
+		t.Fatalf("config version %d (hash %s), want 2 with h1 still current", v, hash)
+	}
+	if v := set.Channels.StreamVersion("telegram"); v != 1 {
+		t.Fatalf("telegram stream version %d, want 1", v)
 	}
 }

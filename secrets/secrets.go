@@ -12,7 +12,6 @@
 package secrets
 
 import (
-	"crypto/hkdf"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -22,6 +21,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	moltgate "github.com/moltgate/moltgate"
@@ -50,9 +50,10 @@ func NewSealer(key []byte) (*Sealer, error) {
 // value sealed with another key is recognised as such.
 func (s *Sealer) KeyID() string { return s.id }
 
-// ParseKey reads MOLTGATE_SECRET_KEY: 64 hex digits or base64 of 32 bytes
-// (what `openssl rand -hex 32` or `-base64 32` print), or any passphrase
-// of at least 32 characters, from which a key is derived.
+// ParseKey reads MOLTGATE_SECRET_KEY: 32 bytes as 64 hex digits or
+// base64 (what `openssl rand -hex 32` or `-base64 32` print). Nothing else
+// is accepted: a key derived from a passphrase could be guessed offline by
+// whoever reads the replica, which holds values sealed with it.
 func ParseKey(s string) ([]byte, error) {
 	s = strings.TrimSpace(s)
 	if b, err := hex.DecodeString(s); err == nil && len(b) == KeySize {
@@ -63,44 +64,63 @@ func ParseKey(s string) ([]byte, error) {
 			return b, nil
 		}
 	}
-	if len(s) < 32 {
-		return nil, errors.New("MOLTGATE_SECRET_KEY is too short: use 32 random bytes, for example the output of `openssl rand -hex 32`")
-	}
-	return hkdf.Key(sha256.New, []byte(s), []byte("moltgate"), "moltgate config sealing key", KeySize)
+	return nil, errors.New("MOLTGATE_SECRET_KEY must be 32 random bytes written as 64 hex digits or in base64, not a passphrase: use the output of `openssl rand -hex 32`")
 }
 
 // LoadOrCreateKeyFile reads the key kept at path, or creates one (mode
 // 0600) when the file does not exist. The file lives beside the event log
 // but is never part of it, so the replica cannot open what it holds.
 func LoadOrCreateKeyFile(path string) (key []byte, created bool, err error) {
-	if b, err := os.ReadFile(path); err == nil {
-		key, err := ParseKey(string(b))
-		if err != nil {
-			return nil, false, fmt.Errorf("cannot read the sealing key in %s: %w", path, err)
-		}
-		return key, false, nil
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return nil, false, fmt.Errorf("cannot read the sealing key: %w", err)
+	if key, err := readKeyFile(path); !errors.Is(err, os.ErrNotExist) {
+		return key, false, err
 	}
 	key = make([]byte, KeySize)
 	if _, err := rand.Read(key); err != nil {
 		return nil, false, err
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, false, err
-	}
-	// O_EXCL: two processes starting at once must not each write a key.
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, os.ErrExist) {
-		return LoadOrCreateKeyFile(path)
-	} else if err != nil {
 		return nil, false, fmt.Errorf("cannot keep the sealing key: %w", err)
 	}
-	defer f.Close()
-	if _, err := f.WriteString(hex.EncodeToString(key) + "\n"); err != nil {
+	// The key is written whole to a temporary file (mode 0600), then
+	// linked to its name: a process starting at the same moment finds no
+	// file or the whole key, never an empty one, and the first link wins;
+	// the others read the winner's key.
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".secret-key-*")
+	if err != nil {
 		return nil, false, fmt.Errorf("cannot keep the sealing key: %w", err)
 	}
-	return key, true, f.Sync()
+	defer os.Remove(tmp.Name())
+	_, err = tmp.WriteString(hex.EncodeToString(key) + "\n")
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Link(tmp.Name(), path)
+	}
+	switch {
+	case errors.Is(err, os.ErrExist):
+		key, err := readKeyFile(path)
+		return key, false, err
+	case err != nil:
+		return nil, false, fmt.Errorf("cannot keep the sealing key: %w", err)
+	}
+	return key, true, nil
+}
+
+// readKeyFile reads the key kept at path.
+func readKeyFile(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read the sealing key: %w", err)
+	}
+	key, err := ParseKey(string(b))
+	if err != nil {
+		return nil, fmt.Errorf("cannot read the sealing key in %s: %w", path, err)
+	}
+	return key, nil
 }
 
 // Seal encrypts plaintext for the config path it is stored at.
@@ -199,7 +219,7 @@ func (s *Sealer) Unopenable(doc json.RawMessage) []moltgate.ConfigIssue {
 		}
 		return value
 	})
-	sortIssues(out)
+	moltgate.SortIssues(out)
 	return out
 }
 
@@ -210,9 +230,8 @@ func lookup(v any, path []string) (string, bool) {
 		case map[string]any:
 			v = x[k]
 		case []any:
-			i := -1
-			fmt.Sscanf(k, "%d", &i)
-			if i < 0 || i >= len(x) {
+			i, err := strconv.Atoi(k)
+			if err != nil || i < 0 || i >= len(x) {
 				return "", false
 			}
 			v = x[i]
@@ -222,10 +241,6 @@ func lookup(v any, path []string) (string, bool) {
 	}
 	s, ok := v.(string)
 	return s, ok
-}
-
-func sortIssues(issues []moltgate.ConfigIssue) {
-	moltgate.SortIssues(issues)
 }
 
 // SealText seals every credential-looking word of a text (a chat message

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	moltgate "github.com/moltgate/moltgate"
@@ -42,19 +43,27 @@ func TestSealer_RoundTripAndPathBinding(t *testing.T) {
 	if _, err := other.Open("models.providers.a.apiKey", sealed); !errors.Is(err, secrets.ErrOtherKey) {
 		t.Fatalf("other key: %v", err)
 	}
-	if _, err := s.Open("x", sealed[:len(sealed)-4]+"AAAA"); err == nil {
+	// Damaged, for the path it was sealed for: the tag does not match.
+	if _, err := s.Open("models.providers.a.apiKey", sealed[:len(sealed)-4]+"AAAA"); err == nil {
 		t.Fatal("a damaged value opened")
+	}
+	if _, err := s.Open("models.providers.a.apiKey", sealed[:len(sealed)-40]); err == nil {
+		t.Fatal("a cut value opened")
 	}
 }
 
 func TestParseKey(t *testing.T) {
-	for _, good := range []string{strings.Repeat("0f", 32), "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=", "a passphrase that is long enough to derive a key"} {
+	for _, good := range []string{strings.Repeat("0f", 32), " " + strings.Repeat("0f", 32) + "\n", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY"} {
 		if k, err := secrets.ParseKey(good); err != nil || len(k) != 32 {
 			t.Errorf("ParseKey(%q) = %d bytes, %v", good, len(k), err)
 		}
 	}
-	if _, err := secrets.ParseKey("short"); err == nil || !strings.Contains(err.Error(), "openssl rand") {
-		t.Errorf("short key: %v", err)
+	// A passphrase, however long, would be a key one can guess offline
+	// against the sealed values in the replica.
+	for _, bad := range []string{"short", "a passphrase that is long enough to derive a key", strings.Repeat("0f", 31), strings.Repeat("0f", 33)} {
+		if _, err := secrets.ParseKey(bad); err == nil || !strings.Contains(err.Error(), "openssl rand -hex 32") {
+			t.Errorf("ParseKey(%q) = %v, want refused", bad, err)
+		}
 	}
 }
 
@@ -70,6 +79,49 @@ func TestLoadOrCreateKeyFile(t *testing.T) {
 	k2, created, err := secrets.LoadOrCreateKeyFile(path)
 	if err != nil || created || string(k1) != string(k2) {
 		t.Fatalf("reload: created=%v err=%v same=%v", created, err, string(k1) == string(k2))
+	}
+	if err := os.WriteFile(path, []byte("not a key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := secrets.LoadOrCreateKeyFile(path); err == nil || !strings.Contains(err.Error(), path) {
+		t.Fatalf("a damaged key file = %v, want an error naming it", err)
+	}
+}
+
+// Processes starting at once share one key: none reads a file another is
+// still writing, and one creates it.
+func TestLoadOrCreateKeyFile_Concurrent(t *testing.T) {
+	for round := 0; round < 20; round++ {
+		path := filepath.Join(t.TempDir(), "data", "secret-key")
+		keys := make([][]byte, 8)
+		created := make([]bool, 8)
+		var wg sync.WaitGroup
+		for i := range keys {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				var err error
+				if keys[i], created[i], err = secrets.LoadOrCreateKeyFile(path); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+		n := 0
+		for i := range keys {
+			if string(keys[i]) != string(keys[0]) {
+				t.Fatalf("round %d: two keys", round)
+			}
+			if created[i] {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Fatalf("round %d: %d processes created the key", round, n)
+		}
+		if entries, _ := os.ReadDir(filepath.Dir(path)); len(entries) != 1 {
+			t.Fatalf("round %d: %d files beside the key, want the key alone", round, len(entries))
+		}
 	}
 }
 
