@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -104,7 +105,17 @@ func NewLog(path string) *Log {
 
 // DSN returns the connection string for path: pragmas go in the DSN so that
 // every connection of a pool gets them (an Exec("PRAGMA …") reaches one).
+//
+// Every connection it describes keeps journal_mode=WAL and
+// synchronous=FULL, which the WAL VFS needs (see walVFSName): an extra that
+// sets either is a programming error, and DSN panics on it. (The driver
+// sorts the _pragma values, so an extra cannot be ordered after ours.)
 func DSN(path string, extra ...string) string {
+	for _, e := range extra {
+		if setting := fixedSetting(e); setting != "" {
+			panic(fmt.Sprintf("eventlog.DSN: %q changes %s, which every connection to the log must keep", e, setting))
+		}
+	}
 	q := []string{
 		"_pragma=journal_mode(WAL)",
 		"_pragma=busy_timeout(5000)",
@@ -119,6 +130,34 @@ func DSN(path string, extra ...string) string {
 		q = append(q, "vfs="+walVFSName)
 	}
 	return "file:" + path + "?" + strings.Join(append(q, extra...), "&")
+}
+
+// fixedSetting returns the setting among journal_mode and synchronous that
+// the DSN parameter param would change, or "". The driver takes them as
+// _pragma values (written with or without parentheses, spaces or a schema
+// name, so any mention counts) and as shorthand keys.
+func fixedSetting(param string) string {
+	q, err := url.ParseQuery(param)
+	if err != nil {
+		return ""
+	}
+	for key, values := range q {
+		switch strings.ToLower(key) {
+		case "_journal_mode", "_journal":
+			return "journal_mode"
+		case "_synchronous", "_sync":
+			return "synchronous"
+		case "_pragma":
+			for _, v := range values {
+				for _, setting := range []string{"journal_mode", "synchronous"} {
+					if strings.Contains(strings.ToLower(v), setting) {
+						return setting
+					}
+				}
+			}
+		}
+	}
+	return ""
 }
 
 // Open restores the file from the replica if it is missing locally, opens

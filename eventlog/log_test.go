@@ -568,6 +568,41 @@ func TestWALVFS_SpillsAndRewrites(t *testing.T) {
 	check(db)
 }
 
+// The WAL VFS is correct only while every connection keeps WAL and
+// synchronous=FULL (with NORMAL, readers met frames the file did not hold
+// yet): DSN's connections have them, and DSN refuses an extra that changes
+// either, however it is spelled.
+func TestDSN_KeepsWALAndFullSync(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "scratch.db")
+	db, err := sql.Open("sqlite", eventlog.DSN(path, "_pragma=cache_size(8)", "_pragma=journal_size_limit(1048576)"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var sync int
+	var mode string
+	if err := db.QueryRow(`PRAGMA synchronous`).Scan(&sync); err != nil || sync != 2 {
+		t.Errorf("synchronous = %d, %v; want 2 (FULL)", sync, err)
+	}
+	if err := db.QueryRow(`PRAGMA journal_mode`).Scan(&mode); err != nil || mode != "wal" {
+		t.Errorf("journal_mode = %q, %v; want wal", mode, err)
+	}
+	for _, extra := range []string{
+		"_pragma=synchronous(NORMAL)", "_pragma=SYNCHRONOUS = OFF", "_pragma=main.synchronous(1)",
+		"_pragma=synchronous%3D0", "_synchronous=NORMAL", "_sync=0",
+		"_pragma=journal_mode(DELETE)", "_journal_mode=MEMORY", "_journal=OFF",
+	} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("DSN accepted %q", extra)
+				}
+			}()
+			eventlog.DSN(path, extra)
+		}()
+	}
+}
+
 // A page of a type prefix merges one index scan per matching type; it must
 // return exactly what the unpaged query returns, cut to the page.
 func TestLog_TypePrefixPages(t *testing.T) {

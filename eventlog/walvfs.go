@@ -19,6 +19,12 @@ import (
 // it is in the file when the fsync starts. Syscalls are what a commit costs
 // on this project's machines: measured on their disk, a commit of 40 pages
 // took 640 µs as 80 writes + fsync and 280 µs as one write + fsync.
+//
+// It is correct only while every connection that writes through it keeps
+// journal_mode=WAL and synchronous=FULL, as DSN ensures: the frames reach
+// the file at the commit's xSync, and with synchronous=NORMAL a commit has
+// none, so another connection would read frames that the WAL index lists
+// and the file does not hold yet (a disk I/O error, SQLITE_IOERR_SHORT_READ).
 const walVFSName = "moltgate-wal"
 
 // walBufferMax bounds the bytes held back per WAL file; a transaction that
