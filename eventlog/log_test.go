@@ -273,6 +273,59 @@ func TestLog_Subscribe(t *testing.T) {
 	}
 }
 
+// A subscriber that stops reading must not hold a read transaction open:
+// while one is, no checkpoint can reach the end of the WAL, and the WAL
+// cannot start over, however long the subscriber sleeps.
+func TestLog_StalledSubscriberLetsTheWALRestart(t *testing.T) {
+	l := MustOpenLog(t)
+	ctx := context.Background()
+	appendN := func(n int) {
+		t.Helper()
+		batch := make([]moltgate.Event, n)
+		for i := range batch {
+			batch[i] = ev(fmt.Sprintf("s%d", i%10), "t.x", 0, `{"text":"enough to fill a few pages"}`)
+		}
+		if _, err := l.Append(ctx, batch...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	appendN(3000) // more than the subscription buffers and one page besides
+	sub := l.Subscribe(ctx, 0)
+	defer sub.Close()
+	for deadline := time.Now().Add(10 * time.Second); len(sub.C()) < cap(sub.C()); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the subscription buffered %d events", len(sub.C()))
+		}
+	}
+	appendN(500) // frames newer than anything the subscriber has read
+
+	db, err := sql.Open("sqlite", eventlog.DSN(l.Path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var busy, frames, copied int64
+	if err := db.QueryRow(`PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &frames, &copied); err != nil {
+		t.Fatal(err)
+	}
+	if busy != 0 {
+		t.Fatalf("wal_checkpoint(TRUNCATE) = busy %d, %d of %d frames: a reader holds the WAL", busy, copied, frames)
+	}
+	if st, err := os.Stat(l.Path + "-wal"); err != nil || st.Size() != 0 {
+		t.Fatalf("WAL after TRUNCATE: %v, %v; want it empty", st.Size(), err)
+	}
+	for want := int64(1); want <= 3500; want++ {
+		select {
+		case e := <-sub.C():
+			if e.Seq != want {
+				t.Fatalf("got seq %d, want %d", e.Seq, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("timed out at seq %d: %v", want, sub.Err())
+		}
+	}
+}
+
 func TestLog_ReopenKeepsVersions(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "m.db")
 	ctx := context.Background()

@@ -66,21 +66,27 @@ func (l *Log) follow(ctx context.Context, pos int64, out chan<- moltgate.Event) 
 		// Take the wake-up channel before reading, so a commit that lands
 		// between the read and the wait is not missed.
 		changed := l.committed.Changed()
-		n := 0
+		// The page is read whole and sent after the scan: a send waits for
+		// the consumer, and waiting inside the scan would hold its read
+		// transaction open, so that no checkpoint could reach the end of the
+		// WAL and the WAL could not start over while the consumer dawdles.
+		var page []moltgate.Event
 		err := l.Scan(ctx, Filter{AfterSeq: pos, Limit: subscribePage}, func(e moltgate.Event) error {
+			page = append(page, e)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, e := range page {
 			select {
 			case out <- e:
 			case <-ctx.Done():
 				return ctx.Err()
 			}
 			pos = e.Seq
-			n++
-			return nil
-		})
-		if err != nil {
-			return err
 		}
-		if n == subscribePage || pos < l.LastSeq() {
+		if len(page) == subscribePage || pos < l.LastSeq() {
 			continue
 		}
 		var poll <-chan time.Time
