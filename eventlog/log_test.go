@@ -683,6 +683,7 @@ func TestLog_TypePrefixPages(t *testing.T) {
 		{TypePrefix: "a*", Limit: 40, AfterSeq: 20},
 		{TypePrefix: "a.", Limit: 7, Stream: "s1", Desc: true},
 		{TypePrefix: "b.", Limit: 1000},
+		{TypePrefix: "a.", Limit: 1001, Desc: true}, // past the merged pages' cap
 		{TypePrefix: "c.", Limit: 10},
 	} {
 		page, err := l.Query(ctx, f)

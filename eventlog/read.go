@@ -78,7 +78,7 @@ func (l *Log) Scan(ctx context.Context, f Filter, fn func(moltgate.Event) error)
 	if err != nil || none {
 		return err
 	}
-	if f.Limit > 0 && isFamily(f.TypePrefix) {
+	if f.Limit > 0 && f.Limit <= maxTypePage && isFamily(f.TypePrefix) {
 		return l.scanTypePage(ctx, f, fn)
 	}
 	return l.scanSQL(ctx, f, fn)
@@ -88,6 +88,11 @@ func isFamily(p string) bool { _, ok := moltgate.TypeFamily(p); return ok }
 
 // maxPrefixTypes bounds how many types scanTypePage merges.
 const maxPrefixTypes = 64
+
+// maxTypePage is the largest page scanTypePage serves (the admin's cap on a
+// page): it holds up to that many events of every type it merges, so a
+// larger page is left to one SQL query, which streams.
+const maxTypePage = 1000
 
 // scanTypePage serves a page of events whose type starts with a prefix (the
 // admin's and the CLI's type filter). The (type, seq) index keeps each
