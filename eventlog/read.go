@@ -238,6 +238,7 @@ func (l *Log) scanRange(ctx context.Context, f Filter, fn func(moltgate.Event) e
 	if err != nil {
 		return fmt.Errorf("cannot query events: %w", err)
 	}
+	defer l.raw.put(c) // also when fn panics: scan has reset the statement
 	var skip map[string]bool
 	if len(f.EnvelopeOnly) > 0 {
 		skip = make(map[string]bool, len(f.EnvelopeOnly))
@@ -245,9 +246,7 @@ func (l *Log) scanRange(ctx context.Context, f Filter, fn func(moltgate.Event) e
 			skip[t] = true
 		}
 	}
-	err = c.scan(ctx, f.AfterSeq, f.UntilSeq, f.Limit, skip, fn)
-	l.raw.put(c)
-	return err
+	return c.scan(ctx, f.AfterSeq, f.UntilSeq, f.Limit, skip, fn)
 }
 
 // eventFromValues builds an event from one driver row of eventColumns.
