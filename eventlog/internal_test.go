@@ -4,6 +4,7 @@ import (
 	"context"
 	"path/filepath"
 	"testing"
+	"time"
 
 	moltgate "github.com/moltgate/moltgate"
 )
@@ -54,5 +55,23 @@ func TestScanRange_PanickingCallbackReturnsTheConnection(t *testing.T) {
 	}
 	if got, err := l.Query(ctx, Filter{}); err != nil || len(got) != 3 {
 		t.Fatalf("scan after the panic = %d events, %v", len(got), err)
+	}
+}
+
+// Only seq ranges, limits and EnvelopeOnly go to the raw range read; any
+// other field needs SQL.
+func TestIsRange(t *testing.T) {
+	for _, f := range []Filter{{}, {AfterSeq: 3, UntilSeq: 9, Limit: 2, EnvelopeOnly: []string{"t.x"}}} {
+		if !isRange(f) {
+			t.Errorf("isRange(%+v) = false", f)
+		}
+	}
+	for _, f := range []Filter{
+		{TypePrefix: "t."}, {Stream: "s"}, {Actor: "a"}, {Channel: "c"}, {Sender: "x"},
+		{Since: time.Now()}, {Until: time.Now()}, {Desc: true}, {AfterSeq: 3, Desc: true},
+	} {
+		if isRange(f) {
+			t.Errorf("isRange(%+v) = true", f)
+		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"database/sql/driver"
 	"fmt"
 	"io"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -71,7 +72,7 @@ const eventColumns = `seq, id, stream, version, type, schema, data, meta, record
 // Desc), without holding them all in memory. Payloads are upcast to their
 // current schema. fn's error stops the scan and is returned.
 func (l *Log) Scan(ctx context.Context, f Filter, fn func(moltgate.Event) error) error {
-	if f.TypePrefix == "" && f.Stream == "" && f.Actor == "" && f.Channel == "" && f.Sender == "" && f.Since.IsZero() && f.Until.IsZero() && !f.Desc && l.raw != nil {
+	if isRange(f) && l.raw != nil {
 		return l.scanRange(ctx, f, fn)
 	}
 	f, none, err := l.timesToSeqs(ctx, f)
@@ -229,6 +230,16 @@ func (l *Log) scanSQL(ctx context.Context, f Filter, fn func(moltgate.Event) err
 			}
 		}
 	})
+}
+
+// isRange says whether f asks only for what scanRange handles: a range of
+// seqs in seq order, cut at a limit, some of it envelope only. It compares
+// what is left once those fields are cleared with no filter at all, so that
+// a field added to Filter goes to scanSQL until scanRange learns it, rather
+// than being ignored.
+func isRange(f Filter) bool {
+	f.AfterSeq, f.UntilSeq, f.Limit, f.EnvelopeOnly = 0, 0, 0, nil
+	return reflect.ValueOf(f).IsZero()
 }
 
 // scanRange is Scan for a plain range of seqs (replays, subscriptions), read
