@@ -3,10 +3,13 @@ package eventlog
 import (
 	"context"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	moltgate "github.com/moltgate/moltgate"
+	"modernc.org/libc"
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // openTestLog opens a log in a fresh temp dir and closes it with the test.
@@ -73,5 +76,75 @@ func TestIsRange(t *testing.T) {
 		if isRange(f) {
 			t.Errorf("isRange(%+v) = true", f)
 		}
+	}
+}
+
+// vfsOf returns the name of the VFS a raw connection opened the log with.
+func vfsOf(t *testing.T, c *rawConn) string {
+	t.Helper()
+	pp := c.tls.Alloc(8)
+	defer c.tls.Free(8)
+	if rc := sqlite3.Xsqlite3_file_control(c.tls, c.db, 0, sqlite3.SQLITE_FCNTL_VFS_POINTER, pp); rc != sqlite3.SQLITE_OK {
+		t.Fatalf("SQLITE_FCNTL_VFS_POINTER: %d", rc)
+	}
+	vfs := (*sqlite3.Tsqlite3_vfs)(cptr(*(*uintptr)(cptr(pp))))
+	return libc.GoString(vfs.FzName)
+}
+
+// Every connection of a log writes and reads the WAL through the WAL VFS.
+func TestWALVFS_InUse(t *testing.T) {
+	if rc := registerWALVFS(); rc != sqlite3.SQLITE_OK {
+		t.Fatalf("registerWALVFS = %d", rc)
+	}
+	if dsn := DSN("x.db"); !strings.Contains(dsn, "vfs="+walVFSName) {
+		t.Fatalf("DSN = %s", dsn)
+	}
+	// Forget the wrapped io-methods tables that earlier tests built (files
+	// still open keep theirs), so that only this log's WAL can build one.
+	walVFS.mu.Lock()
+	walVFS.methods = nil
+	walVFS.mu.Unlock()
+	l := openTestLog(t)
+	appendTest(t, l, 10)
+	walVFS.mu.Lock()
+	wrapped := len(walVFS.methods)
+	walVFS.mu.Unlock()
+	if wrapped == 0 {
+		t.Fatal("the log's WAL was not opened through the WAL VFS")
+	}
+	c, err := l.raw.get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.raw.put(c)
+	if name := vfsOf(t, c); name != walVFSName {
+		t.Fatalf("a range read's connection uses the VFS %q, want %q", name, walVFSName)
+	}
+}
+
+// Where the WAL VFS cannot be registered, the driver's and the raw
+// connections alike fall back to SQLite's default VFS, and the log works.
+func TestWALVFS_UnavailableFallsBack(t *testing.T) {
+	register := registerWALVFS
+	registerWALVFS = func() int32 { return sqlite3.SQLITE_ERROR }
+	t.Cleanup(func() { registerWALVFS = register })
+	if dsn := DSN("x.db"); strings.Contains(dsn, "vfs=") {
+		t.Fatalf("DSN = %s, want SQLite's default VFS", dsn)
+	}
+	l := openTestLog(t)
+	ctx := context.Background()
+	appendTest(t, l, 10)
+	for _, f := range []Filter{{}, {Desc: true}} { // the raw range read and SQL
+		if got, err := l.Query(ctx, f); err != nil || len(got) != 10 {
+			t.Fatalf("Query(%+v) = %d events, %v", f, len(got), err)
+		}
+	}
+	c, err := l.raw.get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.raw.put(c)
+	if name := vfsOf(t, c); name != "unix" {
+		t.Fatalf("a range read's connection uses the VFS %q, want unix", name)
 	}
 }

@@ -169,6 +169,9 @@ func (l *Log) Open() error {
 	if err := os.MkdirAll(filepath.Dir(l.Path), 0o700); err != nil {
 		return fmt.Errorf("cannot create data directory: %w", err)
 	}
+	if rc := registerWALVFS(); rc != sqlite3.SQLITE_OK {
+		l.Logger.Warn("cannot register the WAL VFS: commits write the WAL page by page", "code", rc)
+	}
 	if l.Replica != nil {
 		if err := l.restoreIfMissing(); err != nil {
 			return err
