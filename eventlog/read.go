@@ -346,10 +346,6 @@ func (l *Log) GetSeq(ctx context.Context, seq int64) (moltgate.Event, error) {
 	return getEvent(l.rdb.QueryRowContext(ctx, `SELECT `+eventColumns+` FROM events WHERE seq = ?`, seq), fmt.Sprintf("at seq %d", seq))
 }
 
-func (l *Log) getTx(tx *sql.Tx, id string) (moltgate.Event, error) {
-	return getEvent(tx.QueryRow(`SELECT `+eventColumns+` FROM events WHERE id = ?`, id), id)
-}
-
 func getEvent(row *sql.Row, what string) (moltgate.Event, error) {
 	e, err := scanEvent(row)
 	if err == sql.ErrNoRows {
