@@ -86,7 +86,11 @@ type Log struct {
 	closed   atomic.Bool
 
 	committed *watermark.Watermark // the last committed seq
-	w         *writer              // only the writer goroutine touches it
+
+	// w is the writer's state. Open makes it and Close closes it once
+	// writeLoop has returned; in between only writeLoop uses it, but for
+	// its atomic checkpointDue, which checkpointLoop sets.
+	w *writer
 
 	replicator   *replicator
 	restoredFrom string
@@ -190,7 +194,8 @@ func (l *Log) Open() error {
 	extra := []string{"_pragma=wal_autocheckpoint(0)"}
 	writerExtra := slices.Clone(extra)
 	if l.Replica == nil {
-		// After checkpointLoop's RESTART the next commit cuts the WAL back.
+		// Once a checkpoint has copied the whole WAL (see checkpointLoop),
+		// the next commit starts it over and cuts the file back to this.
 		writerExtra = append(writerExtra, fmt.Sprintf("_pragma=journal_size_limit(%d)", walSizeLimit))
 	}
 	var err error
@@ -213,11 +218,7 @@ func (l *Log) Open() error {
 		return err
 	}
 	l.raw = newRawPool(l.Path, rawPoolSize)
-
-	if err := l.loadLastSeq(); err != nil {
-		l.closeDBs()
-		return err
-	}
+	l.committed.Advance(l.w.lastSeq)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	l.cancel = cancel
@@ -276,6 +277,8 @@ func openReaders(path string, extra ...string) (*sql.DB, error) {
 	return db, nil
 }
 
+// loadLastSeq reads the end of the log for a read-only Log, which has no
+// writer to read it.
 func (l *Log) loadLastSeq() error {
 	var last sql.NullInt64
 	if err := l.rdb.QueryRow(`SELECT MAX(seq) FROM events`).Scan(&last); err != nil {

@@ -342,6 +342,9 @@ func TestLog_ReopenKeepsVersions(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l2.Close(ctx)
+	if l2.LastSeq() != 2 {
+		t.Fatalf("LastSeq after reopen = %d, want 2", l2.LastSeq())
+	}
 	if _, err := l2.Append(ctx, ev("s", "t.x", 2, `{}`)); !errors.Is(err, eventlog.ErrConcurrency) {
 		t.Fatalf("stale version after reopen: err = %v", err)
 	}
