@@ -786,3 +786,44 @@ func TestLog_FiltersAgreeWithMatch(t *testing.T) {
 		}
 	}
 }
+
+// EnvelopeOnly gives the same events on the raw range read and in SQL: the
+// listed types without payload or meta, at the schema they were stored
+// with (there is no payload to upcast), the others whole and upcast.
+func TestLog_EnvelopeOnlyAgrees(t *testing.T) {
+	l := MustOpenLog(t)
+	ctx := context.Background()
+	old := ev("session:main", moltgate.EventChatMessageAdded, 0, `{"sessionKey":"main","role":"user","text":"hi"}`)
+	old.Schema, old.Meta = 1, moltgate.Meta{Actor: "device:a"}
+	other, another := ev("s", "t.x", 0, `{"n":1}`), ev("s", "t.x", 0, `{"n":2}`)
+	other.Meta, another.Meta = moltgate.Meta{Actor: "owner"}, moltgate.Meta{Actor: "owner"}
+	if _, err := l.Append(ctx, old, other, another); err != nil {
+		t.Fatal(err)
+	}
+	for _, only := range [][]string{{moltgate.EventChatMessageAdded}, {"t.x"}, {"t.x", moltgate.EventChatMessageAdded}} {
+		raw, err := l.Query(ctx, eventlog.Filter{EnvelopeOnly: only})
+		if err != nil {
+			t.Fatal(err)
+		}
+		viaSQL, err := l.Query(ctx, eventlog.Filter{EnvelopeOnly: only, Desc: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.Reverse(viaSQL)
+		if len(raw) != 3 || fmt.Sprintf("%+v", raw) != fmt.Sprintf("%+v", viaSQL) {
+			t.Fatalf("EnvelopeOnly %v:\nraw %+v\nSQL %+v", only, raw, viaSQL)
+		}
+		for _, e := range raw {
+			switch {
+			case slices.Contains(only, e.Type) && (e.Data != nil || e.Meta.Actor != ""):
+				t.Errorf("EnvelopeOnly %v: %s came with its payload %s or meta %+v", only, e.Type, e.Data, e.Meta)
+			case e.Type == moltgate.EventChatMessageAdded && slices.Contains(only, e.Type) && e.Schema != 1:
+				t.Errorf("EnvelopeOnly %v: an envelope stored at schema 1 reads as schema %d", only, e.Schema)
+			case !slices.Contains(only, e.Type) && (e.Data == nil || e.Meta.Actor == ""):
+				t.Errorf("EnvelopeOnly %v: %s came without its payload or meta", only, e.Type)
+			case e.Type == moltgate.EventChatMessageAdded && !slices.Contains(only, e.Type) && (e.Schema != 2 || !strings.Contains(string(e.Data), `"content"`)):
+				t.Errorf("EnvelopeOnly %v: %s not upcast: schema %d, %s", only, e.Type, e.Schema, e.Data)
+			}
+		}
+	}
+}

@@ -265,7 +265,6 @@ func eventFromValues(v []driver.Value) (moltgate.Event, error) {
 	var e moltgate.Event
 	var ok [7]bool
 	var ms int64
-	var meta []byte
 	e.Seq, ok[0] = v[0].(int64)
 	e.ID, ok[1] = v[1].(string)
 	e.Stream, ok[2] = v[2].(string)
@@ -280,10 +279,14 @@ func eventFromValues(v []driver.Value) (moltgate.Event, error) {
 		}
 	}
 	e.Schema = int(schema)
-	e.Data = asBytes(v[6])
-	meta = asBytes(v[7])
 	e.RecordedAt = time.UnixMilli(ms)
-	finishEvent(&e, meta)
+	if v[6] == nil {
+		// A type of EnvelopeOnly (data is NOT NULL in the table): no
+		// payload to upcast, no meta, as on the raw range read.
+		return e, nil
+	}
+	e.Data = asBytes(v[6])
+	finishEvent(&e, asBytes(v[7]))
 	return e, nil
 }
 
