@@ -2,6 +2,7 @@ package eventlog
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -146,5 +147,30 @@ func TestWALVFS_UnavailableFallsBack(t *testing.T) {
 	defer l.raw.put(c)
 	if name := vfsOf(t, c); name != "unix" {
 		t.Fatalf("a range read's connection uses the VFS %q, want unix", name)
+	}
+}
+
+// An Append that found the log open but queued its request only after the
+// writer had answered the queue and stopped (Close raced it) returns
+// ErrClosed rather than waiting forever for an answer.
+func TestAppend_QueuedAfterTheWriterStopped(t *testing.T) {
+	l := openTestLog(t)
+	if err := l.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	l.closed.Store(false) // as when the check ran before Close
+	defer l.closed.Store(true)
+	done := make(chan error, 1)
+	go func() {
+		_, err := l.Append(context.Background(), moltgate.Event{ID: moltgate.NewID(), Stream: "s", Type: "t.x"})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrClosed) {
+			t.Fatalf("Append = %v, want ErrClosed", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Append still waits for a writer that stopped")
 	}
 }

@@ -48,7 +48,8 @@ const (
 // already taken: someone else wrote to the stream first.
 var ErrConcurrency = &moltgate.Error{Code: moltgate.ECONFLICT, Message: "stream version conflict"}
 
-// ErrClosed is returned by appends after Close.
+// ErrClosed is returned by appends and reads after Close, by appends to a
+// read-only log, and by subscriptions that Close ended.
 var ErrClosed = &moltgate.Error{Code: moltgate.EUNAVAILABLE, Message: "event log is closed"}
 
 // Log is the event log. Create one with NewLog, set its fields, then Open.
@@ -80,10 +81,12 @@ type Log struct {
 	cdb *sql.DB  // the checkpointer's connection, without a replica
 	raw *rawPool // connections for range reads (replays, subscriptions)
 
-	appendCh chan *appendRequest
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
-	closed   atomic.Bool
+	appendCh   chan *appendRequest
+	writerDone chan struct{} // closed when writeLoop has returned
+	cancel     context.CancelFunc
+	wg         sync.WaitGroup
+	closed     atomic.Bool
+	done       chan struct{} // closed by Close: subscriptions end
 
 	committed *watermark.Watermark // the last committed seq
 
@@ -104,6 +107,7 @@ func NewLog(path string) *Log {
 		MaxBatch:     DefaultMaxBatch,
 		Logger:       slog.Default(),
 		committed:    watermark.New(0),
+		done:         make(chan struct{}),
 	}
 }
 
@@ -223,8 +227,9 @@ func (l *Log) Open() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	l.cancel = cancel
 	l.appendCh = make(chan *appendRequest, 1024)
+	l.writerDone = make(chan struct{})
 	l.wg.Add(1)
-	go func() { defer l.wg.Done(); l.writeLoop(ctx) }()
+	go func() { defer l.wg.Done(); defer close(l.writerDone); l.writeLoop(ctx) }()
 
 	if l.Replica != nil {
 		l.replicator = newReplicator(l, *l.Replica)
@@ -249,7 +254,6 @@ func (l *Log) openReadOnly() error {
 	if l.rdb, err = openReaders(l.Path); err != nil {
 		return err
 	}
-	l.closed.Store(true) // appends are refused
 	l.raw = newRawPool(l.Path, rawPoolSize)
 	if err := l.loadLastSeq(); err != nil {
 		l.rdb.Close()
@@ -291,11 +295,12 @@ func (l *Log) loadLastSeq() error {
 // Close stops accepting appends, finishes the ones in flight, performs a
 // final replica sync (bounded by ctx) and closes the file.
 func (l *Log) Close(ctx context.Context) error {
-	if l.ReadOnly {
-		l.closeDBs()
+	if !l.closed.CompareAndSwap(false, true) {
 		return nil
 	}
-	if !l.closed.CompareAndSwap(false, true) {
+	close(l.done)
+	if l.ReadOnly {
+		l.closeDBs()
 		return nil
 	}
 	var errs []error

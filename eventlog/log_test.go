@@ -827,3 +827,115 @@ func TestLog_EnvelopeOnlyAgrees(t *testing.T) {
 		}
 	}
 }
+
+// After Close, reads and subscriptions answer ErrClosed, on a read-only
+// log as on a writing one.
+func TestLog_ReadsAfterClose(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "m.db")
+	w := eventlog.NewLog(path)
+	if err := w.Open(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Append(ctx, ev("s", "t.x", 0, `{}`)); err != nil {
+		t.Fatal(err)
+	}
+	ro := eventlog.NewLog(path)
+	ro.ReadOnly = true
+	if err := ro.Open(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ro.Append(ctx, ev("s", "t.x", 0, `{}`)); !errors.Is(err, eventlog.ErrClosed) {
+		t.Errorf("Append on a read-only log = %v, want ErrClosed", err)
+	}
+	for name, l := range map[string]*eventlog.Log{"read-only": ro, "writing": w} {
+		if err := l.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range []eventlog.Filter{{}, {Desc: true}} { // the raw range read and SQL
+			if err := l.Scan(ctx, f, func(moltgate.Event) error { return nil }); !errors.Is(err, eventlog.ErrClosed) {
+				t.Errorf("%s: Scan(%+v) after Close = %v, want ErrClosed", name, f, err)
+			}
+		}
+		sub := l.Subscribe(ctx, 0)
+		select {
+		case e, ok := <-sub.C():
+			if ok {
+				t.Errorf("%s: a subscription after Close delivered seq %d", name, e.Seq)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: a subscription after Close did not end", name)
+		}
+		if !errors.Is(sub.Err(), eventlog.ErrClosed) {
+			t.Errorf("%s: subscription after Close: Err = %v, want ErrClosed", name, sub.Err())
+		}
+		sub.Close()
+	}
+}
+
+// Close while subscriptions replay and follow, and appends go on: every
+// subscription ends, having delivered events in order without a gap, and
+// every append returns. Run with -race.
+func TestLog_CloseRacesSubscriptions(t *testing.T) {
+	ctx := context.Background()
+	l := eventlog.NewLog(filepath.Join(t.TempDir(), "m.db"))
+	if err := l.Open(); err != nil {
+		t.Fatal(err)
+	}
+	batch := make([]moltgate.Event, 3000)
+	for i := range batch {
+		batch[i] = ev(fmt.Sprintf("s%d", i%7), "t.x", 0, `{}`)
+	}
+	if _, err := l.Append(ctx, batch...); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for {
+				if _, err := l.Append(ctx, ev(fmt.Sprintf("w%d", w), "t.x", 0, `{}`)); err != nil {
+					if !errors.Is(err, eventlog.ErrClosed) {
+						t.Errorf("append: %v", err)
+					}
+					return
+				}
+			}
+		}(w)
+	}
+	for i := 0; i < 6; i++ {
+		from := int64(0) // replays
+		if i%2 == 1 {
+			from = l.LastSeq() // follows
+		}
+		sub := l.Subscribe(ctx, from)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer sub.Close()
+			next := from + 1
+			for e := range sub.C() {
+				if e.Seq != next {
+					t.Errorf("subscription from %d: got seq %d, want %d", from, e.Seq, next)
+					return
+				}
+				next++
+			}
+			if err := sub.Err(); err != nil && !errors.Is(err, eventlog.ErrClosed) {
+				t.Errorf("subscription from %d ended with %v", from, err)
+			}
+		}()
+	}
+	time.Sleep(50 * time.Millisecond)
+	if err := l.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("subscriptions or appends still running 30 s after Close")
+	}
+}

@@ -72,6 +72,9 @@ const eventColumns = `seq, id, stream, version, type, schema, data, meta, record
 // Desc), without holding them all in memory. Payloads are upcast to their
 // current schema. fn's error stops the scan and is returned.
 func (l *Log) Scan(ctx context.Context, f Filter, fn func(moltgate.Event) error) error {
+	if l.closed.Load() {
+		return ErrClosed
+	}
 	if isRange(f) && l.raw != nil {
 		return l.scanRange(ctx, f, fn)
 	}

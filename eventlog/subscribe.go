@@ -28,7 +28,8 @@ type Subscription struct {
 }
 
 // C is the channel of events. It is closed when the subscription ends; Err
-// then says why (nil after Close).
+// then says why (nil after the subscription's Close, ErrClosed after the
+// log's).
 func (s *Subscription) C() <-chan moltgate.Event { return s.c }
 
 // Err returns the error that ended the subscription, if any.
@@ -45,7 +46,8 @@ func (s *Subscription) Close() {
 }
 
 // Subscribe returns a subscription to every event with seq > fromSeq. The
-// consumer must keep reading C; a slow consumer slows only itself.
+// consumer must keep reading C; a slow consumer slows only itself. It ends
+// when ctx does, or when the log closes.
 func (l *Log) Subscribe(ctx context.Context, fromSeq int64) *Subscription {
 	ctx, cancel := context.WithCancel(ctx)
 	s := &Subscription{c: make(chan moltgate.Event, subscribePage), cancel: cancel, done: make(chan struct{})}
@@ -83,6 +85,8 @@ func (l *Log) follow(ctx context.Context, pos int64, out chan<- moltgate.Event) 
 			case out <- e:
 			case <-ctx.Done():
 				return ctx.Err()
+			case <-l.done:
+				return ErrClosed
 			}
 			pos = e.Seq
 		}
@@ -99,13 +103,16 @@ func (l *Log) follow(ctx context.Context, pos int64, out chan<- moltgate.Event) 
 		case <-poll:
 		case <-ctx.Done():
 			return nil
+		case <-l.done:
+			return ErrClosed
 		}
 	}
 }
 
 // Follow implements moltgate.EventReader: it calls fn for every event
 // after fromSeq, stored ones first and then new commits, until ctx ends
-// (it returns nil) or fn fails (it returns fn's error).
+// (it returns nil), fn fails (it returns fn's error) or the log closes (it
+// returns ErrClosed).
 func (l *Log) Follow(ctx context.Context, fromSeq int64, fn func(moltgate.Event) error) error {
 	sub := l.Subscribe(ctx, fromSeq)
 	defer sub.Close()
