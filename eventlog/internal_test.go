@@ -3,8 +3,11 @@ package eventlog
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -172,5 +175,185 @@ func TestAppend_QueuedAfterTheWriterStopped(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Append still waits for a writer that stopped")
+	}
+}
+
+// typesWithPrefix gives up (nil, and the page is read with one query) past
+// maxPrefixTypes types, or when a stored type would itself read as a
+// prefix; either way the page is what the unpaged query returns.
+func TestTypesWithPrefix_GivesUp(t *testing.T) {
+	ctx := context.Background()
+	var many []string
+	for i := 0; i <= maxPrefixTypes; i++ {
+		many = append(many, fmt.Sprintf("a.t%02d", i))
+	}
+	for name, types := range map[string][]string{
+		"too many types":     many,
+		"a type ending in .": {"a.one", "a.family.", "a.two"},
+		"a type ending in *": {"a.one", "a.star*", "a.two"},
+	} {
+		l := openTestLog(t)
+		var events []moltgate.Event
+		for i := 0; i < 30+3*len(types); i++ {
+			events = append(events, moltgate.Event{ID: moltgate.NewID(), Stream: fmt.Sprint("s", i%5), Type: types[(i*7)%len(types)]})
+		}
+		if _, err := l.Append(ctx, events...); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := l.typesWithPrefix(ctx, "a."); err != nil || got != nil {
+			t.Errorf("%s: typesWithPrefix = %v, %v; want nil", name, got, err)
+		}
+		page, err := l.Query(ctx, Filter{TypePrefix: "a.", Limit: 10, Desc: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		all, err := l.Query(ctx, Filter{TypePrefix: "a.", Desc: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page) != 10 || fmt.Sprint(seqsOf(page)) != fmt.Sprint(seqsOf(all[:10])) {
+			t.Errorf("%s: page %v, want %v", name, seqsOf(page), seqsOf(all[:10]))
+		}
+	}
+}
+
+func seqsOf(events []moltgate.Event) []int64 {
+	out := make([]int64, len(events))
+	for i, e := range events {
+		out[i] = e.Seq
+	}
+	return out
+}
+
+// A batch that mixes the retry of stored events with new ones fails on the
+// multi-row INSERT and is redone row by row: the retries get the stored
+// events back, the new events the next seqs without a gap, and the next
+// batch carries on from there.
+func TestCommit_DuplicatesAndNewEventsInOneBatch(t *testing.T) {
+	l := openTestLog(t)
+	ctx := context.Background()
+	stored, err := l.Append(ctx,
+		moltgate.Event{ID: moltgate.NewID(), Stream: "a", Type: "t.x"},
+		moltgate.Event{ID: moltgate.NewID(), Stream: "b", Type: "t.x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	request := func(events ...moltgate.Event) *appendRequest {
+		t.Helper()
+		req, err := newAppendRequest(events)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return req
+	}
+	fresh := func(stream string) moltgate.Event {
+		return moltgate.Event{ID: moltgate.NewID(), Stream: stream, Type: "t.x"}
+	}
+	retry := stored[1] // as read back: Version set, so plan finds it stored
+	retryAtEnd := stored[0]
+	retryAtEnd.Version = 0 // goes to the end of its stream: only the INSERT finds it stored
+	batch := []*appendRequest{
+		request(fresh("a")),
+		request(retryAtEnd, fresh("a")),
+		request(retry),
+		request(fresh("b"), fresh("c")),
+	}
+	// The writer is idle between appends; the test stands in for it.
+	l.commit(batch)
+	var got [][]int64
+	for _, req := range batch {
+		res := <-req.done
+		if res.err != nil {
+			t.Fatal(res.err)
+		}
+		var seqs []int64
+		for _, e := range res.events {
+			seqs = append(seqs, e.Seq, e.Version)
+		}
+		got = append(got, seqs)
+	}
+	// seq, version pairs
+	want := [][]int64{{3, 2}, {1, 1, 4, 3}, {2, 1}, {5, 2, 6, 1}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("batch answered %v, want %v", got, want)
+	}
+	if l.LastSeq() != 6 {
+		t.Fatalf("LastSeq = %d, want 6", l.LastSeq())
+	}
+	next, err := l.Append(ctx, fresh("a"))
+	if err != nil || next[0].Seq != 7 || next[0].Version != 4 {
+		t.Fatalf("next append = %+v, %v; want seq 7 version 4", next, err)
+	}
+	if n, err := l.Count(ctx, Filter{}); err != nil || n != 7 {
+		t.Fatalf("Count = %d, %v; want 7", n, err)
+	}
+}
+
+// Readers see a consistent log while the writer checkpoints between
+// commits: every scan reads the seqs 1..n without a gap, n never shrinks.
+func TestCheckpoint_ConcurrentReaders(t *testing.T) {
+	l := openTestLog(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // appends, asking the writer to checkpoint before every commit
+		defer wg.Done()
+		for ctx.Err() == nil {
+			l.w.checkpointDue.Store(true)
+			events := make([]moltgate.Event, 50)
+			for i := range events {
+				events[i] = moltgate.Event{ID: moltgate.NewID(), Stream: fmt.Sprint("s", i%4), Type: "t.x", Data: []byte(`{"text":"a payload of some length to fill pages"}`)}
+			}
+			if _, err := l.Append(context.Background(), events...); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	for r := 0; r < 3; r++ {
+		wg.Add(1)
+		go func(r int) {
+			defer wg.Done()
+			var last int
+			for ctx.Err() == nil {
+				var got []moltgate.Event
+				var err error
+				switch r {
+				case 0:
+					got, err = l.Query(context.Background(), Filter{})
+				case 1:
+					got, err = l.Query(context.Background(), Filter{Desc: true})
+					slices.Reverse(got)
+				default:
+					var n int64
+					if n, err = l.Count(context.Background(), Filter{}); err == nil {
+						got = make([]moltgate.Event, n)
+						for i := range got {
+							got[i].Seq = int64(i + 1)
+						}
+					}
+				}
+				if err != nil {
+					t.Errorf("reader %d: %v", r, err)
+					return
+				}
+				for i, e := range got {
+					if e.Seq != int64(i+1) {
+						t.Errorf("reader %d: event %d has seq %d", r, i, e.Seq)
+						return
+					}
+				}
+				if len(got) < last {
+					t.Errorf("reader %d: read %d events after %d", r, len(got), last)
+					return
+				}
+				last = len(got)
+			}
+		}(r)
+	}
+	wg.Wait()
+	if l.LastSeq() == 0 {
+		t.Fatal("nothing was appended")
 	}
 }
