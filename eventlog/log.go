@@ -292,8 +292,9 @@ func (l *Log) loadLastSeq() error {
 	return nil
 }
 
-// Close stops accepting appends, finishes the ones in flight, performs a
-// final replica sync (bounded by ctx) and closes the file.
+// Close stops accepting appends, finishes the ones in flight, ends the
+// subscriptions, performs a final replica sync (bounded by ctx) and closes
+// the file.
 func (l *Log) Close(ctx context.Context) error {
 	if !l.closed.CompareAndSwap(false, true) {
 		return nil
