@@ -52,7 +52,7 @@ func (l *Log) Append(ctx context.Context, events ...moltgate.Event) ([]moltgate.
 	if err != nil {
 		return nil, err
 	}
-	if l.closed.Load() {
+	if l.ReadOnly || l.closed.Load() {
 		return nil, ErrClosed
 	}
 	select {
@@ -62,9 +62,19 @@ func (l *Log) Append(ctx context.Context, events ...moltgate.Event) ([]moltgate.
 	}
 	// Once queued, the request will be committed or refused; wait for that
 	// even if ctx ends, so a caller never mistakes a committed event for a
-	// lost one.
-	res := <-req.done
-	return res.events, res.err
+	// lost one. Only a request queued as Close stopped the writer, after it
+	// answered the queue, is neither: it was never taken, so not written.
+	select {
+	case res := <-req.done:
+		return res.events, res.err
+	case <-l.writerDone:
+		select {
+		case res := <-req.done:
+			return res.events, res.err
+		default:
+			return nil, ErrClosed
+		}
+	}
 }
 
 // AppendCritical appends like Append, then waits (at most CriticalWait)

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -47,7 +48,8 @@ const (
 // already taken: someone else wrote to the stream first.
 var ErrConcurrency = &moltgate.Error{Code: moltgate.ECONFLICT, Message: "stream version conflict"}
 
-// ErrClosed is returned by appends after Close.
+// ErrClosed is returned by appends and reads after Close, by appends to a
+// read-only log, and by subscriptions that Close ended.
 var ErrClosed = &moltgate.Error{Code: moltgate.EUNAVAILABLE, Message: "event log is closed"}
 
 // Log is the event log. Create one with NewLog, set its fields, then Open.
@@ -79,13 +81,19 @@ type Log struct {
 	cdb *sql.DB  // the checkpointer's connection, without a replica
 	raw *rawPool // connections for range reads (replays, subscriptions)
 
-	appendCh chan *appendRequest
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
-	closed   atomic.Bool
+	appendCh   chan *appendRequest
+	writerDone chan struct{} // closed when writeLoop has returned
+	cancel     context.CancelFunc
+	wg         sync.WaitGroup
+	closed     atomic.Bool
+	done       chan struct{} // closed by Close: subscriptions end
 
 	committed *watermark.Watermark // the last committed seq
-	w         *writer              // only the writer goroutine touches it
+
+	// w is the writer's state. Open makes it and Close closes it once
+	// writeLoop has returned; in between only writeLoop uses it, but for
+	// its atomic checkpointDue, which checkpointLoop sets.
+	w *writer
 
 	replicator   *replicator
 	restoredFrom string
@@ -99,12 +107,23 @@ func NewLog(path string) *Log {
 		MaxBatch:     DefaultMaxBatch,
 		Logger:       slog.Default(),
 		committed:    watermark.New(0),
+		done:         make(chan struct{}),
 	}
 }
 
 // DSN returns the connection string for path: pragmas go in the DSN so that
 // every connection of a pool gets them (an Exec("PRAGMA …") reaches one).
+//
+// Every connection it describes keeps journal_mode=WAL and
+// synchronous=FULL, which the WAL VFS needs (see walVFSName): an extra that
+// sets either is a programming error, and DSN panics on it. (The driver
+// sorts the _pragma values, so an extra cannot be ordered after ours.)
 func DSN(path string, extra ...string) string {
+	for _, e := range extra {
+		if setting := fixedSetting(e); setting != "" {
+			panic(fmt.Sprintf("eventlog.DSN: %q changes %s, which every connection to the log must keep", e, setting))
+		}
+	}
 	q := []string{
 		"_pragma=journal_mode(WAL)",
 		"_pragma=busy_timeout(5000)",
@@ -121,6 +140,34 @@ func DSN(path string, extra ...string) string {
 	return "file:" + path + "?" + strings.Join(append(q, extra...), "&")
 }
 
+// fixedSetting returns the setting among journal_mode and synchronous that
+// the DSN parameter param would change, or "". The driver takes them as
+// _pragma values (written with or without parentheses, spaces or a schema
+// name, so any mention counts) and as shorthand keys.
+func fixedSetting(param string) string {
+	q, err := url.ParseQuery(param)
+	if err != nil {
+		return ""
+	}
+	for key, values := range q {
+		switch strings.ToLower(key) {
+		case "_journal_mode", "_journal":
+			return "journal_mode"
+		case "_synchronous", "_sync":
+			return "synchronous"
+		case "_pragma":
+			for _, v := range values {
+				for _, setting := range []string{"journal_mode", "synchronous"} {
+					if strings.Contains(strings.ToLower(v), setting) {
+						return setting
+					}
+				}
+			}
+		}
+	}
+	return ""
+}
+
 // Open restores the file from the replica if it is missing locally, opens
 // and migrates it, starts the writer and, with a replica, replication.
 func (l *Log) Open() error {
@@ -129,6 +176,9 @@ func (l *Log) Open() error {
 	}
 	if err := os.MkdirAll(filepath.Dir(l.Path), 0o700); err != nil {
 		return fmt.Errorf("cannot create data directory: %w", err)
+	}
+	if rc := registerWALVFS(); rc != sqlite3.SQLITE_OK {
+		l.Logger.Warn("cannot register the WAL VFS: commits write the WAL page by page", "code", rc)
 	}
 	if l.Replica != nil {
 		if err := l.restoreIfMissing(); err != nil {
@@ -148,7 +198,8 @@ func (l *Log) Open() error {
 	extra := []string{"_pragma=wal_autocheckpoint(0)"}
 	writerExtra := slices.Clone(extra)
 	if l.Replica == nil {
-		// After checkpointLoop's RESTART the next commit cuts the WAL back.
+		// Once a checkpoint has copied the whole WAL (see checkpointLoop),
+		// the next commit starts it over and cuts the file back to this.
 		writerExtra = append(writerExtra, fmt.Sprintf("_pragma=journal_size_limit(%d)", walSizeLimit))
 	}
 	var err error
@@ -171,17 +222,14 @@ func (l *Log) Open() error {
 		return err
 	}
 	l.raw = newRawPool(l.Path, rawPoolSize)
-
-	if err := l.loadLastSeq(); err != nil {
-		l.closeDBs()
-		return err
-	}
+	l.committed.Advance(l.w.lastSeq)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	l.cancel = cancel
 	l.appendCh = make(chan *appendRequest, 1024)
+	l.writerDone = make(chan struct{})
 	l.wg.Add(1)
-	go func() { defer l.wg.Done(); l.writeLoop(ctx) }()
+	go func() { defer l.wg.Done(); defer close(l.writerDone); l.writeLoop(ctx) }()
 
 	if l.Replica != nil {
 		l.replicator = newReplicator(l, *l.Replica)
@@ -206,7 +254,6 @@ func (l *Log) openReadOnly() error {
 	if l.rdb, err = openReaders(l.Path); err != nil {
 		return err
 	}
-	l.closed.Store(true) // appends are refused
 	l.raw = newRawPool(l.Path, rawPoolSize)
 	if err := l.loadLastSeq(); err != nil {
 		l.rdb.Close()
@@ -234,6 +281,8 @@ func openReaders(path string, extra ...string) (*sql.DB, error) {
 	return db, nil
 }
 
+// loadLastSeq reads the end of the log for a read-only Log, which has no
+// writer to read it.
 func (l *Log) loadLastSeq() error {
 	var last sql.NullInt64
 	if err := l.rdb.QueryRow(`SELECT MAX(seq) FROM events`).Scan(&last); err != nil {
@@ -243,14 +292,16 @@ func (l *Log) loadLastSeq() error {
 	return nil
 }
 
-// Close stops accepting appends, finishes the ones in flight, performs a
-// final replica sync (bounded by ctx) and closes the file.
+// Close stops accepting appends, finishes the ones in flight, ends the
+// subscriptions, performs a final replica sync (bounded by ctx) and closes
+// the file.
 func (l *Log) Close(ctx context.Context) error {
-	if l.ReadOnly {
-		l.closeDBs()
+	if !l.closed.CompareAndSwap(false, true) {
 		return nil
 	}
-	if !l.closed.CompareAndSwap(false, true) {
+	close(l.done)
+	if l.ReadOnly {
+		l.closeDBs()
 		return nil
 	}
 	var errs []error

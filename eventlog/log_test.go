@@ -273,6 +273,59 @@ func TestLog_Subscribe(t *testing.T) {
 	}
 }
 
+// A subscriber that stops reading must not hold a read transaction open:
+// while one is, no checkpoint can reach the end of the WAL, and the WAL
+// cannot start over, however long the subscriber sleeps.
+func TestLog_StalledSubscriberLetsTheWALRestart(t *testing.T) {
+	l := MustOpenLog(t)
+	ctx := context.Background()
+	appendN := func(n int) {
+		t.Helper()
+		batch := make([]moltgate.Event, n)
+		for i := range batch {
+			batch[i] = ev(fmt.Sprintf("s%d", i%10), "t.x", 0, `{"text":"enough to fill a few pages"}`)
+		}
+		if _, err := l.Append(ctx, batch...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	appendN(3000) // more than the subscription buffers and one page besides
+	sub := l.Subscribe(ctx, 0)
+	defer sub.Close()
+	for deadline := time.Now().Add(10 * time.Second); len(sub.C()) < cap(sub.C()); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the subscription buffered %d events", len(sub.C()))
+		}
+	}
+	appendN(500) // frames newer than anything the subscriber has read
+
+	db, err := sql.Open("sqlite", eventlog.DSN(l.Path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var busy, frames, copied int64
+	if err := db.QueryRow(`PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &frames, &copied); err != nil {
+		t.Fatal(err)
+	}
+	if busy != 0 {
+		t.Fatalf("wal_checkpoint(TRUNCATE) = busy %d, %d of %d frames: a reader holds the WAL", busy, copied, frames)
+	}
+	if st, err := os.Stat(l.Path + "-wal"); err != nil || st.Size() != 0 {
+		t.Fatalf("WAL after TRUNCATE: %v, %v; want it empty", st.Size(), err)
+	}
+	for want := int64(1); want <= 3500; want++ {
+		select {
+		case e := <-sub.C():
+			if e.Seq != want {
+				t.Fatalf("got seq %d, want %d", e.Seq, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("timed out at seq %d: %v", want, sub.Err())
+		}
+	}
+}
+
 func TestLog_ReopenKeepsVersions(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "m.db")
 	ctx := context.Background()
@@ -289,6 +342,9 @@ func TestLog_ReopenKeepsVersions(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l2.Close(ctx)
+	if l2.LastSeq() != 2 {
+		t.Fatalf("LastSeq after reopen = %d, want 2", l2.LastSeq())
+	}
 	if _, err := l2.Append(ctx, ev("s", "t.x", 2, `{}`)); !errors.Is(err, eventlog.ErrConcurrency) {
 		t.Fatalf("stale version after reopen: err = %v", err)
 	}
@@ -568,6 +624,41 @@ func TestWALVFS_SpillsAndRewrites(t *testing.T) {
 	check(db)
 }
 
+// The WAL VFS is correct only while every connection keeps WAL and
+// synchronous=FULL (with NORMAL, readers met frames the file did not hold
+// yet): DSN's connections have them, and DSN refuses an extra that changes
+// either, however it is spelled.
+func TestDSN_KeepsWALAndFullSync(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "scratch.db")
+	db, err := sql.Open("sqlite", eventlog.DSN(path, "_pragma=cache_size(8)", "_pragma=journal_size_limit(1048576)"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var sync int
+	var mode string
+	if err := db.QueryRow(`PRAGMA synchronous`).Scan(&sync); err != nil || sync != 2 {
+		t.Errorf("synchronous = %d, %v; want 2 (FULL)", sync, err)
+	}
+	if err := db.QueryRow(`PRAGMA journal_mode`).Scan(&mode); err != nil || mode != "wal" {
+		t.Errorf("journal_mode = %q, %v; want wal", mode, err)
+	}
+	for _, extra := range []string{
+		"_pragma=synchronous(NORMAL)", "_pragma=SYNCHRONOUS = OFF", "_pragma=main.synchronous(1)",
+		"_pragma=synchronous%3D0", "_synchronous=NORMAL", "_sync=0",
+		"_pragma=journal_mode(DELETE)", "_journal_mode=MEMORY", "_journal=OFF",
+	} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("DSN accepted %q", extra)
+				}
+			}()
+			eventlog.DSN(path, extra)
+		}()
+	}
+}
+
 // A page of a type prefix merges one index scan per matching type; it must
 // return exactly what the unpaged query returns, cut to the page.
 func TestLog_TypePrefixPages(t *testing.T) {
@@ -595,6 +686,7 @@ func TestLog_TypePrefixPages(t *testing.T) {
 		{TypePrefix: "a*", Limit: 40, AfterSeq: 20},
 		{TypePrefix: "a.", Limit: 7, Stream: "s1", Desc: true},
 		{TypePrefix: "b.", Limit: 1000},
+		{TypePrefix: "a.", Limit: 1001, Desc: true}, // past the merged pages' cap
 		{TypePrefix: "c.", Limit: 10},
 	} {
 		page, err := l.Query(ctx, f)
@@ -692,5 +784,158 @@ func TestLog_FiltersAgreeWithMatch(t *testing.T) {
 		if n, err := l.Count(ctx, f); err != nil || (f.Limit == 0 && n != int64(len(want))) {
 			t.Errorf("%+v: Count = %d, %v; want %d", f, n, err, len(want))
 		}
+	}
+}
+
+// EnvelopeOnly gives the same events on the raw range read and in SQL: the
+// listed types without payload or meta, at the schema they were stored
+// with (there is no payload to upcast), the others whole and upcast.
+func TestLog_EnvelopeOnlyAgrees(t *testing.T) {
+	l := MustOpenLog(t)
+	ctx := context.Background()
+	old := ev("session:main", moltgate.EventChatMessageAdded, 0, `{"sessionKey":"main","role":"user","text":"hi"}`)
+	old.Schema, old.Meta = 1, moltgate.Meta{Actor: "device:a"}
+	other, another := ev("s", "t.x", 0, `{"n":1}`), ev("s", "t.x", 0, `{"n":2}`)
+	other.Meta, another.Meta = moltgate.Meta{Actor: "owner"}, moltgate.Meta{Actor: "owner"}
+	if _, err := l.Append(ctx, old, other, another); err != nil {
+		t.Fatal(err)
+	}
+	for _, only := range [][]string{{moltgate.EventChatMessageAdded}, {"t.x"}, {"t.x", moltgate.EventChatMessageAdded}} {
+		raw, err := l.Query(ctx, eventlog.Filter{EnvelopeOnly: only})
+		if err != nil {
+			t.Fatal(err)
+		}
+		viaSQL, err := l.Query(ctx, eventlog.Filter{EnvelopeOnly: only, Desc: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.Reverse(viaSQL)
+		if len(raw) != 3 || fmt.Sprintf("%+v", raw) != fmt.Sprintf("%+v", viaSQL) {
+			t.Fatalf("EnvelopeOnly %v:\nraw %+v\nSQL %+v", only, raw, viaSQL)
+		}
+		for _, e := range raw {
+			switch {
+			case slices.Contains(only, e.Type) && (e.Data != nil || e.Meta.Actor != ""):
+				t.Errorf("EnvelopeOnly %v: %s came with its payload %s or meta %+v", only, e.Type, e.Data, e.Meta)
+			case e.Type == moltgate.EventChatMessageAdded && slices.Contains(only, e.Type) && e.Schema != 1:
+				t.Errorf("EnvelopeOnly %v: an envelope stored at schema 1 reads as schema %d", only, e.Schema)
+			case !slices.Contains(only, e.Type) && (e.Data == nil || e.Meta.Actor == ""):
+				t.Errorf("EnvelopeOnly %v: %s came without its payload or meta", only, e.Type)
+			case e.Type == moltgate.EventChatMessageAdded && !slices.Contains(only, e.Type) && (e.Schema != 2 || !strings.Contains(string(e.Data), `"content"`)):
+				t.Errorf("EnvelopeOnly %v: %s not upcast: schema %d, %s", only, e.Type, e.Schema, e.Data)
+			}
+		}
+	}
+}
+
+// After Close, reads and subscriptions answer ErrClosed, on a read-only
+// log as on a writing one.
+func TestLog_ReadsAfterClose(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "m.db")
+	w := eventlog.NewLog(path)
+	if err := w.Open(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Append(ctx, ev("s", "t.x", 0, `{}`)); err != nil {
+		t.Fatal(err)
+	}
+	ro := eventlog.NewLog(path)
+	ro.ReadOnly = true
+	if err := ro.Open(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ro.Append(ctx, ev("s", "t.x", 0, `{}`)); !errors.Is(err, eventlog.ErrClosed) {
+		t.Errorf("Append on a read-only log = %v, want ErrClosed", err)
+	}
+	for name, l := range map[string]*eventlog.Log{"read-only": ro, "writing": w} {
+		if err := l.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range []eventlog.Filter{{}, {Desc: true}} { // the raw range read and SQL
+			if err := l.Scan(ctx, f, func(moltgate.Event) error { return nil }); !errors.Is(err, eventlog.ErrClosed) {
+				t.Errorf("%s: Scan(%+v) after Close = %v, want ErrClosed", name, f, err)
+			}
+		}
+		sub := l.Subscribe(ctx, 0)
+		select {
+		case e, ok := <-sub.C():
+			if ok {
+				t.Errorf("%s: a subscription after Close delivered seq %d", name, e.Seq)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: a subscription after Close did not end", name)
+		}
+		if !errors.Is(sub.Err(), eventlog.ErrClosed) {
+			t.Errorf("%s: subscription after Close: Err = %v, want ErrClosed", name, sub.Err())
+		}
+		sub.Close()
+	}
+}
+
+// Close while subscriptions replay and follow, and appends go on: every
+// subscription ends, having delivered events in order without a gap, and
+// every append returns. Run with -race.
+func TestLog_CloseRacesSubscriptions(t *testing.T) {
+	ctx := context.Background()
+	l := eventlog.NewLog(filepath.Join(t.TempDir(), "m.db"))
+	if err := l.Open(); err != nil {
+		t.Fatal(err)
+	}
+	batch := make([]moltgate.Event, 3000)
+	for i := range batch {
+		batch[i] = ev(fmt.Sprintf("s%d", i%7), "t.x", 0, `{}`)
+	}
+	if _, err := l.Append(ctx, batch...); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for {
+				if _, err := l.Append(ctx, ev(fmt.Sprintf("w%d", w), "t.x", 0, `{}`)); err != nil {
+					if !errors.Is(err, eventlog.ErrClosed) {
+						t.Errorf("append: %v", err)
+					}
+					return
+				}
+			}
+		}(w)
+	}
+	for i := 0; i < 6; i++ {
+		from := int64(0) // replays
+		if i%2 == 1 {
+			from = l.LastSeq() // follows
+		}
+		sub := l.Subscribe(ctx, from)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer sub.Close()
+			next := from + 1
+			for e := range sub.C() {
+				if e.Seq != next {
+					t.Errorf("subscription from %d: got seq %d, want %d", from, e.Seq, next)
+					return
+				}
+				next++
+			}
+			if err := sub.Err(); err != nil && !errors.Is(err, eventlog.ErrClosed) {
+				t.Errorf("subscription from %d ended with %v", from, err)
+			}
+		}()
+	}
+	time.Sleep(50 * time.Millisecond)
+	if err := l.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("subscriptions or appends still running 30 s after Close")
 	}
 }

@@ -39,9 +39,6 @@ const maxInterned = 4096
 
 // openRawConn opens the log at path for range reads.
 func openRawConn(path string) (c *rawConn, err error) {
-	if rc := registerWALVFS(); rc != sqlite3.SQLITE_OK {
-		return nil, fmt.Errorf("cannot register the WAL VFS: error %d", rc)
-	}
 	c = &rawConn{tls: libc.NewTLS(), intern: map[string]string{}}
 	defer func() {
 		if err != nil {
@@ -54,11 +51,13 @@ func openRawConn(path string) (c *rawConn, err error) {
 		return nil, err
 	}
 	defer libc.Xfree(c.tls, name)
-	vfs, err := libc.CString(walVFSName)
-	if err != nil {
-		return nil, err
+	var vfs uintptr // SQLite's default, like DSN's when the WAL VFS is unavailable
+	if registerWALVFS() == sqlite3.SQLITE_OK {
+		if vfs, err = libc.CString(walVFSName); err != nil {
+			return nil, err
+		}
+		defer libc.Xfree(c.tls, vfs)
 	}
-	defer libc.Xfree(c.tls, vfs)
 	pp := c.tls.Alloc(8)
 	defer c.tls.Free(8)
 	// READWRITE without CREATE, like the driver's connections: a read-only

@@ -7,6 +7,7 @@ import (
 	"database/sql/driver"
 	"fmt"
 	"io"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -71,14 +72,17 @@ const eventColumns = `seq, id, stream, version, type, schema, data, meta, record
 // Desc), without holding them all in memory. Payloads are upcast to their
 // current schema. fn's error stops the scan and is returned.
 func (l *Log) Scan(ctx context.Context, f Filter, fn func(moltgate.Event) error) error {
-	if f.TypePrefix == "" && f.Stream == "" && f.Actor == "" && f.Channel == "" && f.Sender == "" && f.Since.IsZero() && f.Until.IsZero() && !f.Desc && l.raw != nil {
+	if l.closed.Load() {
+		return ErrClosed
+	}
+	if isRange(f) && l.raw != nil {
 		return l.scanRange(ctx, f, fn)
 	}
 	f, none, err := l.timesToSeqs(ctx, f)
 	if err != nil || none {
 		return err
 	}
-	if f.Limit > 0 && isFamily(f.TypePrefix) {
+	if f.Limit > 0 && f.Limit <= maxTypePage && isFamily(f.TypePrefix) {
 		return l.scanTypePage(ctx, f, fn)
 	}
 	return l.scanSQL(ctx, f, fn)
@@ -88,6 +92,11 @@ func isFamily(p string) bool { _, ok := moltgate.TypeFamily(p); return ok }
 
 // maxPrefixTypes bounds how many types scanTypePage merges.
 const maxPrefixTypes = 64
+
+// maxTypePage is the largest page scanTypePage serves (the admin's cap on a
+// page): it holds up to that many events of every type it merges, so a
+// larger page is left to one SQL query, which streams.
+const maxTypePage = 1000
 
 // scanTypePage serves a page of events whose type starts with a prefix (the
 // admin's and the CLI's type filter). The (type, seq) index keeps each
@@ -226,6 +235,16 @@ func (l *Log) scanSQL(ctx context.Context, f Filter, fn func(moltgate.Event) err
 	})
 }
 
+// isRange says whether f asks only for what scanRange handles: a range of
+// seqs in seq order, cut at a limit, some of it envelope only. It compares
+// what is left once those fields are cleared with no filter at all, so that
+// a field added to Filter goes to scanSQL until scanRange learns it, rather
+// than being ignored.
+func isRange(f Filter) bool {
+	f.AfterSeq, f.UntilSeq, f.Limit, f.EnvelopeOnly = 0, 0, 0, nil
+	return reflect.ValueOf(f).IsZero()
+}
+
 // scanRange is Scan for a plain range of seqs (replays, subscriptions), read
 // on a raw connection.
 func (l *Log) scanRange(ctx context.Context, f Filter, fn func(moltgate.Event) error) error {
@@ -233,6 +252,7 @@ func (l *Log) scanRange(ctx context.Context, f Filter, fn func(moltgate.Event) e
 	if err != nil {
 		return fmt.Errorf("cannot query events: %w", err)
 	}
+	defer l.raw.put(c) // also when fn panics: scan has reset the statement
 	var skip map[string]bool
 	if len(f.EnvelopeOnly) > 0 {
 		skip = make(map[string]bool, len(f.EnvelopeOnly))
@@ -240,9 +260,7 @@ func (l *Log) scanRange(ctx context.Context, f Filter, fn func(moltgate.Event) e
 			skip[t] = true
 		}
 	}
-	err = c.scan(ctx, f.AfterSeq, f.UntilSeq, f.Limit, skip, fn)
-	l.raw.put(c)
-	return err
+	return c.scan(ctx, f.AfterSeq, f.UntilSeq, f.Limit, skip, fn)
 }
 
 // eventFromValues builds an event from one driver row of eventColumns.
@@ -250,7 +268,6 @@ func eventFromValues(v []driver.Value) (moltgate.Event, error) {
 	var e moltgate.Event
 	var ok [7]bool
 	var ms int64
-	var meta []byte
 	e.Seq, ok[0] = v[0].(int64)
 	e.ID, ok[1] = v[1].(string)
 	e.Stream, ok[2] = v[2].(string)
@@ -265,10 +282,14 @@ func eventFromValues(v []driver.Value) (moltgate.Event, error) {
 		}
 	}
 	e.Schema = int(schema)
-	e.Data = asBytes(v[6])
-	meta = asBytes(v[7])
 	e.RecordedAt = time.UnixMilli(ms)
-	finishEvent(&e, meta)
+	if v[6] == nil {
+		// A type of EnvelopeOnly (data is NOT NULL in the table): no
+		// payload to upcast, no meta, as on the raw range read.
+		return e, nil
+	}
+	e.Data = asBytes(v[6])
+	finishEvent(&e, asBytes(v[7]))
 	return e, nil
 }
 
@@ -329,10 +350,6 @@ func (l *Log) Get(ctx context.Context, id string) (moltgate.Event, error) {
 // GetSeq returns the event at seq, or a not_found error.
 func (l *Log) GetSeq(ctx context.Context, seq int64) (moltgate.Event, error) {
 	return getEvent(l.rdb.QueryRowContext(ctx, `SELECT `+eventColumns+` FROM events WHERE seq = ?`, seq), fmt.Sprintf("at seq %d", seq))
-}
-
-func (l *Log) getTx(tx *sql.Tx, id string) (moltgate.Event, error) {
-	return getEvent(tx.QueryRow(`SELECT `+eventColumns+` FROM events WHERE id = ?`, id), id)
 }
 
 func getEvent(row *sql.Row, what string) (moltgate.Event, error) {

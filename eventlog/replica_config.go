@@ -41,22 +41,24 @@ type ReplicaConfig struct {
 
 // String describes the replica without credentials: safe for logs and events.
 func (c ReplicaConfig) String() string {
-	host := "s3.amazonaws.com"
-	if c.Endpoint != "" {
-		host = c.Endpoint
-		if u, err := url.Parse(c.Endpoint); err == nil && u.Host != "" {
-			host = u.Host
-		}
-	}
-	return fmt.Sprintf("s3://%s/%s (%s)", c.Bucket, c.Path, host)
+	return fmt.Sprintf("s3://%s/%s (%s)", c.Bucket, c.Path, c.endpoint())
 }
 
-// endpoint is where the bucket lives, for messages.
+// endpoint is where the bucket lives, for messages: scheme://host and no
+// more, because the configured URL may carry a user and password, or a
+// token in its query.
 func (c ReplicaConfig) endpoint() string {
 	if c.Endpoint == "" {
 		return "https://s3.amazonaws.com"
 	}
-	return c.Endpoint
+	if u, err := url.Parse(c.Endpoint); err == nil && u.Host != "" {
+		return u.Scheme + "://" + u.Host
+	}
+	// No scheme ("minio:9000" parses as the scheme minio): the host alone.
+	if u, err := url.Parse("//" + c.Endpoint); err == nil && u.Host != "" {
+		return u.Host
+	}
+	return "an endpoint that is not a URL"
 }
 
 func (c *ReplicaConfig) setDefaults() {

@@ -28,6 +28,20 @@ func TestReplicaConfigFromEnv(t *testing.T) {
 			t.Fatal("String leaks credentials")
 		}
 	})
+	t.Run("StringShowsSchemeAndHostOnly", func(t *testing.T) {
+		for endpoint, want := range map[string]string{
+			"": "s3://b/p (https://s3.amazonaws.com)",
+			"https://AKIDEXAMPLE:s3cr3t-value@r2.example.com/base?X-Token=tok3n": "s3://b/p (https://r2.example.com)",
+			"http://127.0.0.1:9000":                    "s3://b/p (http://127.0.0.1:9000)",
+			"AKIDEXAMPLE:s3cr3t-value@minio:9000/base": "s3://b/p (minio:9000)",
+			"minio:9000":                   "s3://b/p (minio:9000)",
+			"http://%zz:s3cr3t-value@host": "s3://b/p (an endpoint that is not a URL)",
+		} {
+			if got := (eventlog.ReplicaConfig{Bucket: "b", Path: "p", Endpoint: endpoint}).String(); got != want {
+				t.Errorf("endpoint %q: String = %q, want %q", endpoint, got, want)
+			}
+		}
+	})
 	t.Run("EndpointOverride", func(t *testing.T) {
 		c, _ := eventlog.ReplicaConfigFromEnv(env(map[string]string{
 			"R2_ACCESS_KEY_ID": "k", "R2_SECRET_ACCESS_KEY": "s", "R2_ENDPOINT": "http://127.0.0.1:9000", "R2_BUCKET_NAME": "b"}))

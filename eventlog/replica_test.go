@@ -2,6 +2,7 @@ package eventlog_test
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -56,6 +57,58 @@ func restoredSeqs(t *testing.T, path string) []int64 {
 		seqs[i] = e.Seq
 	}
 	return seqs
+}
+
+// CopyUntil's output holds its events in the file itself, not in a WAL
+// beside it (Restore moves the file alone), even when another connection
+// keeps SQLite from checkpointing as the copy closes.
+func TestCopyUntil_LeavesNothingInTheWAL(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src.db")
+	l := eventlog.NewLog(src)
+	if err := l.Open(); err != nil {
+		t.Fatal(err)
+	}
+	appendN(t, l, 20, "s")
+	if err := l.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// A connection that has read the (empty) copy holds it open.
+	dst := filepath.Join(dir, "dst.db")
+	empty := eventlog.NewLog(dst)
+	if err := empty.Open(); err != nil {
+		t.Fatal(err)
+	}
+	if err := empty.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	holder, err := sql.Open("sqlite", eventlog.DSN(dst))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	var n int
+	if err := holder.QueryRow(`SELECT COUNT(*) FROM events`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if err := eventlog.CopyUntil(ctx, src, dst, 12); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(dst + "-wal"); err == nil && st.Size() != 0 {
+		t.Fatalf("the copy's WAL holds %d bytes", st.Size())
+	}
+	moved := filepath.Join(t.TempDir(), "moved.db")
+	buf, err := os.ReadFile(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(moved, buf, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := restoredSeqs(t, moved); len(got) != 12 || got[11] != 12 {
+		t.Fatalf("the copy's file alone holds seqs %v, want 1..12", got)
+	}
 }
 
 func TestReplica_RestoreOnOpen(t *testing.T) {

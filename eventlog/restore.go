@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
@@ -73,13 +74,14 @@ func Restore(ctx context.Context, cfg ReplicaConfig, opt RestoreOptions) error {
 	if err := os.Chmod(tmp, 0o600); err != nil {
 		return fmt.Errorf("cannot restore: %w", err)
 	}
-	if _, err := os.Stat(opt.OutputPath); err == nil {
+	// A link, unlike a rename, fails when the output exists: a file that
+	// appeared there during the restore is never replaced.
+	if err := os.Link(tmp, opt.OutputPath); errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("cannot restore: %s already exists", opt.OutputPath)
-	}
-	if err := os.Rename(tmp, opt.OutputPath); err != nil {
+	} else if err != nil {
 		return fmt.Errorf("cannot restore: %w", err)
 	}
-	return nil
+	return os.Remove(tmp)
 }
 
 // restoreFile has Litestream write the replica's database, at the point opt
@@ -108,7 +110,8 @@ func restoreFile(ctx context.Context, cfg ReplicaConfig, opt RestoreOptions, pat
 }
 
 // CopyUntil writes a new log at dst holding the events of src with
-// seq <= until.
+// seq <= until. The file at dst holds them all by itself, without a WAL:
+// Restore moves that file alone.
 func CopyUntil(ctx context.Context, src, dst string, until int64) error {
 	// Open creates the file, owner-only, with the current schema.
 	out := NewLog(dst)
@@ -122,22 +125,45 @@ func CopyUntil(ctx context.Context, src, dst string, until int64) error {
 	if err != nil {
 		return fmt.Errorf("cannot open %s: %w", dst, err)
 	}
-	defer db.Close()
+	if err := copyEvents(ctx, db, src, until); err != nil {
+		db.Close()
+		return err
+	}
+	if err := db.Close(); err != nil {
+		return fmt.Errorf("cannot close %s: %w", dst, err)
+	}
+	return nil
+}
+
+// copyEvents copies the events of src with seq <= until into db, then
+// checkpoints the whole WAL into db's file and empties it. The checkpoint
+// SQLite makes when the last connection closes is not enough: it is
+// skipped, without an error, while any other connection has the file open.
+func copyEvents(ctx context.Context, db *sql.DB, src string, until int64) error {
 	conn, err := db.Conn(ctx)
 	if err != nil {
-		return fmt.Errorf("cannot open %s: %w", dst, err)
+		return fmt.Errorf("cannot open the copy: %w", err)
 	}
 	defer conn.Close()
 	if _, err := conn.ExecContext(ctx, `ATTACH DATABASE ? AS src`, "file:"+src+"?mode=ro"); err != nil {
 		return fmt.Errorf("cannot open %s: %w", src, err)
 	}
-	defer conn.ExecContext(context.Background(), `DETACH DATABASE src`)
 	res, err := conn.ExecContext(ctx, `INSERT INTO main.events SELECT `+eventColumns+` FROM src.events WHERE seq <= ? ORDER BY seq`, until)
 	if err != nil {
 		return fmt.Errorf("cannot copy events: %w", err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
 		return fmt.Errorf("the replica has no events up to seq %d", until)
+	}
+	if _, err := conn.ExecContext(ctx, `DETACH DATABASE src`); err != nil {
+		return fmt.Errorf("cannot close %s: %w", src, err)
+	}
+	var busy, frames, copied int64
+	if err := conn.QueryRowContext(ctx, `PRAGMA main.wal_checkpoint(TRUNCATE)`).Scan(&busy, &frames, &copied); err != nil {
+		return fmt.Errorf("cannot checkpoint the copy: %w", err)
+	}
+	if busy != 0 {
+		return fmt.Errorf("cannot checkpoint the copy: another connection is using it (%d of %d frames copied)", copied, frames)
 	}
 	return nil
 }

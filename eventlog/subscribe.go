@@ -28,7 +28,8 @@ type Subscription struct {
 }
 
 // C is the channel of events. It is closed when the subscription ends; Err
-// then says why (nil after Close).
+// then says why (nil after the subscription's Close, ErrClosed after the
+// log's).
 func (s *Subscription) C() <-chan moltgate.Event { return s.c }
 
 // Err returns the error that ended the subscription, if any.
@@ -45,7 +46,8 @@ func (s *Subscription) Close() {
 }
 
 // Subscribe returns a subscription to every event with seq > fromSeq. The
-// consumer must keep reading C; a slow consumer slows only itself.
+// consumer must keep reading C; a slow consumer slows only itself. It ends
+// when ctx does, or when the log closes.
 func (l *Log) Subscribe(ctx context.Context, fromSeq int64) *Subscription {
 	ctx, cancel := context.WithCancel(ctx)
 	s := &Subscription{c: make(chan moltgate.Event, subscribePage), cancel: cancel, done: make(chan struct{})}
@@ -66,21 +68,29 @@ func (l *Log) follow(ctx context.Context, pos int64, out chan<- moltgate.Event) 
 		// Take the wake-up channel before reading, so a commit that lands
 		// between the read and the wait is not missed.
 		changed := l.committed.Changed()
-		n := 0
+		// The page is read whole and sent after the scan: a send waits for
+		// the consumer, and waiting inside the scan would hold its read
+		// transaction open, so that no checkpoint could reach the end of the
+		// WAL and the WAL could not start over while the consumer dawdles.
+		var page []moltgate.Event
 		err := l.Scan(ctx, Filter{AfterSeq: pos, Limit: subscribePage}, func(e moltgate.Event) error {
-			select {
-			case out <- e:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-			pos = e.Seq
-			n++
+			page = append(page, e)
 			return nil
 		})
 		if err != nil {
 			return err
 		}
-		if n == subscribePage || pos < l.LastSeq() {
+		for _, e := range page {
+			select {
+			case out <- e:
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-l.done:
+				return ErrClosed
+			}
+			pos = e.Seq
+		}
+		if len(page) == subscribePage || pos < l.LastSeq() {
 			continue
 		}
 		var poll <-chan time.Time
@@ -93,13 +103,16 @@ func (l *Log) follow(ctx context.Context, pos int64, out chan<- moltgate.Event) 
 		case <-poll:
 		case <-ctx.Done():
 			return nil
+		case <-l.done:
+			return ErrClosed
 		}
 	}
 }
 
 // Follow implements moltgate.EventReader: it calls fn for every event
 // after fromSeq, stored ones first and then new commits, until ctx ends
-// (it returns nil) or fn fails (it returns fn's error).
+// (it returns nil), fn fails (it returns fn's error) or the log closes (it
+// returns ErrClosed).
 func (l *Log) Follow(ctx context.Context, fromSeq int64, fn func(moltgate.Event) error) error {
 	sub := l.Subscribe(ctx, fromSeq)
 	defer sub.Close()

@@ -9,26 +9,43 @@ import (
 )
 
 // walVFSName is the SQLite VFS every connection of the log opens the file
-// with (see DSN). It is SQLite's own unix VFS with one change: the frames a
-// commit appends to the WAL are gathered in memory and reach the file just
-// before the commit's fsync in as few writes as the unix VFS allows (124 KiB
-// each), instead of two write calls a page.
+// with (see DSN and openRawConn). It is SQLite's own unix VFS with one
+// change: the frames a commit appends to the WAL are gathered in memory and
+// reach the file just before the commit's fsync in as few writes as the
+// unix VFS allows (124 KiB each), instead of two write calls a page.
 //
 // Nothing about durability changes: SQLite still calls xSync (an fsync, with
 // synchronous=FULL) before a commit returns, and every byte written before
 // it is in the file when the fsync starts. Syscalls are what a commit costs
 // on this project's machines: measured on their disk, a commit of 40 pages
 // took 640 µs as 80 writes + fsync and 280 µs as one write + fsync.
+//
+// It is correct only while every connection that writes through it keeps
+// journal_mode=WAL and synchronous=FULL, as DSN ensures: the frames reach
+// the file at the commit's xSync, and with synchronous=NORMAL a commit has
+// none, so another connection would read frames that the WAL index lists
+// and the file does not hold yet (a disk I/O error, SQLITE_IOERR_SHORT_READ).
 const walVFSName = "moltgate-wal"
 
 // walBufferMax bounds the bytes held back per WAL file; a transaction that
 // writes more (a bulk copy) is written in pieces of this size.
 const walBufferMax = 1 << 20
 
+// registerWALVFS registers walVFSName, once, and returns SQLite's result.
+// Where it fails (a platform without the unix VFS) every connection, the
+// driver's (DSN) and the raw ones (openRawConn), opens the log with SQLite's
+// default VFS instead: commits then write the WAL page by page.
 var registerWALVFS = sync.OnceValue(func() int32 {
 	tls := libc.NewTLS()
 	defer tls.Close()
-	base := sqlite3.Xsqlite3_vfs_find(tls, 0)
+	// The unix VFS by name, not the default one, which may be anything
+	// registered as default: the buffer's layout assumes unix's files.
+	unix, err := libc.CString("unix")
+	if err != nil {
+		return sqlite3.SQLITE_NOMEM
+	}
+	defer libc.Xfree(tls, unix)
+	base := sqlite3.Xsqlite3_vfs_find(tls, unix)
 	if base == 0 {
 		return sqlite3.SQLITE_ERROR
 	}

@@ -4,7 +4,9 @@ package benchdata
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -35,10 +37,31 @@ func Fixture(tb testing.TB, n int) string {
 	if err := Generate(tmp, n); err != nil {
 		tb.Fatal(err)
 	}
+	// The rename moves the file alone: it must hold every event itself.
+	// SQLite checkpoints as the last connection closes, but skips that
+	// without a word while anything else has the file open.
+	if err := checkpoint(tmp); err != nil {
+		tb.Fatal(err)
+	}
 	if err := os.Rename(tmp, path); err != nil {
 		tb.Fatal(err)
 	}
 	return path
+}
+
+// checkpoint copies the whole WAL of the log at path into the file and
+// empties it.
+func checkpoint(path string) error {
+	db, err := sql.Open("sqlite", eventlog.DSN(path))
+	if err != nil {
+		return err
+	}
+	var busy, frames, copied int64
+	err = db.QueryRow(`PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &frames, &copied)
+	if err == nil && busy != 0 {
+		err = fmt.Errorf("cannot checkpoint %s: %d of %d frames copied, a reader holds the rest", path, copied, frames)
+	}
+	return errors.Join(err, db.Close())
 }
 
 // Copy copies the log at src to dst.
@@ -72,7 +95,12 @@ func Generate(path string, n int) error {
 	if err := l.Open(); err != nil {
 		return err
 	}
-	defer l.Close(context.Background())
+	err := appendEvents(l, n)
+	return errors.Join(err, l.Close(context.Background()))
+}
+
+// appendEvents appends Generate's events, a thousand a commit.
+func appendEvents(l *eventlog.Log, n int) error {
 	meta := moltgate.Meta{Actor: "owner@example.com", Source: moltgate.SourceWS}
 	const batch = 1000
 	events := make([]moltgate.Event, 0, batch)

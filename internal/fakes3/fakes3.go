@@ -31,7 +31,6 @@ type Server struct {
 	down         atomic.Bool
 	refuse       atomic.Bool
 	refuseCreate atomic.Bool
-	Objects      atomic.Int64 // PUTs served, for progress checks
 	srv          *httptest.Server
 }
 
@@ -75,9 +74,6 @@ func NewEmpty(tb testing.TB) *Server {
 			w.WriteHeader(http.StatusForbidden)
 			w.Write([]byte(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>`))
 		default:
-			if r.Method == http.MethodPut {
-				s.Objects.Add(1)
-			}
 			inner.ServeHTTP(w, r)
 		}
 	}))
