@@ -406,20 +406,21 @@ func (t *turn) complete(model string) {
 	t.finish(&moltgate.ChatMessage{Role: "assistant", Content: strings.Join(t.texts, "\n\n"), Model: model, Usage: &usage}, moltgate.RunCompleted, "")
 }
 
-// failed ends a run whose model request failed.
+// failed ends a run whose model request failed. Whatever the reason, what
+// streamed is kept as the reply, so the transcript shows what the user saw.
 func (t *turn) failed(err error, model string) {
 	switch {
 	case t.ru.ctx.Err() != nil:
-		// Aborted: keep what was streamed, so the transcript shows what the user saw.
 		t.finish(t.partial(model), moltgate.RunAborted, "")
-	case errors.Is(err, context.DeadlineExceeded):
-		t.finish(nil, moltgate.RunFailed, "the model did not answer in time")
+	case t.ctx.Err() == context.DeadlineExceeded:
+		// The run's own timeout, not a deadline inside the provider's SDK.
+		t.finish(t.partial(model), moltgate.RunFailed, "the model did not answer in time")
 	default:
 		msg := "the model failed: " + safeError(err)
 		if len(t.skipped) > 0 {
 			msg += " (before it: " + strings.Join(t.skipped, "; ") + ")"
 		}
-		t.finish(nil, moltgate.RunFailed, msg)
+		t.finish(t.partial(model), moltgate.RunFailed, msg)
 	}
 }
 

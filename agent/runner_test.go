@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -90,9 +91,47 @@ func TestRunner_AllModelsFail(t *testing.T) {
 	}
 }
 
+// A run that times out keeps the text the user saw stream (the echo
+// model's first word) as its reply.
 func TestRunner_Timeout(t *testing.T) {
 	rec := runOnce(t, []Choice{{Name: "slow/m", Model: "m", Provider: Echo{Delay: time.Second}}}, 100*time.Millisecond)
 	if len(rec.finished) != 1 || rec.finished[0] != moltgate.RunFailed+":the model did not answer in time" {
+		t.Fatalf("finished %v", rec.finished)
+	}
+	if len(rec.replies) != 1 || rec.replies[0].Content != "You " || rec.replies[0].Model != "slow/m" {
+		t.Fatalf("replies %+v, want the streamed text", rec.replies)
+	}
+}
+
+// streamThenFail streams some text, then fails.
+type streamThenFail struct {
+	text string
+	err  error
+}
+
+func (s streamThenFail) Stream(_ context.Context, _ Request, onDelta func(string)) (Reply, error) {
+	onDelta(s.text)
+	return Reply{}, s.err
+}
+
+// A model that fails after it streamed text: the run fails, and the text
+// the user saw is kept as its reply.
+func TestRunner_FailureKeepsStreamedText(t *testing.T) {
+	rec := runOnce(t, []Choice{{Name: "a/m", Model: "m", Provider: streamThenFail{"Half an ans", errors.New("stream reset")}}}, 0)
+	if len(rec.finished) != 1 || rec.finished[0] != moltgate.RunFailed+":the model failed: stream reset" {
+		t.Fatalf("finished %v", rec.finished)
+	}
+	if len(rec.replies) != 1 || rec.replies[0].Content != "Half an ans" || rec.replies[0].Model != "a/m" {
+		t.Fatalf("replies %+v, want the streamed text", rec.replies)
+	}
+}
+
+// An SDK error that wraps context.DeadlineExceeded (a timeout of its own)
+// while the run still has time is the model failing, not the run's
+// timeout.
+func TestRunner_ProviderDeadlineIsNotTheRunTimeout(t *testing.T) {
+	rec := runOnce(t, []Choice{{Name: "a/m", Model: "m", Provider: failingProvider{fmt.Errorf("read: %w", context.DeadlineExceeded)}}}, 0)
+	if len(rec.finished) != 1 || rec.finished[0] != moltgate.RunFailed+":the model failed: read: context deadline exceeded" {
 		t.Fatalf("finished %v", rec.finished)
 	}
 }
