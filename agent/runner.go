@@ -85,7 +85,8 @@ type Runner struct {
 	mu       sync.Mutex
 	sessions map[string]*session
 	runs     map[string]*run // by run id: queued or running
-	closed   bool
+	closed   bool            // refusing runs: closed, or a restart in progress
+	shutdown bool            // closed for good: a restart does not serve again
 	wg       sync.WaitGroup
 }
 
@@ -168,16 +169,20 @@ func (r *Runner) Abort(sessionKey, runID string) int {
 // Close aborts every run, waits for them to be recorded (bounded by ctx)
 // and refuses new ones.
 func (r *Runner) Close(ctx context.Context) error {
+	r.mu.Lock()
+	r.shutdown = true
+	r.mu.Unlock()
 	_, err := r.stop(ctx)
 	return err
 }
 
-// Restart aborts every run, waits until each is recorded, and serves again.
-// It returns how many runs it aborted.
+// Restart aborts every run, waits until each is recorded, and serves again,
+// unless Close closed the runner meanwhile or before. It returns how many
+// runs it aborted.
 func (r *Runner) Restart(ctx context.Context) (int, error) {
 	n, err := r.stop(ctx)
 	r.mu.Lock()
-	r.closed = false
+	r.closed = r.shutdown
 	r.mu.Unlock()
 	return n, err
 }

@@ -191,3 +191,82 @@ func (b blockingProvider) Stream(ctx context.Context, _ Request, _ func(string))
 	<-ctx.Done()
 	return Reply{}, ctx.Err()
 }
+
+// A runner that Close closed stays closed through a Restart (a restart
+// racing the shutdown).
+func TestRunner_RestartAfterCloseStaysClosed(t *testing.T) {
+	r := NewRunner(newRecorder(), multiSink{}, func() Resolution { return Resolution{} })
+	if err := r.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Restart(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Enqueue(moltgate.QueuedRun{SessionKey: "s", RunID: "run1"}); moltgate.ErrorCode(err) != moltgate.EUNAVAILABLE {
+		t.Fatalf("enqueue after close and restart = %v", err)
+	}
+}
+
+// finishCounter is a ChatService that counts how often each run finished.
+type finishCounter struct {
+	*recorder
+	byRun map[string]int
+}
+
+func (c *finishCounter) FinishRun(_ context.Context, _, runID string, _ *moltgate.ChatMessage, _, _ string, _ moltgate.Meta) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.byRun[runID]++
+	return nil
+}
+
+// Enqueue, Abort, Active and Restart at once, from many goroutines (run
+// it with -race): every run accepted finishes exactly once, and none that
+// was refused runs.
+func TestRunner_ConcurrentUse(t *testing.T) {
+	chat := &finishCounter{recorder: newRecorder(), byRun: map[string]int{}}
+	r := NewRunner(chat, multiSink{}, func() Resolution {
+		return Resolution{Choices: []Choice{{Name: EchoModel, Model: "echo", Provider: Echo{Delay: time.Millisecond}}}}
+	})
+	r.DeltaInterval = time.Millisecond
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	accepted := map[string]bool{}
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 50 {
+				session, id := fmt.Sprint("s", i%3), fmt.Sprint("run", g, "-", i)
+				if r.Enqueue(moltgate.QueuedRun{SessionKey: session, RunID: id}) == nil {
+					mu.Lock()
+					accepted[id] = true
+					mu.Unlock()
+				}
+				if i%7 == 0 {
+					r.Abort(session, "")
+				}
+				r.Active(session)
+				if g == 0 && i%20 == 0 {
+					if _, err := r.Restart(context.Background()); err != nil {
+						t.Error(err)
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := r.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	chat.mu.Lock()
+	defer chat.mu.Unlock()
+	for id, n := range chat.byRun {
+		if n != 1 || !accepted[id] {
+			t.Errorf("run %s finished %d times (accepted: %v)", id, n, accepted[id])
+		}
+	}
+	for id := range accepted {
+		if chat.byRun[id] == 0 {
+			t.Errorf("accepted run %s never finished", id)
+		}
+	}
+}
