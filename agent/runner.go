@@ -237,11 +237,10 @@ func (r *Runner) drain(sessionKey string, s *session) {
 func (r *Runner) execute(ru *run) {
 	t := &turn{r: r, ru: ru, meta: moltgate.Meta{Actor: "agent", Source: moltgate.SourceAgent, CorrelationID: ru.id}, scope: newRunScope()}
 	defer t.scope.close() // the browser tab and whatever else tools opened
-	var cumulative strings.Builder
-	t.deltas = newCoalescer(r.DeltaInterval, func(text string) {
+	t.deltas = newCoalescer(r.DeltaInterval, func(delta, cumulative string) {
 		t.seq++
-		r.Sink.RunDelta(ru.sessionKey, ru.id, t.seq, text, cumulative.String())
-	}, &cumulative)
+		r.Sink.RunDelta(ru.sessionKey, ru.id, t.seq, delta, cumulative)
+	})
 
 	if ru.ctx.Err() != nil {
 		// Stopped while it waited its turn (a shutdown or an abort):
@@ -453,8 +452,10 @@ func (t *turn) finish(reply *moltgate.ChatMessage, status, errMsg string) {
 	if reply != nil {
 		text = reply.Content
 	}
-	t.seq++
-	t.r.Sink.RunDone(t.ru.sessionKey, t.ru.id, t.seq, status, text, errMsg)
+	t.deltas.do(func() {
+		t.seq++
+		t.r.Sink.RunDone(t.ru.sessionKey, t.ru.id, t.seq, status, text, errMsg)
+	})
 }
 
 // runTool carries out one tool call: announced, run, recorded, announced
@@ -588,16 +589,16 @@ func (r *Runner) getenv(name string) string {
 type coalescer struct {
 	mu         sync.Mutex
 	interval   time.Duration
-	send       func(text string)
-	cumulative *strings.Builder
-	pending    strings.Builder
+	send       func(delta, cumulative string) // called under mu
+	cumulative strings.Builder                // all text added
+	pending    strings.Builder                // text added since the last send
 	last       time.Time
 	timer      *time.Timer
 	stopped    bool
 }
 
-func newCoalescer(interval time.Duration, send func(string), cumulative *strings.Builder) *coalescer {
-	return &coalescer{interval: interval, send: send, cumulative: cumulative}
+func newCoalescer(interval time.Duration, send func(delta, cumulative string)) *coalescer {
+	return &coalescer{interval: interval, send: send}
 }
 
 func (c *coalescer) add(text string) {
@@ -632,7 +633,7 @@ func (c *coalescer) flushLocked() {
 	text := c.pending.String()
 	c.pending.Reset()
 	c.last = time.Now()
-	c.send(text)
+	c.send(text, c.cumulative.String())
 }
 
 // do sends what is pending, then runs fn, before any later text is sent:

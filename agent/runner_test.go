@@ -15,8 +15,14 @@ import (
 func TestCoalescer(t *testing.T) {
 	var mu sync.Mutex
 	var sent []string
-	var cumulative strings.Builder
-	c := newCoalescer(50*time.Millisecond, func(s string) { mu.Lock(); sent = append(sent, s); mu.Unlock() }, &cumulative)
+	c := newCoalescer(50*time.Millisecond, func(delta, cumulative string) {
+		mu.Lock()
+		defer mu.Unlock()
+		sent = append(sent, delta)
+		if all := strings.Join(sent, ""); cumulative != all {
+			t.Errorf("cumulative %q, want %q", cumulative, all)
+		}
+	})
 	for _, w := range strings.Fields("a b c d e f g h") {
 		c.add(w + " ")
 	}
