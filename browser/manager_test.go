@@ -3,6 +3,7 @@ package browser
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -200,6 +201,33 @@ func TestManager_StartFailure(t *testing.T) {
 	}
 	if st := m.Status(); st.Running {
 		t.Errorf("status: %+v", st)
+	}
+}
+
+// A "browser" that prints a DevTools address that cannot be used is
+// stopped, not left running with nobody to stop it.
+func TestManager_BadDevToolsAddress(t *testing.T) {
+	for _, addr := range []string{"ws://[::1", "nonsense"} {
+		dir := t.TempDir()
+		fake := filepath.Join(dir, "chromium")
+		script := fmt.Sprintf("#!/bin/sh\necho $$ > %s/pid\necho 'DevTools listening on %s' >&2\nexec sleep 60\n", dir, addr)
+		if err := os.WriteFile(fake, []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		m := newManager(t, func(m *Manager) { m.ExecPath = fake })
+		_, err := m.OpenTab(testContext(t))
+		if err == nil || !strings.Contains(err.Error(), "cannot read the browser's DevTools address") {
+			t.Errorf("%s: OpenTab = %v", addr, err)
+		}
+		b, _ := os.ReadFile(filepath.Join(dir, "pid"))
+		pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+		if pid == 0 {
+			t.Fatalf("%s: the fake browser did not run", addr)
+		}
+		if syscall.Kill(pid, 0) == nil {
+			syscall.Kill(pid, syscall.SIGKILL)
+			t.Errorf("%s: the browser (pid %d) still runs", addr, pid)
+		}
 	}
 }
 
