@@ -107,7 +107,7 @@ func (b *BrowserTool) Run(ctx context.Context, call Call) (ToolResult, error) {
 		if err != nil {
 			return ToolResult{}, fmt.Errorf("cannot take a screenshot: %w", err)
 		}
-		img, err := compactScreenshot(shot)
+		img, err := compactScreenshot(shot, MaxImageBytes)
 		if err != nil {
 			return ToolResult{}, err
 		}

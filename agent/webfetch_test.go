@@ -2,8 +2,10 @@ package agent
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"hash/crc32"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -253,7 +255,7 @@ func TestBrowserTool_Input(t *testing.T) {
 
 func TestCompactScreenshot(t *testing.T) {
 	small := testPNG(200, 100, 0)
-	img, err := compactScreenshot(small)
+	img, err := compactScreenshot(small, MaxImageBytes)
 	if err != nil || img.MimeType != "image/png" || string(img.Data) != string(small) || img.Width != 200 {
 		t.Fatalf("a small screenshot should stay as it is: %+v %v", img, err)
 	}
@@ -261,14 +263,32 @@ func TestCompactScreenshot(t *testing.T) {
 	if len(big) <= MaxImageBytes {
 		t.Fatalf("the test image is only %d bytes", len(big))
 	}
-	img, err = compactScreenshot(big)
+	img, err = compactScreenshot(big, MaxImageBytes)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if ratio := float64(img.Width) / float64(img.Height); img.MimeType != "image/jpeg" || len(img.Data) > MaxImageBytes || img.Width >= MaxImageEdge || ratio < 1.49 || ratio > 1.51 {
 		t.Fatalf("compacted to %s %d bytes %d×%d", img.MimeType, len(img.Data), img.Width, img.Height)
 	}
-	if _, err := compactScreenshot([]byte("not a png")); err == nil {
+	if _, err := compactScreenshot([]byte("not a png"), MaxImageBytes); err == nil {
 		t.Fatal("accepted a non-PNG")
+	}
+	// No JPEG is this small: every smaller size is tried, then it gives up.
+	if _, err := compactScreenshot(big, 100); err == nil || err.Error() != "cannot compress the screenshot enough" {
+		t.Fatalf("compacted under 100 bytes: %v", err)
+	}
+}
+
+// A PNG that says it is larger than maxImagePixels is refused before it is
+// decoded (it would take gigabytes).
+func TestCompactScreenshot_Huge(t *testing.T) {
+	png := testPNG(1, 1, 0)
+	// The IHDR chunk's type and data (width, height, …), then its CRC.
+	ihdr := png[12 : 12+4+13]
+	binary.BigEndian.PutUint32(ihdr[4:], 50000)
+	binary.BigEndian.PutUint32(ihdr[8:], 40000)
+	binary.BigEndian.PutUint32(png[12+4+13:], crc32.ChecksumIEEE(ihdr))
+	if _, err := compactScreenshot(png, MaxImageBytes); err == nil || err.Error() != "the screenshot is too large (50000×40000)" {
+		t.Fatalf("err = %v", err)
 	}
 }
