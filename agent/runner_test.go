@@ -142,6 +142,22 @@ func TestRunner_ProviderDeadlineIsNotTheRunTimeout(t *testing.T) {
 	}
 }
 
+// A run that cannot read its conversation fails and says why, in words
+// meant for users (an internal error's text stays in the log).
+func TestRunner_TranscriptUnreadable(t *testing.T) {
+	for err, want := range map[error]string{
+		moltgate.Errorf(moltgate.EUNAVAILABLE, "the event log is read-only"): "cannot read the conversation: the event log is read-only",
+		errors.New("open /var/lib/moltgate/log.db: permission denied"):       "cannot read the conversation: internal error",
+	} {
+		rec := newRecorder()
+		rec.readErr = err
+		runOn(t, newRunner(Choice{Name: "a/m", Model: "m", Provider: Echo{}}), rec, moltgate.QueuedRun{})
+		if len(rec.finished) != 1 || rec.finished[0] != moltgate.RunFailed+":"+want || len(rec.replies) != 0 {
+			t.Errorf("finished %v replies %+v, want %q", rec.finished, rec.replies, want)
+		}
+	}
+}
+
 // A configured model whose key is missing says so, instead of the echo
 // model answering as if nothing were configured.
 func TestRunner_MissingKeyIsReported(t *testing.T) {
