@@ -171,6 +171,28 @@ func TestWebFetch(t *testing.T) {
 			t.Fatalf("err = %v", err)
 		}
 	})
+	t.Run("RedirectToAnotherScheme", func(t *testing.T) {
+		ftp, _ := countingServer(t, func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, "ftp://example.com/file", http.StatusFound)
+		})
+		_, err := fetch(t, NewWebFetchTool(fetchConfig(moltgate.WebFetchConfig{AllowPrivateNetwork: true})), ftp.URL)
+		if err == nil || !strings.Contains(err.Error(), `a redirect to "ftp", which is not http(s)`) {
+			t.Fatalf("err = %v", err)
+		}
+	})
+	t.Run("Charset", func(t *testing.T) {
+		latin1, _ := countingServer(t, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/plain; charset=iso-8859-1")
+			w.Write([]byte("Caf\xe9 cr\xe8me, 5\xa0\xa3"))
+		})
+		res, err := fetch(t, NewWebFetchTool(fetchConfig(moltgate.WebFetchConfig{AllowPrivateNetwork: true})), latin1.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if body := strings.SplitN(res.Text, "\n\n", 2)[1]; body != "Café crème, 5\u00a0£" {
+			t.Fatalf("text %q", body)
+		}
+	})
 	t.Run("BadInput", func(t *testing.T) {
 		tool := NewWebFetchTool(nil)
 		for in, want := range map[string]string{
