@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -170,6 +171,40 @@ func TestManager_IdleClose(t *testing.T) {
 	defer tab.Close()
 	if st := m.Status(); st.Launches != 2 || !st.Running {
 		t.Errorf("after an idle close: %+v", st)
+	}
+}
+
+// Uses that arrive together while no browser runs share one launch; uses
+// that race the idle timer each get a working browser.
+func TestManager_ConcurrentFirstUse(t *testing.T) {
+	m := newManager(t, func(m *Manager) { m.IdleTimeout = 200 * time.Millisecond })
+	ctx := testContext(t)
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			tab, err := m.OpenTab(ctx)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			tab.Close()
+		})
+	}
+	wg.Wait()
+	if st := m.Status(); st.Launches != 1 {
+		t.Errorf("%d launches for four uses at once", st.Launches)
+	}
+	time.Sleep(100 * time.Millisecond)
+	for range 3 {
+		tab, err := m.OpenTab(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tab.Info(ctx); err != nil {
+			t.Errorf("a tab opened as the idle timer fired: %v", err)
+		}
+		tab.Close()
+		time.Sleep(190 * time.Millisecond) // just before the idle close
 	}
 }
 
