@@ -306,12 +306,3 @@ func systemOf(body map[string]any) string {
 	}
 	return ""
 }
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -56,7 +57,7 @@ func TestRunner_BrowserToolLoop(t *testing.T) {
 					t.Fatalf("%d requests, want 2", len(reqs))
 				}
 				first, second := reqs[0], reqs[1]
-				if names := toolNames(first); !contains(names, "browser") || contains(names, "gateway_config") {
+				if names := toolNames(first); !slices.Contains(names, "browser") || slices.Contains(names, "gateway_config") {
 					t.Fatalf("offered %v: browser, and no gateway_config outside the owner's runs", names)
 				}
 				if sys := systemOf(first); !strings.Contains(sys, "Always greet with 'Ahoy'.") || !strings.Contains(sys, "browser:") {
@@ -224,7 +225,7 @@ func TestRunner_ConfigToolRefusedForNonOwner(t *testing.T) {
 	runOn(t, r, rec, moltgate.QueuedRun{Owner: false})
 
 	reqs := s.Requests()
-	if names := toolNames(reqs[0]); contains(names, "gateway_config") || !contains(names, "web_fetch") {
+	if names := toolNames(reqs[0]); slices.Contains(names, "gateway_config") || !slices.Contains(names, "web_fetch") {
 		t.Fatalf("a stranger's run was offered %v", names)
 	}
 	if len(cfg.patches) != 0 {
@@ -258,7 +259,7 @@ func TestRunner_ConfigToolPatchesForOwner(t *testing.T) {
 	rec := newRecorder()
 	runOn(t, r, rec, moltgate.QueuedRun{Owner: true})
 
-	if names := toolNames(s.Requests()[0]); !contains(names, "gateway_config") {
+	if names := toolNames(s.Requests()[0]); !slices.Contains(names, "gateway_config") {
 		t.Fatalf("the owner's run was offered %v", names)
 	}
 	if len(cfg.patches) != 1 || !strings.Contains(string(cfg.patches[0]), telegramToken) || cfg.bases[0] != "hash1" ||
@@ -390,7 +391,9 @@ func TestRunner_AbortDuringToolCall(t *testing.T) {
 		t.Fatalf("aborted %d runs", n)
 	}
 	waitDone(t, rec)
-	r.Close(context.Background())
+	if err := r.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	if rec.finished[0] != moltgate.RunAborted+":" || len(rec.replies) != 1 || rec.replies[0].Content != "Opening it." {
 		t.Fatalf("finished %v replies %+v", rec.finished, rec.replies)
 	}
