@@ -207,6 +207,18 @@ func TestWebFetch(t *testing.T) {
 			}
 		}
 	})
+	t.Run("ErrorsHideThePassword", func(t *testing.T) {
+		tool := NewWebFetchTool(nil)
+		tool.LookupIP = func(_ context.Context, host string) ([]netip.Addr, error) {
+			return nil, fmt.Errorf("no such host %s", host)
+		}
+		for _, u := range []string{"http://bob:s3cret@down.example/", "ftp://bob:s3cret@example.com/", "http://bob:s3cret@[::1/"} {
+			_, err := fetch(t, tool, u)
+			if err == nil || strings.Contains(err.Error(), "s3cret") || !strings.Contains(err.Error(), "bob:") {
+				t.Errorf("%s: err = %v, want the URL without its password", u, err)
+			}
+		}
+	})
 	t.Run("NotText", func(t *testing.T) {
 		img, _ := countingServer(t, func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "image/png")
