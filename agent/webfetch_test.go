@@ -263,6 +263,7 @@ func TestBrowserTool_Input(t *testing.T) {
 	tool := NewBrowserTool(&fakeBrowser{}, nil)
 	for in, want := range map[string]string{
 		`{"action":"navigate","url":"javascript:alert(1)"}`:          "is not an http(s) URL",
+		`{"action":"navigate","url":"ftp://bob:s3cret@example.com"}`: `"ftp://bob:xxxxx@example.com" is not an http(s) URL`,
 		`{"action":"navigate","url":"http://127.0.0.1:8080/_admin"}`: "refused: 127.0.0.1 is a loopback address",
 		`{"action":"navigate","url":"http://169.254.169.254/"}`:      "refused: 169.254.169.254 is a link-local address",
 		`{"action":"navigate","url":"http://localhost:18789/"}`:      "refused: localhost is this machine",
