@@ -78,9 +78,11 @@ func (b *BrowserTool) Run(ctx context.Context, call Call) (ToolResult, error) {
 	if err := decodeInput(call.Input, &in); err != nil {
 		return ToolResult{}, err
 	}
+	target := "" // the URL to navigate to, as errors show it
 	switch in.Action {
 	case "navigate":
-		if err := checkBrowserURL(in.URL); err != nil {
+		var err error
+		if target, err = checkBrowserURL(in.URL); err != nil {
 			return ToolResult{}, err
 		}
 	case "click", "type":
@@ -98,7 +100,7 @@ func (b *BrowserTool) Run(ctx context.Context, call Call) (ToolResult, error) {
 	switch in.Action {
 	case "navigate":
 		if err := t.tab.Navigate(ctx, in.URL); err != nil {
-			return ToolResult{}, fmt.Errorf("cannot open %s: %w", in.URL, err)
+			return ToolResult{}, fmt.Errorf("cannot open %s: %w", target, err)
 		}
 		t.url = in.URL
 		return ToolResult{Text: "Opened " + in.URL + ". Use text to read it or screenshot to see it.", Summary: "opened " + in.URL}, nil
@@ -107,7 +109,7 @@ func (b *BrowserTool) Run(ctx context.Context, call Call) (ToolResult, error) {
 		if err != nil {
 			return ToolResult{}, fmt.Errorf("cannot take a screenshot: %w", err)
 		}
-		img, err := compactScreenshot(shot)
+		img, err := compactScreenshot(shot, MaxImageBytes)
 		if err != nil {
 			return ToolResult{}, err
 		}
@@ -175,20 +177,24 @@ func (t *browserTab) where() string {
 // checkBrowserURL lets the browser open http(s) pages only, and refuses
 // loopback, private and link-local addresses written in the URL (the
 // gateway's own admin, a cloud metadata endpoint). Names are resolved by
-// the browser itself, so this check cannot see where they lead.
-func checkBrowserURL(raw string) error {
+// the browser itself, so this check cannot see where they lead. It
+// returns the URL as errors show it: without its password.
+func checkBrowserURL(raw string) (string, error) {
 	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("%q is not an http(s) URL", raw)
+	if err != nil {
+		return "", fmt.Errorf("%q is not an http(s) URL", moltgate.RedactCredentials(raw))
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", fmt.Errorf("%q is not an http(s) URL", u.Redacted())
 	}
 	host := u.Hostname()
 	if strings.EqualFold(host, "localhost") || strings.HasSuffix(strings.ToLower(host), ".localhost") {
-		return Refusef("%s is this machine; the browser does not open local addresses", host)
+		return "", Refusef("%s is this machine; the browser does not open local addresses", host)
 	}
 	if ip, err := netip.ParseAddr(host); err == nil {
 		if why := blockedAddr(ip); why != "" {
-			return Refusef("%s is a %s address; the browser does not open it", host, why)
+			return "", Refusef("%s is a %s address; the browser does not open it", host, why)
 		}
 	}
-	return nil
+	return u.Redacted(), nil
 }

@@ -34,14 +34,16 @@ func (*ConfigTool) Description() string {
 	return "Read or change this gateway's configuration (OpenClaw's JSON shape: models.providers, agents.defaults.model, channels, tools, browser, skills). " +
 		"get returns the current document with secrets shown as " + moltgate.RedactedMarker + ". " +
 		"patch applies a JSON merge patch (RFC 7386: objects merge, null deletes a key, lists are replaced whole); " +
-		"tokens and keys in it are encrypted before they are stored. Read the config before you patch it, and only change what the owner asked for."
+		"tokens and keys in it are encrypted before they are stored. Read the config before you patch it, and only change what the owner asked for: " +
+		"a patch is refused when the config changed since you read it (read it again, then patch)."
 }
 
 // Schema implements Tool.
 func (*ConfigTool) Schema() json.RawMessage {
 	return json.RawMessage(`{"type":"object","properties":{` +
 		`"action":{"type":"string","enum":["get","patch"]},` +
-		`"patch":{"type":"object","description":"for patch: the JSON merge patch"}},` +
+		`"patch":{"type":"object","description":"for patch: the JSON merge patch"},` +
+		`"baseHash":{"type":"string","description":"for patch: the hash of the config the patch was written for (default: the one your last get returned)"}},` +
 		`"required":["action"],"additionalProperties":false}`)
 }
 
@@ -53,14 +55,19 @@ func (*ConfigTool) Offered(run RunInfo) error {
 	return nil
 }
 
+// configHashKey holds, in the run's scope, the hash of the config the
+// model last read.
+const configHashKey = "gateway_config.hash"
+
 // Run implements Tool.
 func (c *ConfigTool) Run(ctx context.Context, call Call) (ToolResult, error) {
 	if err := c.Offered(call.RunInfo); err != nil {
 		return ToolResult{}, err // never trust that the caller checked
 	}
 	var in struct {
-		Action string          `json:"action"`
-		Patch  json.RawMessage `json:"patch"`
+		Action   string          `json:"action"`
+		Patch    json.RawMessage `json:"patch"`
+		BaseHash string          `json:"baseHash"`
 	}
 	if err := decodeInput(call.Input, &in); err != nil {
 		return ToolResult{}, err
@@ -68,6 +75,9 @@ func (c *ConfigTool) Run(ctx context.Context, call Call) (ToolResult, error) {
 	doc, hash := c.Queries.CurrentConfig()
 	switch in.Action {
 	case "get":
+		// The patch that follows is checked against what the model read:
+		// an edit the owner made meanwhile is not overwritten unseen.
+		call.Scope.Set(configHashKey, hash, nil)
 		if len(doc) == 0 {
 			return ToolResult{Text: "No configuration has been saved yet: the gateway runs on its defaults and the environment.", Summary: "read the config (none saved)"}, nil
 		}
@@ -81,11 +91,20 @@ func (c *ConfigTool) Run(ctx context.Context, call Call) (ToolResult, error) {
 		if err := json.Unmarshal(in.Patch, &patch); err != nil || patch == nil {
 			return ToolResult{}, errors.New("patch must be a JSON object (a merge patch)")
 		}
+		base := in.BaseHash
+		if base == "" {
+			base = hash // patched unread: the model wrote it for the config as it is
+			if read, ok := call.Scope.Get(configHashKey).(string); ok {
+				base = read
+			}
+		}
 		meta := moltgate.Meta{Actor: "agent", Source: moltgate.SourceAgent, CorrelationID: call.RunID}
-		res, err := c.Service.PatchConfig(ctx, in.Patch, hash, meta)
+		res, err := c.Service.PatchConfig(ctx, in.Patch, base, meta)
 		if err != nil {
 			return ToolResult{}, configError(err)
 		}
+		// The model knows the config it just wrote: a second patch builds on it.
+		call.Scope.Set(configHashKey, res.Hash, nil)
 		paths := leafPaths(patch)
 		text := fmt.Sprintf("Applied. New hash %s.", res.Hash)
 		if !res.Changed {

@@ -54,17 +54,11 @@ func httpStatus(err error) int {
 }
 
 // safeError is an error's text for users: provider errors carry no
-// credentials, but are trimmed to a line.
+// credentials, but are trimmed to a line of at most 300 characters.
 func safeError(err error) string {
 	if err == nil {
 		return "unknown error"
 	}
-	msg := err.Error()
-	if i := strings.IndexByte(msg, '\n'); i >= 0 {
-		msg = msg[:i]
-	}
-	if len(msg) > 300 {
-		msg = msg[:300] + "…"
-	}
-	return msg
+	line, _, _ := strings.Cut(err.Error(), "\n")
+	return shorten(line, 300)
 }

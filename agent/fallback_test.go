@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	moltgate "github.com/moltgate/moltgate"
 	"github.com/moltgate/moltgate/internal/fakellm"
@@ -155,6 +156,22 @@ func TestAIGatewayAPI(t *testing.T) {
 		}
 		if got != want {
 			t.Errorf("%s: got %q, want %q", raw, got, want)
+		}
+	}
+}
+
+// A provider's error is shown as its first line, cut at 300 characters,
+// never inside one.
+func TestSafeError(t *testing.T) {
+	long := strings.Repeat("é", 400)
+	for err, want := range map[error]string{
+		errors.New("429 Too Many Requests\n{\"body\":1}"): "429 Too Many Requests",
+		errors.New(long + "\nmore"):                       strings.Repeat("é", 300) + "…",
+		errors.New("  padded  "):                          "padded",
+		nil:                                               "unknown error",
+	} {
+		if got := safeError(err); got != want || !utf8.ValidString(got) {
+			t.Errorf("safeError(%v):\n got %q\nwant %q", err, got, want)
 		}
 	}
 }

@@ -31,6 +31,7 @@ type recorder struct {
 	lastSeq    int
 	seqOrdered bool
 	done       chan struct{}
+	readErr    error // non-nil: Transcript fails with it
 }
 
 func newRecorder(transcript ...moltgate.ChatMessage) *recorder {
@@ -73,6 +74,9 @@ func (r *recorder) ResetSession(context.Context, string, moltgate.Meta) (string,
 func (r *recorder) Transcript(context.Context, string, int) ([]moltgate.ChatMessage, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.readErr != nil {
+		return nil, r.readErr
+	}
 	return append([]moltgate.ChatMessage(nil), r.transcript...), nil
 }
 
@@ -301,13 +305,4 @@ func systemOf(body map[string]any) string {
 		}
 	}
 	return ""
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

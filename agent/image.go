@@ -24,8 +24,9 @@ const (
 
 // compactScreenshot turns a PNG screenshot into an image fit to record
 // and to show a model: the PNG itself when it is small enough, else a
-// JPEG, scaled down and compressed until it is under MaxImageBytes.
-func compactScreenshot(pngData []byte) (*moltgate.Media, error) {
+// JPEG, scaled down and compressed until it is under maxBytes
+// (MaxImageBytes, but for tests).
+func compactScreenshot(pngData []byte, maxBytes int) (*moltgate.Media, error) {
 	cfg, err := png.DecodeConfig(bytes.NewReader(pngData))
 	if err != nil {
 		return nil, fmt.Errorf("the screenshot is not a PNG: %w", err)
@@ -33,7 +34,7 @@ func compactScreenshot(pngData []byte) (*moltgate.Media, error) {
 	if cfg.Width*cfg.Height > maxImagePixels {
 		return nil, fmt.Errorf("the screenshot is too large (%d×%d)", cfg.Width, cfg.Height)
 	}
-	if len(pngData) <= MaxImageBytes && max(cfg.Width, cfg.Height) <= MaxImageEdge {
+	if len(pngData) <= maxBytes && max(cfg.Width, cfg.Height) <= MaxImageEdge {
 		return &moltgate.Media{MimeType: "image/png", Data: pngData, Width: cfg.Width, Height: cfg.Height}, nil
 	}
 	img, err := png.Decode(bytes.NewReader(pngData))
@@ -49,7 +50,7 @@ func compactScreenshot(pngData []byte) (*moltgate.Media, error) {
 			if err := jpeg.Encode(&buf, scaled, &jpeg.Options{Quality: q}); err != nil {
 				return nil, fmt.Errorf("cannot encode the screenshot: %w", err)
 			}
-			if buf.Len() <= MaxImageBytes {
+			if buf.Len() <= maxBytes {
 				b := scaled.Bounds()
 				return &moltgate.Media{MimeType: "image/jpeg", Data: buf.Bytes(), Width: b.Dx(), Height: b.Dy()}, nil
 			}
@@ -57,7 +58,7 @@ func compactScreenshot(pngData []byte) (*moltgate.Media, error) {
 		}
 		// The size follows the area: shrink the edge by the square root
 		// of the excess, with a margin.
-		edge = int(float64(edge) * min(0.75, 0.9*math.Sqrt(float64(MaxImageBytes)/float64(size))))
+		edge = int(float64(edge) * min(0.75, 0.9*math.Sqrt(float64(maxBytes)/float64(size))))
 	}
 	return nil, errors.New("cannot compress the screenshot enough")
 }

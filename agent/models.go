@@ -202,7 +202,6 @@ func entry(models []moltgate.ModelEntry, id string) moltgate.ModelEntry {
 	return moltgate.ModelEntry{ID: id}
 }
 
-
 // aiGatewayAPI applies the rule for Cloudflare AI Gateway base URLs, whose
 // path names the upstream: https://gateway.ai.cloudflare.com/v1/{account}/
 // {gateway}/{upstream}[/…]. The upstream decides the wire API, whatever the

@@ -75,8 +75,9 @@ func SystemPrompt(base string, tools []Tool, files []moltgate.WorkspaceFile, cfg
 	}
 
 	var skills []Skill
+	view := newConfigView(cfg)
 	for _, s := range LoadSkills(files) {
-		if s.Status(cfg, getenv).Eligible && !s.DisableModelInvocation {
+		if s.status(view, getenv).Eligible && !s.DisableModelInvocation {
 			skills = append(skills, s)
 		}
 	}

@@ -1,4 +1,4 @@
-package agent_test
+package agent
 
 import (
 	"context"
@@ -8,31 +8,19 @@ import (
 	"testing"
 	"time"
 
-	"github.com/moltgate/moltgate/agent"
 	"github.com/moltgate/moltgate/internal/fakellm"
 )
 
-type providerCase struct {
-	name   string
-	server func(testing.TB) *fakellm.Server
-	make   func(url string) agent.Provider
-}
-
-var providerCases = []providerCase{
-	{"Anthropic", fakellm.NewAnthropic, func(url string) agent.Provider { return agent.NewAnthropic("sk-ant-test", url, nil, nil) }},
-	{"OpenAI", fakellm.NewOpenAI, func(url string) agent.Provider { return agent.NewOpenAI("sk-test", url, nil, nil) }},
-}
-
-var req = agent.Request{Model: "m", System: "be brief", MaxTokens: 100, Messages: []agent.Message{
+var conversation = Request{Model: "m", System: "be brief", MaxTokens: 100, Messages: []Message{
 	{Role: "user", Text: "hi"}, {Role: "assistant", Text: "hello"}, {Role: "user", Text: "how are you?"}}}
 
 func TestProviders(t *testing.T) {
-	for _, pc := range providerCases {
+	for _, pc := range providerFakes {
 		t.Run(pc.name, func(t *testing.T) {
 			t.Run("Streams", func(t *testing.T) {
 				s := pc.server(t)
 				var deltas []string
-				reply, err := pc.make(s.URL).Stream(context.Background(), req, func(d string) { deltas = append(deltas, d) })
+				reply, err := pc.make(s.URL).Stream(context.Background(), conversation, func(d string) { deltas = append(deltas, d) })
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -43,7 +31,7 @@ func TestProviders(t *testing.T) {
 					t.Fatalf("usage = %+v", reply.Usage)
 				}
 				body := s.Requests()[0]
-				if body["stream"] != true || !strings.Contains(mustString(body), "how are you?") || !strings.Contains(mustString(body), "be brief") {
+				if body["stream"] != true || !strings.Contains(mustJSON(body), "how are you?") || !strings.Contains(mustJSON(body), "be brief") {
 					t.Fatalf("request body = %v", body)
 				}
 			})
@@ -51,7 +39,7 @@ func TestProviders(t *testing.T) {
 				s := pc.server(t)
 				s.Script(fakellm.Step{Status: 429, RetryAfter: "1"}, fakellm.Step{Tokens: fakellm.Tokens("after the wait")})
 				start := time.Now()
-				reply, err := pc.make(s.URL).Stream(context.Background(), req, func(string) {})
+				reply, err := pc.make(s.URL).Stream(context.Background(), conversation, func(string) {})
 				if err != nil || reply.Text != "after the wait" {
 					t.Fatalf("reply %q err %v", reply.Text, err)
 				}
@@ -65,7 +53,7 @@ func TestProviders(t *testing.T) {
 			t.Run("GivesUpOn500", func(t *testing.T) {
 				s := pc.server(t)
 				s.Script(fakellm.Step{Status: 500, RetryAfter: "0"})
-				_, err := pc.make(s.URL).Stream(context.Background(), req, func(string) {})
+				_, err := pc.make(s.URL).Stream(context.Background(), conversation, func(string) {})
 				if err == nil || !strings.Contains(err.Error(), "500") {
 					t.Fatalf("err = %v", err)
 				}
@@ -77,7 +65,7 @@ func TestProviders(t *testing.T) {
 				s := pc.server(t)
 				s.Script(fakellm.Step{Tokens: fakellm.Tokens("one two three four"), CutAfter: 2})
 				var got string
-				_, err := pc.make(s.URL).Stream(context.Background(), req, func(d string) { got += d })
+				_, err := pc.make(s.URL).Stream(context.Background(), conversation, func(d string) { got += d })
 				if err == nil {
 					t.Fatalf("a cut stream succeeded with %q", got)
 				}
@@ -85,7 +73,7 @@ func TestProviders(t *testing.T) {
 			t.Run("SlowFirstToken", func(t *testing.T) {
 				s := pc.server(t)
 				s.Script(fakellm.Step{Tokens: fakellm.Tokens("late but fine"), FirstDelay: 300 * time.Millisecond})
-				reply, err := pc.make(s.URL).Stream(context.Background(), req, func(string) {})
+				reply, err := pc.make(s.URL).Stream(context.Background(), conversation, func(string) {})
 				if err != nil || reply.Text != "late but fine" {
 					t.Fatalf("%q %v", reply.Text, err)
 				}
@@ -96,7 +84,7 @@ func TestProviders(t *testing.T) {
 					{ID: "call_a", Name: "web_fetch", Input: `{"url":"https://example.com/"}`},
 					{ID: "call_b", Name: "browser", Input: `{"action":"screenshot"}`}}})
 				var deltas string
-				reply, err := pc.make(s.URL).Stream(context.Background(), req, func(d string) { deltas += d })
+				reply, err := pc.make(s.URL).Stream(context.Background(), conversation, func(d string) { deltas += d })
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -109,7 +97,7 @@ func TestProviders(t *testing.T) {
 				if len(reply.ToolCalls) != 2 {
 					t.Fatalf("tool calls %+v", reply.ToolCalls)
 				}
-				for i, want := range []agent.ToolUse{
+				for i, want := range []ToolUse{
 					{ID: "call_a", Name: "web_fetch", Input: json.RawMessage(`{"url":"https://example.com/"}`)},
 					{ID: "call_b", Name: "browser", Input: json.RawMessage(`{"action":"screenshot"}`)}} {
 					got := reply.ToolCalls[i]
@@ -123,7 +111,7 @@ func TestProviders(t *testing.T) {
 				s.Script(fakellm.Step{Tokens: fakellm.Tokens(strings.Repeat("word ", 100)), Delay: 20 * time.Millisecond})
 				ctx, cancel := context.WithCancel(context.Background())
 				n := 0
-				_, err := pc.make(s.URL).Stream(ctx, req, func(string) {
+				_, err := pc.make(s.URL).Stream(ctx, conversation, func(string) {
 					if n++; n == 3 {
 						cancel()
 					}
@@ -134,9 +122,4 @@ func TestProviders(t *testing.T) {
 			})
 		})
 	}
-}
-
-func mustString(v any) string {
-	b, _ := json.Marshal(v)
-	return string(b)
 }

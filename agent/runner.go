@@ -85,7 +85,8 @@ type Runner struct {
 	mu       sync.Mutex
 	sessions map[string]*session
 	runs     map[string]*run // by run id: queued or running
-	closed   bool
+	closed   bool            // refusing runs: closed, or a restart in progress
+	shutdown bool            // closed for good: a restart does not serve again
 	wg       sync.WaitGroup
 }
 
@@ -168,16 +169,20 @@ func (r *Runner) Abort(sessionKey, runID string) int {
 // Close aborts every run, waits for them to be recorded (bounded by ctx)
 // and refuses new ones.
 func (r *Runner) Close(ctx context.Context) error {
+	r.mu.Lock()
+	r.shutdown = true
+	r.mu.Unlock()
 	_, err := r.stop(ctx)
 	return err
 }
 
-// Restart aborts every run, waits until each is recorded, and serves again.
-// It returns how many runs it aborted.
+// Restart aborts every run, waits until each is recorded, and serves again,
+// unless Close closed the runner meanwhile or before. It returns how many
+// runs it aborted.
 func (r *Runner) Restart(ctx context.Context) (int, error) {
 	n, err := r.stop(ctx)
 	r.mu.Lock()
-	r.closed = false
+	r.closed = r.shutdown
 	r.mu.Unlock()
 	return n, err
 }
@@ -232,11 +237,10 @@ func (r *Runner) drain(sessionKey string, s *session) {
 func (r *Runner) execute(ru *run) {
 	t := &turn{r: r, ru: ru, meta: moltgate.Meta{Actor: "agent", Source: moltgate.SourceAgent, CorrelationID: ru.id}, scope: newRunScope()}
 	defer t.scope.close() // the browser tab and whatever else tools opened
-	var cumulative strings.Builder
-	t.deltas = newCoalescer(r.DeltaInterval, func(text string) {
+	t.deltas = newCoalescer(r.DeltaInterval, func(delta, cumulative string) {
 		t.seq++
-		r.Sink.RunDelta(ru.sessionKey, ru.id, t.seq, text, cumulative.String())
-	}, &cumulative)
+		r.Sink.RunDelta(ru.sessionKey, ru.id, t.seq, delta, cumulative)
+	})
 
 	if ru.ctx.Err() != nil {
 		// Stopped while it waited its turn (a shutdown or an abort):
@@ -406,20 +410,21 @@ func (t *turn) complete(model string) {
 	t.finish(&moltgate.ChatMessage{Role: "assistant", Content: strings.Join(t.texts, "\n\n"), Model: model, Usage: &usage}, moltgate.RunCompleted, "")
 }
 
-// failed ends a run whose model request failed.
+// failed ends a run whose model request failed. Whatever the reason, what
+// streamed is kept as the reply, so the transcript shows what the user saw.
 func (t *turn) failed(err error, model string) {
 	switch {
 	case t.ru.ctx.Err() != nil:
-		// Aborted: keep what was streamed, so the transcript shows what the user saw.
 		t.finish(t.partial(model), moltgate.RunAborted, "")
-	case errors.Is(err, context.DeadlineExceeded):
-		t.finish(nil, moltgate.RunFailed, "the model did not answer in time")
+	case t.ctx.Err() == context.DeadlineExceeded:
+		// The run's own timeout, not a deadline inside the provider's SDK.
+		t.finish(t.partial(model), moltgate.RunFailed, "the model did not answer in time")
 	default:
 		msg := "the model failed: " + safeError(err)
 		if len(t.skipped) > 0 {
 			msg += " (before it: " + strings.Join(t.skipped, "; ") + ")"
 		}
-		t.finish(nil, moltgate.RunFailed, msg)
+		t.finish(t.partial(model), moltgate.RunFailed, msg)
 	}
 }
 
@@ -447,8 +452,10 @@ func (t *turn) finish(reply *moltgate.ChatMessage, status, errMsg string) {
 	if reply != nil {
 		text = reply.Content
 	}
-	t.seq++
-	t.r.Sink.RunDone(t.ru.sessionKey, t.ru.id, t.seq, status, text, errMsg)
+	t.deltas.do(func() {
+		t.seq++
+		t.r.Sink.RunDone(t.ru.sessionKey, t.ru.id, t.seq, status, text, errMsg)
+	})
 }
 
 // runTool carries out one tool call: announced, run, recorded, announced
@@ -582,16 +589,16 @@ func (r *Runner) getenv(name string) string {
 type coalescer struct {
 	mu         sync.Mutex
 	interval   time.Duration
-	send       func(text string)
-	cumulative *strings.Builder
-	pending    strings.Builder
+	send       func(delta, cumulative string) // called under mu
+	cumulative strings.Builder                // all text added
+	pending    strings.Builder                // text added since the last send
 	last       time.Time
 	timer      *time.Timer
 	stopped    bool
 }
 
-func newCoalescer(interval time.Duration, send func(string), cumulative *strings.Builder) *coalescer {
-	return &coalescer{interval: interval, send: send, cumulative: cumulative}
+func newCoalescer(interval time.Duration, send func(delta, cumulative string)) *coalescer {
+	return &coalescer{interval: interval, send: send}
 }
 
 func (c *coalescer) add(text string) {
@@ -626,7 +633,7 @@ func (c *coalescer) flushLocked() {
 	text := c.pending.String()
 	c.pending.Reset()
 	c.last = time.Now()
-	c.send(text)
+	c.send(text, c.cumulative.String())
 }
 
 // do sends what is pending, then runs fn, before any later text is sent:

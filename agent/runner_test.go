@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -14,8 +15,14 @@ import (
 func TestCoalescer(t *testing.T) {
 	var mu sync.Mutex
 	var sent []string
-	var cumulative strings.Builder
-	c := newCoalescer(50*time.Millisecond, func(s string) { mu.Lock(); sent = append(sent, s); mu.Unlock() }, &cumulative)
+	c := newCoalescer(50*time.Millisecond, func(delta, cumulative string) {
+		mu.Lock()
+		defer mu.Unlock()
+		sent = append(sent, delta)
+		if all := strings.Join(sent, ""); cumulative != all {
+			t.Errorf("cumulative %q, want %q", cumulative, all)
+		}
+	})
 	for _, w := range strings.Fields("a b c d e f g h") {
 		c.add(w + " ")
 	}
@@ -90,10 +97,64 @@ func TestRunner_AllModelsFail(t *testing.T) {
 	}
 }
 
+// A run that times out keeps the text the user saw stream (the echo
+// model's first word) as its reply.
 func TestRunner_Timeout(t *testing.T) {
 	rec := runOnce(t, []Choice{{Name: "slow/m", Model: "m", Provider: Echo{Delay: time.Second}}}, 100*time.Millisecond)
 	if len(rec.finished) != 1 || rec.finished[0] != moltgate.RunFailed+":the model did not answer in time" {
 		t.Fatalf("finished %v", rec.finished)
+	}
+	if len(rec.replies) != 1 || rec.replies[0].Content != "You " || rec.replies[0].Model != "slow/m" {
+		t.Fatalf("replies %+v, want the streamed text", rec.replies)
+	}
+}
+
+// streamThenFail streams some text, then fails.
+type streamThenFail struct {
+	text string
+	err  error
+}
+
+func (s streamThenFail) Stream(_ context.Context, _ Request, onDelta func(string)) (Reply, error) {
+	onDelta(s.text)
+	return Reply{}, s.err
+}
+
+// A model that fails after it streamed text: the run fails, and the text
+// the user saw is kept as its reply.
+func TestRunner_FailureKeepsStreamedText(t *testing.T) {
+	rec := runOnce(t, []Choice{{Name: "a/m", Model: "m", Provider: streamThenFail{"Half an ans", errors.New("stream reset")}}}, 0)
+	if len(rec.finished) != 1 || rec.finished[0] != moltgate.RunFailed+":the model failed: stream reset" {
+		t.Fatalf("finished %v", rec.finished)
+	}
+	if len(rec.replies) != 1 || rec.replies[0].Content != "Half an ans" || rec.replies[0].Model != "a/m" {
+		t.Fatalf("replies %+v, want the streamed text", rec.replies)
+	}
+}
+
+// An SDK error that wraps context.DeadlineExceeded (a timeout of its own)
+// while the run still has time is the model failing, not the run's
+// timeout.
+func TestRunner_ProviderDeadlineIsNotTheRunTimeout(t *testing.T) {
+	rec := runOnce(t, []Choice{{Name: "a/m", Model: "m", Provider: failingProvider{fmt.Errorf("read: %w", context.DeadlineExceeded)}}}, 0)
+	if len(rec.finished) != 1 || rec.finished[0] != moltgate.RunFailed+":the model failed: read: context deadline exceeded" {
+		t.Fatalf("finished %v", rec.finished)
+	}
+}
+
+// A run that cannot read its conversation fails and says why, in words
+// meant for users (an internal error's text stays in the log).
+func TestRunner_TranscriptUnreadable(t *testing.T) {
+	for err, want := range map[error]string{
+		moltgate.Errorf(moltgate.EUNAVAILABLE, "the event log is read-only"): "cannot read the conversation: the event log is read-only",
+		errors.New("open /var/lib/moltgate/log.db: permission denied"):       "cannot read the conversation: internal error",
+	} {
+		rec := newRecorder()
+		rec.readErr = err
+		runOn(t, newRunner(Choice{Name: "a/m", Model: "m", Provider: Echo{}}), rec, moltgate.QueuedRun{})
+		if len(rec.finished) != 1 || rec.finished[0] != moltgate.RunFailed+":"+want || len(rec.replies) != 0 {
+			t.Errorf("finished %v replies %+v, want %q", rec.finished, rec.replies, want)
+		}
 	}
 }
 
@@ -151,4 +212,83 @@ func (b blockingProvider) Stream(ctx context.Context, _ Request, _ func(string))
 	close(b.started)
 	<-ctx.Done()
 	return Reply{}, ctx.Err()
+}
+
+// A runner that Close closed stays closed through a Restart (a restart
+// racing the shutdown).
+func TestRunner_RestartAfterCloseStaysClosed(t *testing.T) {
+	r := NewRunner(newRecorder(), multiSink{}, func() Resolution { return Resolution{} })
+	if err := r.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Restart(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Enqueue(moltgate.QueuedRun{SessionKey: "s", RunID: "run1"}); moltgate.ErrorCode(err) != moltgate.EUNAVAILABLE {
+		t.Fatalf("enqueue after close and restart = %v", err)
+	}
+}
+
+// finishCounter is a ChatService that counts how often each run finished.
+type finishCounter struct {
+	*recorder
+	byRun map[string]int
+}
+
+func (c *finishCounter) FinishRun(_ context.Context, _, runID string, _ *moltgate.ChatMessage, _, _ string, _ moltgate.Meta) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.byRun[runID]++
+	return nil
+}
+
+// Enqueue, Abort, Active and Restart at once, from many goroutines (run
+// it with -race): every run accepted finishes exactly once, and none that
+// was refused runs.
+func TestRunner_ConcurrentUse(t *testing.T) {
+	chat := &finishCounter{recorder: newRecorder(), byRun: map[string]int{}}
+	r := NewRunner(chat, multiSink{}, func() Resolution {
+		return Resolution{Choices: []Choice{{Name: EchoModel, Model: "echo", Provider: Echo{Delay: time.Millisecond}}}}
+	})
+	r.DeltaInterval = time.Millisecond
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	accepted := map[string]bool{}
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 50 {
+				session, id := fmt.Sprint("s", i%3), fmt.Sprint("run", g, "-", i)
+				if r.Enqueue(moltgate.QueuedRun{SessionKey: session, RunID: id}) == nil {
+					mu.Lock()
+					accepted[id] = true
+					mu.Unlock()
+				}
+				if i%7 == 0 {
+					r.Abort(session, "")
+				}
+				r.Active(session)
+				if g == 0 && i%20 == 0 {
+					if _, err := r.Restart(context.Background()); err != nil {
+						t.Error(err)
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := r.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	chat.mu.Lock()
+	defer chat.mu.Unlock()
+	for id, n := range chat.byRun {
+		if n != 1 || !accepted[id] {
+			t.Errorf("run %s finished %d times (accepted: %v)", id, n, accepted[id])
+		}
+	}
+	for id := range accepted {
+		if chat.byRun[id] == 0 {
+			t.Errorf("accepted run %s never finished", id)
+		}
+	}
 }

@@ -231,8 +231,9 @@ func SkillsStatus(files []moltgate.WorkspaceFile, cfg moltgate.Config, getenv fu
 		dir = DefaultWorkspaceDir
 	}
 	rep := SkillsReport{WorkspaceDir: dir, ManagedSkillsDir: "~/.openclaw/skills", Skills: []SkillStatus{}}
+	view := newConfigView(cfg)
 	for _, s := range LoadSkills(files) {
-		st := s.Status(cfg, getenv)
+		st := s.status(view, getenv)
 		st.FilePath = strings.TrimRight(dir, "/") + "/" + s.Path
 		st.BaseDir = path.Dir(st.FilePath)
 		rep.Skills = append(rep.Skills, st)
@@ -246,7 +247,12 @@ func SkillsStatus(files []moltgate.WorkspaceFile, cfg moltgate.Config, getenv fu
 // entry, a config path is not set, or the OS is not one it supports.
 // "always" skills skip the checks.
 func (s Skill) Status(cfg moltgate.Config, getenv func(string) string) SkillStatus {
-	entry := cfg.Skills.Entries[s.Key()]
+	return s.status(newConfigView(cfg), getenv)
+}
+
+// status is Status over a config view that the skills of one listing share.
+func (s Skill) status(view *configView, getenv func(string) string) SkillStatus {
+	entry := view.cfg.Skills.Entries[s.Key()]
 	req := s.Meta.Requires
 	req.OS = s.Meta.OS
 	st := SkillStatus{Name: s.Name, Description: s.Description, Source: "openclaw-workspace", FilePath: s.Path, BaseDir: path.Dir(s.Path),
@@ -270,7 +276,7 @@ func (s Skill) Status(cfg moltgate.Config, getenv func(string) string) SkillStat
 			}
 		}
 		for _, p := range req.Config {
-			ok := configPathSet(cfg, p)
+			ok := view.set(p)
 			st.ConfigChecks = append(st.ConfigChecks, SkillConfigCheck{Path: p, Satisfied: ok})
 			if !ok {
 				st.Missing.Config = append(st.Missing.Config, p)
@@ -314,17 +320,27 @@ func supportsOS(list []string) bool {
 	return false
 }
 
-// configPathSet reports whether a dotted config path holds a truthy value
+// configView is the config as the skills' requirements read it: typed,
+// and as generic JSON for their config paths, marshalled on the first path
+// checked and shared by all the skills of one listing (not once per path).
+type configView struct {
+	cfg  moltgate.Config
+	tree any
+	read bool
+}
+
+func newConfigView(cfg moltgate.Config) *configView { return &configView{cfg: cfg} }
+
+// set reports whether a dotted config path holds a truthy value
 // in the typed config: only paths moltgate reads can be checked.
-func configPathSet(cfg moltgate.Config, p string) bool {
-	b, err := json.Marshal(cfg)
-	if err != nil {
-		return false
+func (c *configView) set(p string) bool {
+	if !c.read {
+		c.read = true
+		if b, err := json.Marshal(c.cfg); err == nil {
+			_ = json.Unmarshal(b, &c.tree) // on failure no path is set
+		}
 	}
-	var v any
-	if json.Unmarshal(b, &v) != nil {
-		return false
-	}
+	v := c.tree
 	for _, k := range strings.Split(p, ".") {
 		m, ok := v.(map[string]any)
 		if !ok {

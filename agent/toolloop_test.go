@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -55,7 +57,7 @@ func TestRunner_BrowserToolLoop(t *testing.T) {
 					t.Fatalf("%d requests, want 2", len(reqs))
 				}
 				first, second := reqs[0], reqs[1]
-				if names := toolNames(first); !contains(names, "browser") || contains(names, "gateway_config") {
+				if names := toolNames(first); !slices.Contains(names, "browser") || slices.Contains(names, "gateway_config") {
 					t.Fatalf("offered %v: browser, and no gateway_config outside the owner's runs", names)
 				}
 				if sys := systemOf(first); !strings.Contains(sys, "Always greet with 'Ahoy'.") || !strings.Contains(sys, "browser:") {
@@ -183,11 +185,21 @@ func (c *fakeConfig) PatchConfig(_ context.Context, patch json.RawMessage, base 
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.patches, c.bases, c.metas = append(c.patches, patch), append(c.bases, base), append(c.metas, meta)
+	if c.hash != "" && base != c.hash {
+		return moltgate.ConfigResult{}, &moltgate.Error{Code: moltgate.ECONFLICT, Message: "config changed since it was read: reload it and apply your change again"}
+	}
 	if strings.Contains(string(patch), "not-a-url") {
 		return moltgate.ConfigResult{}, &moltgate.Error{Code: moltgate.EINVALID, Message: `invalid config: models.providers.x.baseUrl: "not-a-url" is not an http(s) URL`}
 	}
-	c.hash = "hash2"
-	return moltgate.ConfigResult{Hash: "hash2", Changed: true}, nil
+	c.hash = fmt.Sprintf("hash%d", len(c.patches)+1)
+	return moltgate.ConfigResult{Hash: c.hash, Changed: true}, nil
+}
+
+// edit is the owner changing the config (in the admin UI, say).
+func (c *fakeConfig) edit(hash string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.hash = hash
 }
 func (c *fakeConfig) RevertConfig(context.Context, int64, string, moltgate.Meta) (moltgate.ConfigResult, error) {
 	return moltgate.ConfigResult{}, moltgate.Errorf(moltgate.EINTERNAL, "not used")
@@ -213,7 +225,7 @@ func TestRunner_ConfigToolRefusedForNonOwner(t *testing.T) {
 	runOn(t, r, rec, moltgate.QueuedRun{Owner: false})
 
 	reqs := s.Requests()
-	if names := toolNames(reqs[0]); contains(names, "gateway_config") || !contains(names, "web_fetch") {
+	if names := toolNames(reqs[0]); slices.Contains(names, "gateway_config") || !slices.Contains(names, "web_fetch") {
 		t.Fatalf("a stranger's run was offered %v", names)
 	}
 	if len(cfg.patches) != 0 {
@@ -231,8 +243,8 @@ func TestRunner_ConfigToolRefusedForNonOwner(t *testing.T) {
 	}
 }
 
-// In the owner's run gateway_config patches the config with the current
-// hash, as the agent; the token in the patch reaches PatchConfig (which
+// In the owner's run gateway_config patches the config it read (its
+// hash), as the agent; the token in the patch reaches PatchConfig (which
 // seals it) but neither the recorded input nor the summary.
 func TestRunner_ConfigToolPatchesForOwner(t *testing.T) {
 	s := fakellm.NewOpenAI(t)
@@ -247,7 +259,7 @@ func TestRunner_ConfigToolPatchesForOwner(t *testing.T) {
 	rec := newRecorder()
 	runOn(t, r, rec, moltgate.QueuedRun{Owner: true})
 
-	if names := toolNames(s.Requests()[0]); !contains(names, "gateway_config") {
+	if names := toolNames(s.Requests()[0]); !slices.Contains(names, "gateway_config") {
 		t.Fatalf("the owner's run was offered %v", names)
 	}
 	if len(cfg.patches) != 1 || !strings.Contains(string(cfg.patches[0]), telegramToken) || cfg.bases[0] != "hash1" ||
@@ -292,6 +304,42 @@ func TestConfigTool_RefusedPatch(t *testing.T) {
 	}
 	if _, err := tool.Run(context.Background(), Call{RunInfo: RunInfo{}, Input: json.RawMessage(`{"action":"get"}`)}); !isRefused(err) {
 		t.Fatalf("a stranger's direct call: %v", err)
+	}
+}
+
+// A patch is checked against the config the model read: an edit the owner
+// made after the model's get is not overwritten, and the model is told to
+// read again. The hash of the model's own patch, or one it names, is the
+// base of the next.
+func TestConfigTool_PatchAfterTheOwnersEdit(t *testing.T) {
+	cfg := &fakeConfig{doc: json.RawMessage(`{}`), hash: "hash1"}
+	tool := NewConfigTool(cfg, cfg)
+	scope := newRunScope()
+	call := func(input string) (ToolResult, error) {
+		return tool.Run(context.Background(), Call{RunInfo: RunInfo{Owner: true, RunID: "r"}, Input: json.RawMessage(input), Scope: scope})
+	}
+	const patch = `{"action":"patch","patch":{"agents":{"defaults":{"model":"a/b"}}}}`
+	if _, err := call(`{"action":"get"}`); err != nil {
+		t.Fatal(err)
+	}
+	cfg.edit("owner1")
+	if _, err := call(patch); err == nil || !strings.Contains(err.Error(), "the config changed meanwhile: read it again, then patch") {
+		t.Fatalf("a patch over the owner's edit: %v", err)
+	}
+	if _, err := call(`{"action":"get"}`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := call(patch); err != nil {
+		t.Fatalf("a patch after reading again: %v", err)
+	}
+	if _, err := call(patch); err != nil {
+		t.Fatalf("a second patch, on the first: %v", err)
+	}
+	if _, err := call(`{"action":"patch","baseHash":"hash1","patch":{"x":1}}`); err == nil {
+		t.Fatal("a patch for an old hash it named was applied")
+	}
+	if want := []string{"hash1", "owner1", "hash3", "hash1"}; strings.Join(cfg.bases, " ") != strings.Join(want, " ") {
+		t.Fatalf("bases %v, want %v", cfg.bases, want)
 	}
 }
 
@@ -343,7 +391,9 @@ func TestRunner_AbortDuringToolCall(t *testing.T) {
 		t.Fatalf("aborted %d runs", n)
 	}
 	waitDone(t, rec)
-	r.Close(context.Background())
+	if err := r.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	if rec.finished[0] != moltgate.RunAborted+":" || len(rec.replies) != 1 || rec.replies[0].Content != "Opening it." {
 		t.Fatalf("finished %v replies %+v", rec.finished, rec.replies)
 	}

@@ -94,8 +94,12 @@ func (w *WebFetchTool) Run(ctx context.Context, call Call) (ToolResult, error) {
 		return ToolResult{}, err
 	}
 	u, err := url.Parse(strings.TrimSpace(in.URL))
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return ToolResult{}, fmt.Errorf("%q is not an http(s) URL", in.URL)
+	if err != nil {
+		return ToolResult{}, fmt.Errorf("%q is not an http(s) URL", moltgate.RedactCredentials(in.URL))
+	}
+	target := u.Redacted() // as errors show it: without its password
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return ToolResult{}, fmt.Errorf("%q is not an http(s) URL", target)
 	}
 	cfg := w.config()
 	maxChars := cfg.MaxChars
@@ -134,13 +138,13 @@ func (w *WebFetchTool) Run(ctx context.Context, call Call) (ToolResult, error) {
 	}}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
-		return ToolResult{}, fmt.Errorf("cannot fetch %s: %w", in.URL, err)
+		return ToolResult{}, fmt.Errorf("cannot fetch %s: %w", target, err)
 	}
 	req.Header.Set("User-Agent", "moltgate-web-fetch/1 (+https://github.com/moltgate/moltgate)")
 	req.Header.Set("Accept", "text/html,application/xhtml+xml,text/plain;q=0.9,application/json;q=0.8,*/*;q=0.5")
 	resp, err := client.Do(req)
 	if err != nil {
-		return ToolResult{}, fetchError(ctx, in.URL, timeout, err)
+		return ToolResult{}, fetchError(ctx, target, timeout, err)
 	}
 	defer resp.Body.Close()
 	final := resp.Request.URL.Redacted() // where the redirects led, without a password
@@ -159,7 +163,7 @@ func (w *WebFetchTool) Run(ctx context.Context, call Call) (ToolResult, error) {
 	}
 	raw, err := io.ReadAll(body)
 	if err != nil {
-		return ToolResult{}, fetchError(ctx, in.URL, timeout, err)
+		return ToolResult{}, fetchError(ctx, target, timeout, err)
 	}
 	cutBytes := false
 	if n, _ := io.Copy(io.Discard, io.LimitReader(resp.Body, 1)); n > 0 {

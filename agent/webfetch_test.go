@@ -2,8 +2,10 @@ package agent
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"hash/crc32"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -169,6 +171,28 @@ func TestWebFetch(t *testing.T) {
 			t.Fatalf("err = %v", err)
 		}
 	})
+	t.Run("RedirectToAnotherScheme", func(t *testing.T) {
+		ftp, _ := countingServer(t, func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, "ftp://example.com/file", http.StatusFound)
+		})
+		_, err := fetch(t, NewWebFetchTool(fetchConfig(moltgate.WebFetchConfig{AllowPrivateNetwork: true})), ftp.URL)
+		if err == nil || !strings.Contains(err.Error(), `a redirect to "ftp", which is not http(s)`) {
+			t.Fatalf("err = %v", err)
+		}
+	})
+	t.Run("Charset", func(t *testing.T) {
+		latin1, _ := countingServer(t, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/plain; charset=iso-8859-1")
+			w.Write([]byte("Caf\xe9 cr\xe8me, 5\xa0\xa3"))
+		})
+		res, err := fetch(t, NewWebFetchTool(fetchConfig(moltgate.WebFetchConfig{AllowPrivateNetwork: true})), latin1.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if body := strings.SplitN(res.Text, "\n\n", 2)[1]; body != "Café crème, 5\u00a0£" {
+			t.Fatalf("text %q", body)
+		}
+	})
 	t.Run("BadInput", func(t *testing.T) {
 		tool := NewWebFetchTool(nil)
 		for in, want := range map[string]string{
@@ -180,6 +204,18 @@ func TestWebFetch(t *testing.T) {
 			_, err := tool.Run(context.Background(), Call{Input: json.RawMessage(in)})
 			if err == nil || !strings.Contains(err.Error(), want) {
 				t.Errorf("%s: err = %v, want %q", in, err, want)
+			}
+		}
+	})
+	t.Run("ErrorsHideThePassword", func(t *testing.T) {
+		tool := NewWebFetchTool(nil)
+		tool.LookupIP = func(_ context.Context, host string) ([]netip.Addr, error) {
+			return nil, fmt.Errorf("no such host %s", host)
+		}
+		for _, u := range []string{"http://bob:s3cret@down.example/", "ftp://bob:s3cret@example.com/", "http://bob:s3cret@[::1/"} {
+			_, err := fetch(t, tool, u)
+			if err == nil || strings.Contains(err.Error(), "s3cret") || !strings.Contains(err.Error(), "bob:") {
+				t.Errorf("%s: err = %v, want the URL without its password", u, err)
 			}
 		}
 	})
@@ -227,6 +263,7 @@ func TestBrowserTool_Input(t *testing.T) {
 	tool := NewBrowserTool(&fakeBrowser{}, nil)
 	for in, want := range map[string]string{
 		`{"action":"navigate","url":"javascript:alert(1)"}`:          "is not an http(s) URL",
+		`{"action":"navigate","url":"ftp://bob:s3cret@example.com"}`: `"ftp://bob:xxxxx@example.com" is not an http(s) URL`,
 		`{"action":"navigate","url":"http://127.0.0.1:8080/_admin"}`: "refused: 127.0.0.1 is a loopback address",
 		`{"action":"navigate","url":"http://169.254.169.254/"}`:      "refused: 169.254.169.254 is a link-local address",
 		`{"action":"navigate","url":"http://localhost:18789/"}`:      "refused: localhost is this machine",
@@ -253,7 +290,7 @@ func TestBrowserTool_Input(t *testing.T) {
 
 func TestCompactScreenshot(t *testing.T) {
 	small := testPNG(200, 100, 0)
-	img, err := compactScreenshot(small)
+	img, err := compactScreenshot(small, MaxImageBytes)
 	if err != nil || img.MimeType != "image/png" || string(img.Data) != string(small) || img.Width != 200 {
 		t.Fatalf("a small screenshot should stay as it is: %+v %v", img, err)
 	}
@@ -261,14 +298,32 @@ func TestCompactScreenshot(t *testing.T) {
 	if len(big) <= MaxImageBytes {
 		t.Fatalf("the test image is only %d bytes", len(big))
 	}
-	img, err = compactScreenshot(big)
+	img, err = compactScreenshot(big, MaxImageBytes)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if ratio := float64(img.Width) / float64(img.Height); img.MimeType != "image/jpeg" || len(img.Data) > MaxImageBytes || img.Width >= MaxImageEdge || ratio < 1.49 || ratio > 1.51 {
 		t.Fatalf("compacted to %s %d bytes %d×%d", img.MimeType, len(img.Data), img.Width, img.Height)
 	}
-	if _, err := compactScreenshot([]byte("not a png")); err == nil {
+	if _, err := compactScreenshot([]byte("not a png"), MaxImageBytes); err == nil {
 		t.Fatal("accepted a non-PNG")
+	}
+	// No JPEG is this small: every smaller size is tried, then it gives up.
+	if _, err := compactScreenshot(big, 100); err == nil || err.Error() != "cannot compress the screenshot enough" {
+		t.Fatalf("compacted under 100 bytes: %v", err)
+	}
+}
+
+// A PNG that says it is larger than maxImagePixels is refused before it is
+// decoded (it would take gigabytes).
+func TestCompactScreenshot_Huge(t *testing.T) {
+	png := testPNG(1, 1, 0)
+	// The IHDR chunk's type and data (width, height, …), then its CRC.
+	ihdr := png[12 : 12+4+13]
+	binary.BigEndian.PutUint32(ihdr[4:], 50000)
+	binary.BigEndian.PutUint32(ihdr[8:], 40000)
+	binary.BigEndian.PutUint32(png[12+4+13:], crc32.ChecksumIEEE(ihdr))
+	if _, err := compactScreenshot(png, MaxImageBytes); err == nil || err.Error() != "the screenshot is too large (50000×40000)" {
+		t.Fatalf("err = %v", err)
 	}
 }

@@ -103,7 +103,7 @@ func Video(ctx context.Context, m *Manager, urls []string, opts VideoOptions, ou
 		return moltgate.Errorf(moltgate.EINVALID, "a video needs 1 to %d URLs, got %d", MaxVideoURLs, len(urls))
 	}
 	for _, u := range urls {
-		if err := checkNavigable(u); err != nil {
+		if _, err := checkNavigable(u); err != nil {
 			return err
 		}
 	}

@@ -491,20 +491,32 @@ func (m *Manager) start(ctx context.Context) (*instance, error) {
 	}()
 
 	wsURL, err := m.waitListening(ctx, inst, listening)
+	host := ""
+	if err == nil {
+		host, err = devtoolsHost(wsURL)
+	}
 	if err != nil {
 		stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		_ = inst.stop(stopCtx)
 		return nil, err
 	}
-	u, err := url.Parse(wsURL)
-	if err != nil {
-		return nil, fmt.Errorf("cannot read the browser's DevTools address %q: %w", wsURL, err)
-	}
 	inst.wsURL = wsURL
-	inst.httpBase = "http://" + u.Host
-	m.Logger.Info("launched the browser", "pid", inst.pid, "exec", m.ExecPath, "devtools", u.Host)
+	inst.httpBase = "http://" + host
+	m.Logger.Info("launched the browser", "pid", inst.pid, "exec", m.ExecPath, "devtools", host)
 	return inst, nil
+}
+
+// devtoolsHost is the host:port of the DevTools address a browser printed.
+func devtoolsHost(wsURL string) (string, error) {
+	u, err := url.Parse(wsURL)
+	if err == nil && u.Host == "" {
+		err = errors.New("no host")
+	}
+	if err != nil {
+		return "", fmt.Errorf("cannot read the browser's DevTools address %q: %w", wsURL, err)
+	}
+	return u.Host, nil
 }
 
 // waitListening waits for the browser's DevTools address: the line it

@@ -3,11 +3,13 @@ package browser
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -172,6 +174,40 @@ func TestManager_IdleClose(t *testing.T) {
 	}
 }
 
+// Uses that arrive together while no browser runs share one launch; uses
+// that race the idle timer each get a working browser.
+func TestManager_ConcurrentFirstUse(t *testing.T) {
+	m := newManager(t, func(m *Manager) { m.IdleTimeout = 200 * time.Millisecond })
+	ctx := testContext(t)
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			tab, err := m.OpenTab(ctx)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			tab.Close()
+		})
+	}
+	wg.Wait()
+	if st := m.Status(); st.Launches != 1 {
+		t.Errorf("%d launches for four uses at once", st.Launches)
+	}
+	time.Sleep(100 * time.Millisecond)
+	for range 3 {
+		tab, err := m.OpenTab(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tab.Info(ctx); err != nil {
+			t.Errorf("a tab opened as the idle timer fired: %v", err)
+		}
+		tab.Close()
+		time.Sleep(190 * time.Millisecond) // just before the idle close
+	}
+}
+
 func TestManager_NoBrowser(t *testing.T) {
 	t.Setenv("PATH", t.TempDir())
 	m := newManager(t, func(m *Manager) { m.ExecPath = "" })
@@ -200,6 +236,33 @@ func TestManager_StartFailure(t *testing.T) {
 	}
 	if st := m.Status(); st.Running {
 		t.Errorf("status: %+v", st)
+	}
+}
+
+// A "browser" that prints a DevTools address that cannot be used is
+// stopped, not left running with nobody to stop it.
+func TestManager_BadDevToolsAddress(t *testing.T) {
+	for _, addr := range []string{"ws://[::1", "nonsense"} {
+		dir := t.TempDir()
+		fake := filepath.Join(dir, "chromium")
+		script := fmt.Sprintf("#!/bin/sh\necho $$ > %s/pid\necho 'DevTools listening on %s' >&2\nexec sleep 60\n", dir, addr)
+		if err := os.WriteFile(fake, []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		m := newManager(t, func(m *Manager) { m.ExecPath = fake })
+		_, err := m.OpenTab(testContext(t))
+		if err == nil || !strings.Contains(err.Error(), "cannot read the browser's DevTools address") {
+			t.Errorf("%s: OpenTab = %v", addr, err)
+		}
+		b, _ := os.ReadFile(filepath.Join(dir, "pid"))
+		pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+		if pid == 0 {
+			t.Fatalf("%s: the fake browser did not run", addr)
+		}
+		if syscall.Kill(pid, 0) == nil {
+			syscall.Kill(pid, syscall.SIGKILL)
+			t.Errorf("%s: the browser (pid %d) still runs", addr, pid)
+		}
 	}
 }
 

@@ -133,16 +133,17 @@ type Page struct {
 // Other schemes are refused: file: would hand the gateway's own files (its
 // keys) to whoever steers the assistant.
 func (t *Tab) Navigate(ctx context.Context, u string) (Page, error) {
-	if err := checkNavigable(u); err != nil {
+	shown, err := checkNavigable(u)
+	if err != nil {
 		return Page{}, err
 	}
-	resp, err := run(t, ctx, navigateTimeout, "load "+u, chromedp.NavigateResponse(u))
+	resp, err := run(t, ctx, navigateTimeout, "load "+shown, chromedp.NavigateResponse(u))
 	var le *chromedp.LoadError
 	switch {
 	case errors.As(err, &le):
-		return Page{}, moltgate.Errorf(moltgate.EUNAVAILABLE, "cannot load %s: %s", u, le.ErrorText)
+		return Page{}, moltgate.Errorf(moltgate.EUNAVAILABLE, "cannot load %s: %s", shown, le.ErrorText)
 	case moltgate.ErrorCode(err) == moltgate.ETIMEOUT:
-		return Page{}, moltgate.Errorf(moltgate.ETIMEOUT, "cannot load %s: the page did not finish loading within %s", u, navigateTimeout)
+		return Page{}, moltgate.Errorf(moltgate.ETIMEOUT, "cannot load %s: the page did not finish loading within %s", shown, navigateTimeout)
 	case err != nil:
 		return Page{}, err
 	}
@@ -166,18 +167,24 @@ func (t *Tab) Info(ctx context.Context) (Page, error) {
 	})
 }
 
-func checkNavigable(u string) error {
+// checkNavigable refuses what Navigate does not open, and returns u as
+// errors show it: without its password.
+func checkNavigable(u string) (shown string, err error) {
 	if u == "about:blank" {
-		return nil
+		return u, nil
 	}
 	p, err := url.Parse(u)
 	if err != nil {
-		return moltgate.Errorf(moltgate.EINVALID, "cannot open %q: %v", u, err)
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // its text repeats the URL
+		}
+		return "", moltgate.Errorf(moltgate.EINVALID, "cannot open %q: %v", moltgate.RedactCredentials(u), err)
 	}
 	if (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
-		return moltgate.Errorf(moltgate.EINVALID, "cannot open %q: only http:// and https:// URLs", u)
+		return "", moltgate.Errorf(moltgate.EINVALID, "cannot open %q: only http:// and https:// URLs", p.Redacted())
 	}
-	return nil
+	return p.Redacted(), nil
 }
 
 // Text returns the readable text of the page (what a user could select),
@@ -332,7 +339,7 @@ func sleep(ctx context.Context, d time.Duration) error {
 
 // Screenshot loads url in a new tab and captures it as a PNG.
 func Screenshot(ctx context.Context, m *Manager, u string, opts ScreenshotOptions) ([]byte, error) {
-	if err := checkNavigable(u); err != nil {
+	if _, err := checkNavigable(u); err != nil {
 		return nil, err
 	}
 	w, h := opts.Width, opts.Height

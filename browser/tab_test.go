@@ -106,12 +106,12 @@ func TestTab_Errors(t *testing.T) {
 			t.Errorf("Navigate(%q): %v", u, err)
 		}
 	}
-	// A port nobody listens on.
+	// A port nobody listens on; the error does not repeat the password.
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	closed := "http://" + ln.Addr().String() + "/"
+	closed := "http://bob:s3cret@" + ln.Addr().String() + "/"
 	ln.Close()
 	_, err = tab.Navigate(ctx, closed)
-	if moltgate.ErrorCode(err) != moltgate.EUNAVAILABLE || !strings.Contains(err.Error(), "net::ERR_CONNECTION_REFUSED") {
+	if moltgate.ErrorCode(err) != moltgate.EUNAVAILABLE || !strings.Contains(err.Error(), "net::ERR_CONNECTION_REFUSED") || strings.Contains(err.Error(), "s3cret") {
 		t.Errorf("Navigate to a closed port: %v", err)
 	}
 
@@ -163,6 +163,29 @@ func TestTab_Isolated(t *testing.T) {
 	got, err := run(b, ctx, time.Minute, "read cookies", evalString(`document.cookie`))
 	if err != nil || got != "who=first" {
 		t.Errorf("tab b sees cookies %q (%v), want only its own", got, err)
+	}
+}
+
+// What Navigate refuses is refused before the browser is used, and the
+// error shows the URL without its password.
+func TestCheckNavigable(t *testing.T) {
+	for u, want := range map[string]string{
+		"about:blank":                      "",
+		"https://bob:s3cret@example.com/a": "",
+		"ftp://bob:s3cret@example.com/":    `cannot open "ftp://bob:xxxxx@example.com/": only http:// and https:// URLs`,
+		"http://bob:s3cret@[::1/":          `cannot open "http://bob:` + moltgate.RedactedMarker + `@[::1/": missing ']' in host`,
+	} {
+		shown, err := checkNavigable(u)
+		got := ""
+		if err != nil {
+			got = err.Error()
+		}
+		if got != want {
+			t.Errorf("%s: %q, want %q", u, got, want)
+		}
+		if strings.Contains(shown, "s3cret") {
+			t.Errorf("%s: shown as %s", u, shown)
+		}
 	}
 }
 

@@ -24,7 +24,6 @@ type webmWriter struct {
 	open           bool // a cluster is being built
 	lastMs         int64
 	frameMs        float64
-	frames         int
 }
 
 // EBML element ids.
@@ -131,7 +130,6 @@ func (wm *webmWriter) WriteFrame(data []byte, tsMicros int64, key bool) error {
 	block.Write(data)
 	writeElement(&wm.cluster, idSimpleBlock, block.Bytes())
 	wm.lastMs = ms
-	wm.frames++
 	return nil
 }
 
