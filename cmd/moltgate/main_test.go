@@ -435,3 +435,14 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// A start that fails after the gateway was made (here the browser's
+// configuration) returns the reason, and the shutdown of what was
+// already open does not panic.
+func TestServe_StartFailureAfterTheGatewayIsMade(t *testing.T) {
+	_, env := testEnv(t, map[string]string{"BROWSER_CDP_URL": "ftp://nope"})
+	err := run(t.Context(), env, []string{"serve"}, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "BROWSER_CDP_URL") {
+		t.Fatalf("serve with a bad BROWSER_CDP_URL = %v, want an error naming it", err)
+	}
+}

@@ -170,6 +170,10 @@ func (g *gateway) open(ctx context.Context) error {
 	trust := &api.Trust{Proxies: proxies, Loopback: loopbackOnly(g.env.Listen()) || g.env.get("MOLTGATE_TRUST_LOOPBACK", "") == "true"}
 	g.server.Trust = trust
 	g.gw = api.NewGateway(g.token)
+	// Made with the gateway, which close stops with it, so that a start
+	// failing from here on is closed without a nil stop.
+	tailCtx, stopTail := context.WithCancel(context.Background())
+	g.stopTail = stopTail
 	g.gw.DevMode = g.env.get("DEV_MODE", "") == "true"
 	g.gw.Trust = trust
 	g.gw.Devices, g.gw.Config, g.gw.Chat = g.service, g.service, g.service
@@ -219,8 +223,6 @@ func (g *gateway) open(ctx context.Context) error {
 	if g.env.get("DEBUG_ROUTES", "") == "true" {
 		g.server.MountDebug(admin)
 	}
-	var tailCtx context.Context
-	tailCtx, g.stopTail = context.WithCancel(context.Background())
 	g.gw.Follow(tailCtx, g.log.LastSeq())
 
 	replicaDesc := "none"
