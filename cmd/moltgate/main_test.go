@@ -9,8 +9,10 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -445,4 +447,26 @@ func TestServe_StartFailureAfterTheGatewayIsMade(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "BROWSER_CDP_URL") {
 		t.Fatalf("serve with a bad BROWSER_CDP_URL = %v, want an error naming it", err)
 	}
+}
+
+// With Cloudflare Access configured, the gateway refreshes Access's keys
+// in the background until it is closed, not for the life of the process.
+func TestServe_CloseStopsTheAccessKeyRefresh(t *testing.T) {
+	certs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"keys":[]}`)
+	}))
+	defer certs.Close()
+	refreshers := func() int {
+		buf := make([]byte, 1<<20)
+		return strings.Count(string(buf[:runtime.Stack(buf, true)]), "jwkset.NewStorageFromHTTP")
+	}
+	before := refreshers()
+	_, env := testEnv(t, map[string]string{"CF_ACCESS_TEAM_DOMAIN": certs.URL, "CF_ACCESS_AUD": "aud"})
+	g := mustOpenGateway(t, env)
+	if refreshers() == before {
+		t.Fatal("no key refresh runs: the test no longer sees it")
+	}
+	g.close(context.Background())
+	waitFor(t, "the key refresh to stop", func() bool { return refreshers() == before })
 }

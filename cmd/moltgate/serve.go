@@ -72,7 +72,10 @@ type gateway struct {
 	config   *liveConfig
 	sealer   *secrets.Sealer
 	token    string
-	stopTail context.CancelFunc
+	// stopBackground ends what follows the gateway's lifetime in the
+	// background: the log tail that feeds its clients, and the refresh of
+	// Cloudflare Access's keys.
+	stopBackground context.CancelFunc
 }
 
 // open follows the start sequence: listen (so probes answer) → restore if
@@ -172,8 +175,8 @@ func (g *gateway) open(ctx context.Context) error {
 	g.gw = api.NewGateway(g.token)
 	// Made with the gateway, which close stops with it, so that a start
 	// failing from here on is closed without a nil stop.
-	tailCtx, stopTail := context.WithCancel(context.Background())
-	g.stopTail = stopTail
+	background, stopBackground := context.WithCancel(context.Background())
+	g.stopBackground = stopBackground
 	g.gw.DevMode = g.env.get("DEV_MODE", "") == "true"
 	g.gw.Trust = trust
 	g.gw.Devices, g.gw.Config, g.gw.Chat = g.service, g.service, g.service
@@ -214,7 +217,7 @@ func (g *gateway) open(ctx context.Context) error {
 	}
 	g.agent.Tools = append(g.agent.Tools, agent.NewBrowserTool(g.browser.ForAgent(), g.config.get))
 	g.server.MountGateway(g.gw, api.WebChat)
-	admin, err := g.admin(missing)
+	admin, err := g.admin(background, missing)
 	if err != nil {
 		return err
 	}
@@ -223,7 +226,7 @@ func (g *gateway) open(ctx context.Context) error {
 	if g.env.get("DEBUG_ROUTES", "") == "true" {
 		g.server.MountDebug(admin)
 	}
-	g.gw.Follow(tailCtx, g.log.LastSeq())
+	g.gw.Follow(background, g.log.LastSeq())
 
 	replicaDesc := "none"
 	if replica != nil {
@@ -255,7 +258,7 @@ func (g *gateway) close(ctx context.Context) error {
 	}
 	if g.gw != nil {
 		g.gw.Close()
-		g.stopTail()
+		g.stopBackground()
 	}
 	// Stop taking messages from the chat platforms, then stop delivering:
 	// what is undelivered stays pending in the log for the next start.
@@ -288,8 +291,9 @@ func (g *gateway) close(ctx context.Context) error {
 
 // admin configures the admin API: Cloudflare Access from
 // CF_ACCESS_TEAM_DOMAIN and CF_ACCESS_AUD when set, DEV_MODE, or else the
-// loopback-with-token fallback.
-func (g *gateway) admin(storageMissing []string) (*api.Admin, error) {
+// loopback-with-token fallback. Access refreshes its keys until background
+// ends.
+func (g *gateway) admin(background context.Context, storageMissing []string) (*api.Admin, error) {
 	a := &api.Admin{Gateway: g.gw, Channels: g.service, Token: g.token, DevMode: g.gw.DevMode, StorageMissing: storageMissing,
 		History: &projections.History{Log: g.log, Logger: g.logger}, Workspace: g.service, WorkspaceFiles: g.set}
 	a.SecretProblems = func() []moltgate.ConfigIssue {
@@ -319,7 +323,7 @@ func (g *gateway) admin(storageMissing []string) (*api.Admin, error) {
 		a.AccessMissing = append(a.AccessMissing, "CF_ACCESS_AUD")
 	}
 	if len(a.AccessMissing) == 0 {
-		access, err := api.NewAccess(context.Background(), team, aud, nil)
+		access, err := api.NewAccess(background, team, aud, nil)
 		if err != nil {
 			return nil, err
 		}
