@@ -68,10 +68,13 @@ type gateway struct {
 	channels *channels.Manager
 	outbox   *channels.Outbox
 	browser  *browser.Manager
-	gw       *api.Gateway
-	config   *liveConfig
-	sealer   *secrets.Sealer
-	token    string
+	// cdpSessions records the CDP sessions; it outlives the browser so
+	// that the sessions the browser's close ends are recorded.
+	cdpSessions *sessionRecorder
+	gw          *api.Gateway
+	config      *liveConfig
+	sealer      *secrets.Sealer
+	token       string
 	// stopBackground ends what follows the gateway's lifetime in the
 	// background: the log tail that feeds its clients, and the refresh of
 	// Cloudflare Access's keys.
@@ -270,6 +273,9 @@ func (g *gateway) close(ctx context.Context) error {
 	}
 	if g.browser != nil {
 		errs = append(errs, g.browser.Close(ctx))
+	}
+	if g.cdpSessions != nil {
+		errs = append(errs, g.cdpSessions.close(ctx))
 	}
 	if g.agent != nil {
 		errs = append(errs, g.agent.Close(ctx)) // aborted runs are recorded before the log closes
