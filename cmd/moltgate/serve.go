@@ -370,18 +370,32 @@ func (w openedWorkspace) WorkspaceFiles() []moltgate.WorkspaceFile {
 }
 
 // workspaceDir is the directory whose workspace files are recorded at
-// start: MOLTGATE_WORKSPACE_DIR, the config's agents.defaults.workspace,
-// or data/workspace when it exists.
+// start: MOLTGATE_WORKSPACE_DIR, else the config's
+// agents.defaults.workspace or data/workspace, the first that is a
+// directory. An OpenClaw config often names a directory of the machine it
+// came from (~/.openclaw/workspace): not one to fail the start for.
 func (g *gateway) workspaceDir() string {
 	if dir := g.env.get("MOLTGATE_WORKSPACE_DIR", ""); dir != "" {
 		return dir
 	}
 	if dir := g.config.get().Agents.Defaults.Workspace; dir != "" {
-		return dir
+		if rest, ok := strings.CutPrefix(dir, "~/"); ok {
+			if home, err := os.UserHomeDir(); err == nil {
+				dir = filepath.Join(home, rest)
+			}
+		}
+		if isDir(dir) {
+			return dir
+		}
+		g.logger.Info("the config's agents.defaults.workspace is not a directory here: its files are not recorded", "workspace", dir)
 	}
-	dir := filepath.Join(g.env.DataDir(), "workspace")
-	if st, err := os.Stat(dir); err == nil && st.IsDir() {
+	if dir := filepath.Join(g.env.DataDir(), "workspace"); isDir(dir) {
 		return dir
 	}
 	return ""
+}
+
+func isDir(path string) bool {
+	st, err := os.Stat(path)
+	return err == nil && st.IsDir()
 }
