@@ -192,11 +192,12 @@ func (g *gateway) open(ctx context.Context) error {
 	g.agent = agent.NewRunner(g.service, g.gw, models)
 	g.agent.Logger, g.agent.Secrets = g.logger, resolver
 	g.agent.Config, g.agent.Getenv = g.config.get, g.env
-	workspace := openedWorkspace{files: g.set, secrets: resolver}
-	g.agent.Workspace = workspace
+	// Only the model's prompt reads the workspace with its secrets opened;
+	// the clients asking for skills and agents get it sealed.
+	g.agent.Workspace = openedWorkspace{files: g.set, secrets: resolver}
 	g.agent.Tools = []agent.Tool{agent.NewWebFetchTool(g.config.get), agent.NewConfigTool(g.set, g.service)}
-	g.gw.SkillsStatus = func() any { return agent.SkillsStatus(workspace.WorkspaceFiles(), g.config.get(), g.env) }
-	g.gw.AgentsList = func() any { return agent.ListAgents(g.config.get(), workspace.WorkspaceFiles(), models().Info()) }
+	g.gw.SkillsStatus = func() any { return agent.SkillsStatus(g.set.WorkspaceFiles(), g.config.get(), g.env) }
+	g.gw.AgentsList = func() any { return agent.ListAgents(g.config.get(), g.set.WorkspaceFiles(), models().Info()) }
 	if dir := g.workspaceDir(); dir != "" {
 		if n, err := g.service.ImportWorkspace(ctx, dir); err != nil {
 			g.logger.Error("cannot import the workspace", "dir", dir, "error", err)

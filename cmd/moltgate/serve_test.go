@@ -1,12 +1,15 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	moltgate "github.com/moltgate/moltgate"
 )
 
 // The workspace recorded at start: MOLTGATE_WORKSPACE_DIR first, then the
@@ -52,5 +55,39 @@ func TestWorkspaceDir(t *testing.T) {
 				t.Errorf("logged %q, want %q", logs.String(), c.log)
 			}
 		})
+	}
+}
+
+// A credential in the workspace is opened for the model's prompt only:
+// skills.status and agents.list show it sealed.
+func TestServe_WorkspaceSecretsStaySealedForClients(t *testing.T) {
+	const key = "sk-workspace-secret-for-the-test-0123456789"
+	_, env := testEnv(t, map[string]string{"MOLTGATE_SECRET_KEY": strings.Repeat("ab", 32)})
+	g := mustOpenGateway(t, env)
+	defer g.close(context.Background())
+	meta := moltgate.Meta{Actor: "owner"}
+	for path, content := range map[string]string{
+		"skills/demo/SKILL.md": "---\nname: demo\ndescription: calls the API with " + key + "\n---\nsteps",
+		"IDENTITY.md":          "- **Name:** " + key,
+	} {
+		if err := g.service.WriteWorkspaceFile(context.Background(), path, content, meta); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := g.runner.WaitFor(context.Background(), g.log.LastSeq()); err != nil {
+		t.Fatal(err)
+	}
+	for name, v := range map[string]any{"skills.status": g.gw.SkillsStatus(), "agents.list": g.gw.AgentsList()} {
+		b, _ := json.Marshal(v)
+		if strings.Contains(string(b), key) || !strings.Contains(string(b), moltgate.SealedPrefix) {
+			t.Errorf("%s = %s, want the credential sealed", name, b)
+		}
+	}
+	var prompt strings.Builder
+	for _, f := range g.agent.Workspace.WorkspaceFiles() {
+		prompt.WriteString(f.Content)
+	}
+	if strings.Count(prompt.String(), key) != 2 {
+		t.Errorf("the model's workspace does not hold the credential opened: %q", prompt.String())
 	}
 }
