@@ -265,9 +265,13 @@ func (r *sessionRecorder) add(ev browser.SessionEvent) {
 
 // close waits for the open sessions to report their close (closing the
 // browser ends them), then for every event to be recorded, or until ctx
-// ends.
+// ends. Like the gateway's other parts, it may be closed twice.
 func (r *sessionRecorder) close(ctx context.Context) error {
 	r.mu.Lock()
+	if r.stopped {
+		r.mu.Unlock()
+		return nil
+	}
 	for r.open > 0 && ctx.Err() == nil {
 		r.mu.Unlock()
 		select {
