@@ -294,6 +294,32 @@ func TestCLI(t *testing.T) {
 		if err := run(context.Background(), env, []string{"replay", "--until", "next tuesday"}, io.Discard, &errb); err == nil {
 			t.Fatal("replay accepted a nonsense --until")
 		}
+		past := fmt.Sprint(g.log.LastSeq() + 100)
+		if err := run(context.Background(), env, []string{"replay", "--until", past}, io.Discard, &errb); err == nil ||
+			!strings.Contains(err.Error(), fmt.Sprintf("between 0 and %d", g.log.LastSeq())) {
+			t.Fatalf("replay --until %s, past the newest event: %v", past, err)
+		}
+	})
+	t.Run("ReplayUntilATime", func(t *testing.T) {
+		// A time is judged by the events recorded at or before it.
+		fourth, err := g.log.GetSeq(context.Background(), 4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		at := fourth.RecordedAt
+		want, _ := g.log.SeqAt(context.Background(), at)
+		for _, c := range []struct {
+			until   string
+			wantSeq int64
+		}{{at.Format(time.RFC3339Nano), want}, {"2000-01-01", 0}} {
+			var v moltgate.View
+			if err := json.Unmarshal([]byte(runCLI(t, env, "replay", "--until", c.until)), &v); err != nil {
+				t.Fatal(err)
+			}
+			if v.Seq != c.wantSeq || (c.wantSeq > 0 && !v.At.Equal(at)) || (c.wantSeq == 0 && len(v.Sessions) != 0) {
+				t.Errorf("replay --until %s = seq %d at %s, want seq %d", c.until, v.Seq, v.At, c.wantSeq)
+			}
+		}
 	})
 	t.Run("Restore", func(t *testing.T) {
 		if err := g.log.SyncNow(context.Background()); err != nil {

@@ -37,9 +37,6 @@ func runReplay(ctx context.Context, env Env, args []string, stdout, stderr io.Wr
 			return fmt.Errorf("--until: %w", err)
 		}
 	}
-	if seq > l.LastSeq() {
-		return fmt.Errorf("--until %d is past the newest event (%d)", seq, l.LastSeq())
-	}
 	h := &projections.History{Log: l, Progress: newProgress(stderr, "replaying").report}
 	v, err := h.ViewAt(ctx, seq, at)
 	if err != nil {
