@@ -100,7 +100,8 @@ func (g *gateway) open(ctx context.Context) error {
 		// Printed, never logged elsewhere: the one place a laptop user finds it.
 		fmt.Fprintf(g.stderr, "\n    Open moltgate: %s/?token=%s\n    (the token is kept in %s)\n\n", g.server.URL(), token, filepath.Join(g.env.DataDir(), "gateway-token"))
 	}
-	if g.env.get("DEV_MODE", "") == "true" {
+	devMode := g.env.get("DEV_MODE", "") == "true"
+	if devMode {
 		g.logger.Warn("DEV_MODE=true: every device that connects with the gateway token is approved without asking. Never use this on a reachable gateway.")
 	}
 
@@ -180,7 +181,7 @@ func (g *gateway) open(ctx context.Context) error {
 	// failing from here on is closed without a nil stop.
 	background, stopBackground := context.WithCancel(context.Background())
 	g.stopBackground = stopBackground
-	g.gw.DevMode = g.env.get("DEV_MODE", "") == "true"
+	g.gw.DevMode = devMode
 	g.gw.Trust = trust
 	g.gw.Devices, g.gw.Config, g.gw.Chat = g.service, g.service, g.service
 	g.gw.Queries, g.gw.Events, g.gw.Storage, g.gw.Logger = g.set, g.log, g.log, g.logger
