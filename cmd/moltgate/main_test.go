@@ -355,18 +355,7 @@ func TestServe_SIGTERM(t *testing.T) {
 	if err := c.cmd.Wait(); err != nil {
 		t.Fatalf("exit after SIGTERM: %v\n%s", err, c.stderr.String())
 	}
-	out := filepath.Join(t.TempDir(), "after.db")
-	cfg := s3.Config("sigterm")
-	if err := eventlog.Restore(context.Background(), cfg, eventlog.RestoreOptions{OutputPath: out}); err != nil {
-		t.Fatal(err)
-	}
-	l := eventlog.NewLog(out)
-	l.ReadOnly = true
-	if err := l.Open(); err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close(context.Background())
-	if l.LastSeq() != 1 {
+	if l := restoredLog(t, s3.Config("sigterm")); l.LastSeq() != 1 {
 		t.Fatalf("replica holds %d events after SIGTERM, want the gateway.started", l.LastSeq())
 	}
 }
@@ -390,17 +379,7 @@ func TestAdmin_BackupNow(t *testing.T) {
 	if res.StatusCode != http.StatusOK {
 		t.Fatalf("backup now = %d", res.StatusCode)
 	}
-	out := filepath.Join(t.TempDir(), "from-bucket.db")
-	if err := eventlog.Restore(context.Background(), s3.Config("backup-now"), eventlog.RestoreOptions{OutputPath: out}); err != nil {
-		t.Fatal(err)
-	}
-	l := eventlog.NewLog(out)
-	l.ReadOnly = true
-	if err := l.Open(); err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close(context.Background())
-	if l.LastSeq() != g.log.LastSeq() {
+	if l := restoredLog(t, s3.Config("backup-now")); l.LastSeq() != g.log.LastSeq() {
 		t.Fatalf("the bucket holds %d events, the log %d", l.LastSeq(), g.log.LastSeq())
 	}
 	if st := g.log.Status(context.Background()); st.LastSnapshotAt.IsZero() {

@@ -21,7 +21,7 @@ func runReplay(ctx context.Context, env Env, args []string, stdout, stderr io.Wr
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	l, err := openReadOnly(env)
+	l, err := openReadOnly(env.DBPath())
 	if err != nil {
 		return err
 	}
