@@ -31,13 +31,6 @@ func startContainer(b *testing.B, vars map[string]string, idle time.Duration) (t
 // from S3 (gofakes3 on loopback) and replays first.
 func BenchmarkContainerStart(b *testing.B) {
 	s3 := fakes3.New(b)
-	report := func(b *testing.B, times []time.Duration, rss []float64) {
-		slices.Sort(times)
-		slices.Sort(rss)
-		b.ReportMetric(float64(times[len(times)/2].Microseconds())/1000, "ms-to-ready")
-		b.ReportMetric(rss[len(rss)/2], "rss-MB")
-		b.ReportMetric(0, "ns/op")
-	}
 	run := func(b *testing.B, prefix string) {
 		var times []time.Duration
 		var rss []float64
@@ -45,7 +38,7 @@ func BenchmarkContainerStart(b *testing.B) {
 			d, r := startContainer(b, s3.Env(prefix), 0)
 			times, rss = append(times, d), append(rss, r.RSS)
 		}
-		report(b, times, rss)
+		reportStarts(b, times, rss)
 	}
 	b.Run("empty-replica", func(b *testing.B) { run(b, "empty") })
 	fixture := benchdata.Fixture(b, 100_000)

@@ -26,13 +26,22 @@ import (
 )
 
 // TestMain lets a test run the real binary: the test executable re-runs
-// itself with MOLTGATE_RUN_MAIN=1 and becomes moltgate.
+// itself with MOLTGATE_RUN_MAIN=1 and becomes moltgate. It also makes the
+// directory the benchmarks build binaries into, and removes it.
 func TestMain(m *testing.M) {
 	if os.Getenv("MOLTGATE_RUN_MAIN") == "1" {
 		main()
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	dir, err := os.MkdirTemp("", "moltgate-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
 }
 
 func testEnv(t testing.TB, extra map[string]string) (map[string]string, Env) {

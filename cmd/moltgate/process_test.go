@@ -190,7 +190,7 @@ func TestServe_SIGTERMFlushesABurst(t *testing.T) {
 	s3 := fakes3.New(t)
 	const token = "sigterm-burst-token-0123456789"
 	vars, _ := testEnv(t, s3.Env("burst"))
-	vars["MOLTGATE_LISTEN"], vars["MOLTBOT_GATEWAY_TOKEN"] = "127.0.0.1:"+freePortT(t), token
+	vars["MOLTGATE_LISTEN"], vars["MOLTBOT_GATEWAY_TOKEN"] = "127.0.0.1:"+freePort(t), token
 	c := startChild(t, vars)
 	ws := localClient(t, "ws://"+vars["MOLTGATE_LISTEN"], token)
 	const burst = 200
@@ -301,10 +301,12 @@ func (c *wsClient) read(t *testing.T) map[string]any {
 	return f
 }
 
-func freePortT(t *testing.T) string {
+// freePort is a loopback port free a moment ago, for a process that must
+// be told its address before it starts.
+func freePort(tb testing.TB) string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	defer l.Close()
 	_, port, _ := net.SplitHostPort(l.Addr().String())
