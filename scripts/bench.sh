@@ -23,16 +23,16 @@ bench() {
 	fi
 }
 
-# Event log, read models, restore
+# Event log, read models
 bench ./eventlog -run '^$' -bench 'Append$' -benchtime 100000x -count 5
 bench ./eventlog -run '^$' -bench 'AppendLatency' -benchtime 20000x -count 5
 bench ./eventlog -run '^$' -bench 'IdleRSS' -benchtime 1x -count 3
 bench ./projections -run '^$' -bench 'Rebuild' -benchtime 3x -count 3 -timeout 30m
-bench ./eventlog -run '^$' -bench 'Restore' -benchtime 2x -count 1 -timeout 30m
 
-# moltgate serve and the container
+# moltgate serve, the container, restore from S3
 bench ./cmd/moltgate -run '^$' -bench 'ServeReady' -benchtime 5x -count 1 -timeout 30m
 bench ./cmd/moltgate -run '^$' -bench 'ContainerStart|IdleRSS' -benchtime 3x -count 1 -timeout 30m
+bench ./eventlog -run '^$' -bench 'Restore' -benchtime 2x -count 1 -timeout 30m
 
 # Gateway
 bench ./api -run '^$' -bench 'TimeToFirstToken|PairApprove' -benchtime 300x -count 3
