@@ -75,8 +75,8 @@ type gateway struct {
 	config      *liveConfig
 	sealer      *secrets.Sealer
 	token       string
-	// stopBackground ends what follows the gateway's lifetime in the
-	// background: the log tail that feeds its clients, and the refresh of
+	// stopBackground ends the background work that lives as long as the
+	// gateway: the log tail that feeds its clients, and the refresh of
 	// Cloudflare Access's keys.
 	stopBackground context.CancelFunc
 }
@@ -177,8 +177,8 @@ func (g *gateway) open(ctx context.Context) error {
 	trust := &api.Trust{Proxies: proxies, Loopback: loopbackOnly(g.env.Listen()) || g.env.get("MOLTGATE_TRUST_LOOPBACK", "") == "true"}
 	g.server.Trust = trust
 	g.gw = api.NewGateway(g.token)
-	// Made with the gateway, which close stops with it, so that a start
-	// failing from here on is closed without a nil stop.
+	// Made with the gateway, which close stops together with it: a start
+	// that fails after this point is closed cleanly.
 	background, stopBackground := context.WithCancel(context.Background())
 	g.stopBackground = stopBackground
 	g.gw.DevMode = devMode
