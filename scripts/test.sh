@@ -5,11 +5,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian's Chromium drives the web UI and browser tests (chromedp); ffmpeg
-# encodes the browser package's videos and ffprobe checks them.
-if ! command -v chromium >/dev/null 2>&1 || ! command -v ffprobe >/dev/null 2>&1; then
+# encodes the browser package's videos and ffprobe checks them; gcc is the
+# C compiler that go test -race needs (the race detector is cgo).
+if ! command -v chromium >/dev/null 2>&1 || ! command -v ffprobe >/dev/null 2>&1 || ! command -v gcc >/dev/null 2>&1; then
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq
-	apt-get install -y -qq chromium ffmpeg >/dev/null
+	apt-get install -y -qq chromium ffmpeg gcc >/dev/null
 fi
 
 # The real OpenClaw CLI (and the Node 24 it needs, as an npm package) for

@@ -18,29 +18,60 @@ import (
 	"github.com/moltgate/moltgate/internal/benchdata"
 )
 
-// The real binary, built once per test process: start-up time and RSS
-// are those of what users run, not of the test executable. The image's
-// is built exactly as the Dockerfile builds it (static, stripped,
-// trimmed, nomsgpack).
+// The real binary, built once per test process into binDir: start-up
+// time and RSS are those of what users run, not of the test executable.
+// The image's is built by the Dockerfile's own go build line (static,
+// stripped, trimmed, nomsgpack), run from the repository's root as
+// scripts/test-deploy.sh runs it, so the benchmark cannot drift from the
+// image.
 var (
-	plainBinary = sync.OnceValues(func() (string, error) { return buildBinary(nil) })
+	plainBinary = sync.OnceValues(func() (string, error) {
+		path := filepath.Join(binDir, "moltgate")
+		return path, runBuild(exec.Command("go", "build", "-o", path, "."))
+	})
 	imageBinary = sync.OnceValues(func() (string, error) {
-		return buildBinary([]string{"CGO_ENABLED=0"}, "-trimpath", "-tags", "nomsgpack", "-ldflags", "-s -w")
+		line, err := dockerfileBuildLine()
+		if err != nil {
+			return "", err
+		}
+		path := filepath.Join(binDir, "moltgate-image")
+		cmd := exec.Command("sh", "-c", strings.Replace(line, dockerfileOutput, "'"+path+"'", 1))
+		cmd.Dir = "../.."
+		return path, runBuild(cmd)
 	})
 )
 
-func buildBinary(env []string, flags ...string) (string, error) {
-	dir, err := os.MkdirTemp("", "moltgate-bin-")
+// binDir holds the binaries the benchmarks build; TestMain makes it and
+// removes it after the run.
+var binDir string
+
+func runBuild(cmd *exec.Cmd) error {
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("%s: %v\n%s", strings.Join(cmd.Args, " "), err, out)
+	}
+	return nil
+}
+
+// dockerfileOutput is where the Dockerfile's go build line writes the binary.
+const dockerfileOutput = "/out/moltgate"
+
+// dockerfileBuildLine returns the shell command of the Dockerfile's one
+// RUN line that builds moltgate.
+func dockerfileBuildLine() (string, error) {
+	b, err := os.ReadFile("../../Dockerfile")
 	if err != nil {
 		return "", err
 	}
-	path := filepath.Join(dir, "moltgate")
-	cmd := exec.Command("go", append(append([]string{"build"}, flags...), "-o", path, ".")...)
-	cmd.Env = append(os.Environ(), env...)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build: %v\n%s", err, out)
+	var builds []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if cmd, ok := strings.CutPrefix(line, "RUN "); ok && strings.Contains(cmd, "go build ") {
+			builds = append(builds, cmd)
+		}
 	}
-	return path, nil
+	if len(builds) != 1 || !strings.Contains(builds[0], "-o "+dockerfileOutput+" ./cmd/moltgate") {
+		return "", fmt.Errorf("want one go build line writing %s from ./cmd/moltgate in the Dockerfile, found %q", dockerfileOutput, builds)
+	}
+	return builds[0], nil
 }
 
 func moltgateBinary(b *testing.B) string { return mustBinary(b, plainBinary) }
@@ -107,6 +138,15 @@ func startBinary(b *testing.B, bin string, vars map[string]string, host string, 
 // clean and shared, which the kernel can drop and read again).
 type procMemory struct{ RSS, Anon, File float64 }
 
+// reportStarts reports the median time to ready and RSS of b's starts.
+func reportStarts(b *testing.B, times []time.Duration, rss []float64) {
+	slices.Sort(times)
+	slices.Sort(rss)
+	b.ReportMetric(float64(times[len(times)/2].Microseconds())/1000, "ms-to-ready")
+	b.ReportMetric(rss[len(rss)/2], "rss-MB")
+	b.ReportMetric(0, "ns/op")
+}
+
 func readMemory(b *testing.B, pid int) procMemory {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
@@ -129,30 +169,11 @@ func readMemory(b *testing.B, pid int) procMemory {
 	return m
 }
 
-func freePort(b *testing.B) string {
-	for p := 20000 + os.Getpid()%20000; ; p++ {
-		c, err := (&http.Client{Timeout: 50 * time.Millisecond}).Get(fmt.Sprintf("http://127.0.0.1:%d/", p))
-		if err != nil && strings.Contains(err.Error(), "refused") {
-			return strconv.Itoa(p)
-		}
-		if c != nil {
-			c.Body.Close()
-		}
-	}
-}
-
 // BenchmarkServeReady measures `moltgate serve` from process start to
 // /readyz 200, and its RSS then: on an empty log, on a 1,000,000-event log
 // without read-model snapshots (the cold start after a restore), and on the
 // same log with the snapshots a clean shutdown leaves (an ordinary restart).
 func BenchmarkServeReady(b *testing.B) {
-	report := func(b *testing.B, times []time.Duration, rss []float64) {
-		slices.Sort(times)
-		slices.Sort(rss)
-		b.ReportMetric(float64(times[len(times)/2].Microseconds())/1000, "ms-to-ready")
-		b.ReportMetric(rss[len(rss)/2], "rss-MB")
-		b.ReportMetric(0, "ns/op")
-	}
 	b.Run("empty", func(b *testing.B) {
 		var times []time.Duration
 		var rss []float64
@@ -160,7 +181,7 @@ func BenchmarkServeReady(b *testing.B) {
 			d, r := startServe(b, filepath.Join(b.TempDir(), "data"))
 			times, rss = append(times, d), append(rss, r.RSS)
 		}
-		report(b, times, rss)
+		reportStarts(b, times, rss)
 	})
 	fixture := benchdata.Fixture(b, 1_000_000)
 	b.Run("1M-cold", func(b *testing.B) {
@@ -172,7 +193,7 @@ func BenchmarkServeReady(b *testing.B) {
 			d, r := startServe(b, dir)
 			times, rss = append(times, d), append(rss, r.RSS)
 		}
-		report(b, times, rss)
+		reportStarts(b, times, rss)
 	})
 	b.Run("1M-warm", func(b *testing.B) {
 		dir := filepath.Join(b.TempDir(), "data")
@@ -184,6 +205,6 @@ func BenchmarkServeReady(b *testing.B) {
 			d, r := startServe(b, dir)
 			times, rss = append(times, d), append(rss, r.RSS)
 		}
-		report(b, times, rss)
+		reportStarts(b, times, rss)
 	})
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	moltgate "github.com/moltgate/moltgate"
@@ -187,29 +188,109 @@ func (g *gateway) mountBrowser(trust *api.Trust) error {
 	if err := g.browser.Open(); err != nil {
 		return err
 	}
+	g.cdpSessions = newSessionRecorder(g.logger, func(ev browser.SessionEvent) {
+		typ := moltgate.EventBrowserSessionOpened
+		d := moltgate.BrowserSessionData{SessionID: ev.ID, TargetType: ev.TargetType, TargetID: ev.TargetID, RemoteIP: ev.RemoteAddr}
+		if ev.State == browser.SessionClosed {
+			typ = moltgate.EventBrowserSessionClosed
+			d.DurationMs, d.FramesIn, d.BytesIn, d.FramesOut, d.BytesOut = ev.Duration.Milliseconds(), ev.FramesIn, ev.BytesIn, ev.FramesOut, ev.BytesOut
+			d.CloseCode, d.ClosedBy = ev.CloseCode, ev.ClosedBy
+		}
+		if err := g.service.RecordBrowserSession(context.Background(), typ, d); err != nil {
+			g.logger.Error("cannot record a CDP session", "error", err)
+		}
+	})
 	h, err := browser.NewCDPHandler(g.browser, browser.CDPConfig{
 		Secret: g.env.get("CDP_SECRET", ""), PublicURL: g.env.get("WORKER_URL", ""),
 		TrustedRequest: trust.ViaTrustedProxy, ClientIP: trust.ClientIP,
-		OnSession: func(ev browser.SessionEvent) {
-			typ := moltgate.EventBrowserSessionOpened
-			d := moltgate.BrowserSessionData{SessionID: ev.ID, TargetType: ev.TargetType, TargetID: ev.TargetID, RemoteIP: ev.RemoteAddr}
-			if ev.State == browser.SessionClosed {
-				typ = moltgate.EventBrowserSessionClosed
-				d.DurationMs, d.FramesIn, d.BytesIn, d.FramesOut, d.BytesOut = ev.Duration.Milliseconds(), ev.FramesIn, ev.BytesIn, ev.FramesOut, ev.BytesOut
-				d.CloseCode, d.ClosedBy = ev.CloseCode, ev.ClosedBy
-			}
-			// OnSession must not block the session: record in the background.
-			go func() {
-				if err := g.service.RecordBrowserSession(context.Background(), typ, d); err != nil {
-					g.logger.Error("cannot record a CDP session", "error", err)
-				}
-			}()
-		},
+		OnSession: g.cdpSessions.add,
 	})
 	if err != nil {
 		return err
 	}
 	g.server.Handle("", "/cdp", h)
 	g.server.Handle("", "/cdp/*path", h)
+	return nil
+}
+
+// sessionRecorder records the CDP sessions' events on one goroutine, in the
+// order the sessions report them: OnSession runs on the session's goroutine
+// and must not wait for the log, and a goroutine per event could record a
+// close before its open, or still be appending when the log closes.
+type sessionRecorder struct {
+	logger *slog.Logger
+	record func(browser.SessionEvent)
+	queue  chan browser.SessionEvent
+	done   chan struct{} // closed once the queue is closed and drained
+
+	mu      sync.Mutex
+	open    int           // sessions that reported their open and not yet their close
+	idle    chan struct{} // told when open falls to zero
+	stopped bool          // the queue is closed
+}
+
+func newSessionRecorder(logger *slog.Logger, record func(browser.SessionEvent)) *sessionRecorder {
+	r := &sessionRecorder{logger: logger, record: record, queue: make(chan browser.SessionEvent, 64),
+		done: make(chan struct{}), idle: make(chan struct{}, 1)}
+	go func() {
+		defer close(r.done)
+		for ev := range r.queue {
+			r.record(ev)
+		}
+	}()
+	return r
+}
+
+// add queues ev; it waits only while the queue is full, that is while the
+// log is far behind the sessions.
+func (r *sessionRecorder) add(ev browser.SessionEvent) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stopped {
+		r.logger.Warn("a CDP session event came after shutdown and is not recorded", "session", ev.ID, "state", ev.State)
+		return
+	}
+	if ev.State == browser.SessionClosed {
+		if r.open--; r.open == 0 {
+			select {
+			case r.idle <- struct{}{}:
+			default:
+			}
+		}
+	} else {
+		r.open++
+	}
+	r.queue <- ev
+}
+
+// close waits for the open sessions to report their close (closing the
+// browser ends them), then for every event to be recorded, or until ctx
+// ends. Like the gateway's other parts, it may be closed twice.
+func (r *sessionRecorder) close(ctx context.Context) error {
+	r.mu.Lock()
+	if r.stopped {
+		r.mu.Unlock()
+		return nil
+	}
+	for r.open > 0 && ctx.Err() == nil {
+		r.mu.Unlock()
+		select {
+		case <-r.idle:
+		case <-ctx.Done():
+		}
+		r.mu.Lock()
+	}
+	unclosed := r.open
+	r.stopped = true
+	close(r.queue)
+	r.mu.Unlock()
+	select {
+	case <-r.done:
+	case <-ctx.Done():
+		return fmt.Errorf("cannot record the last CDP sessions: %w", ctx.Err())
+	}
+	if unclosed > 0 {
+		return fmt.Errorf("%d CDP sessions did not report their close before the shutdown's deadline", unclosed)
+	}
 	return nil
 }

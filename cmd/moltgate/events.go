@@ -20,7 +20,7 @@ func runEvents(ctx context.Context, env Env, args []string, stdout, stderr io.Wr
 		return fmt.Errorf("events needs a subcommand: list, tail or show")
 	}
 	sub, args := args[0], args[1:]
-	l, err := openReadOnly(env)
+	l, err := openReadOnly(env.DBPath())
 	if err != nil {
 		return err
 	}
@@ -37,10 +37,10 @@ func runEvents(ctx context.Context, env Env, args []string, stdout, stderr io.Wr
 	}
 }
 
-// openReadOnly opens the log without writing to it, so the tools can run
-// beside a live gateway.
-func openReadOnly(env Env) (*eventlog.Log, error) {
-	l := eventlog.NewLog(env.DBPath())
+// openReadOnly opens the log file at path without writing to it, so the
+// tools can run beside a live gateway.
+func openReadOnly(path string) (*eventlog.Log, error) {
+	l := eventlog.NewLog(path)
 	l.ReadOnly = true
 	if err := l.Open(); err != nil {
 		return nil, err

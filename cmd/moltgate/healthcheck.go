@@ -13,7 +13,7 @@ import (
 // runHealthcheck asks the gateway on this machine whether it is ready:
 // the container's HEALTHCHECK (the image has no curl). It exits 0 when
 // /readyz answers 200, and otherwise says why.
-func runHealthcheck(ctx context.Context, env Env, stdout, stderr io.Writer) error {
+func runHealthcheck(ctx context.Context, env Env, stdout io.Writer) error {
 	host, port, err := net.SplitHostPort(env.Listen())
 	if err != nil {
 		return fmt.Errorf("MOLTGATE_LISTEN %q is not host:port", env.Listen())

@@ -5,6 +5,7 @@
 //	moltgate replay --until SEQ|TIME
 //	moltgate restore --output PATH [--timestamp T | --txid N | --seq N]
 //	moltgate browser screenshot|video …
+//	moltgate healthcheck
 //	moltgate version
 //
 // Configuration comes from the environment (see config.go); main.go only
@@ -48,6 +49,7 @@ Usage:
   moltgate browser screenshot URL OUT.png [--width W --height H --full-page --wait D]
   moltgate browser video URL1,URL2 OUT.mp4|OUT.webm [--fps N --scroll --per-page D]
                                            capture pages with headless Chromium
+  moltgate healthcheck                     exit 0 when the gateway here is ready
   moltgate version
 
 Environment: MOLTGATE_DATA_DIR (./data), MOLTGATE_LISTEN (127.0.0.1:18789),
@@ -73,7 +75,7 @@ func run(ctx context.Context, env Env, args []string, stdout, stderr io.Writer) 
 	case "browser":
 		return runBrowser(ctx, env, args, stdout, stderr)
 	case "healthcheck":
-		return runHealthcheck(ctx, env, stdout, stderr)
+		return runHealthcheck(ctx, env, stdout)
 	case "version":
 		fmt.Fprintln(stdout, "moltgate", moltgate.Version)
 		return nil

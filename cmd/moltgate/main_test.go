@@ -9,8 +9,10 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -24,13 +26,22 @@ import (
 )
 
 // TestMain lets a test run the real binary: the test executable re-runs
-// itself with MOLTGATE_RUN_MAIN=1 and becomes moltgate.
+// itself with MOLTGATE_RUN_MAIN=1 and becomes moltgate. It also makes the
+// directory the benchmarks build binaries into, and removes it.
 func TestMain(m *testing.M) {
 	if os.Getenv("MOLTGATE_RUN_MAIN") == "1" {
 		main()
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	dir, err := os.MkdirTemp("", "moltgate-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
 }
 
 func testEnv(t testing.TB, extra map[string]string) (map[string]string, Env) {
@@ -292,6 +303,32 @@ func TestCLI(t *testing.T) {
 		if err := run(context.Background(), env, []string{"replay", "--until", "next tuesday"}, io.Discard, &errb); err == nil {
 			t.Fatal("replay accepted a nonsense --until")
 		}
+		past := fmt.Sprint(g.log.LastSeq() + 100)
+		if err := run(context.Background(), env, []string{"replay", "--until", past}, io.Discard, &errb); err == nil ||
+			!strings.Contains(err.Error(), fmt.Sprintf("between 0 and %d", g.log.LastSeq())) {
+			t.Fatalf("replay --until %s, past the newest event: %v", past, err)
+		}
+	})
+	t.Run("ReplayUntilATime", func(t *testing.T) {
+		// A time is judged by the events recorded at or before it.
+		fourth, err := g.log.GetSeq(context.Background(), 4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		at := fourth.RecordedAt
+		want, _ := g.log.SeqAt(context.Background(), at)
+		for _, c := range []struct {
+			until   string
+			wantSeq int64
+		}{{at.Format(time.RFC3339Nano), want}, {"2000-01-01", 0}} {
+			var v moltgate.View
+			if err := json.Unmarshal([]byte(runCLI(t, env, "replay", "--until", c.until)), &v); err != nil {
+				t.Fatal(err)
+			}
+			if v.Seq != c.wantSeq || (c.wantSeq > 0 && !v.At.Equal(at)) || (c.wantSeq == 0 && len(v.Sessions) != 0) {
+				t.Errorf("replay --until %s = seq %d at %s, want seq %d", c.until, v.Seq, v.At, c.wantSeq)
+			}
+		}
 	})
 	t.Run("Restore", func(t *testing.T) {
 		if err := g.log.SyncNow(context.Background()); err != nil {
@@ -327,18 +364,7 @@ func TestServe_SIGTERM(t *testing.T) {
 	if err := c.cmd.Wait(); err != nil {
 		t.Fatalf("exit after SIGTERM: %v\n%s", err, c.stderr.String())
 	}
-	out := filepath.Join(t.TempDir(), "after.db")
-	cfg := s3.Config("sigterm")
-	if err := eventlog.Restore(context.Background(), cfg, eventlog.RestoreOptions{OutputPath: out}); err != nil {
-		t.Fatal(err)
-	}
-	l := eventlog.NewLog(out)
-	l.ReadOnly = true
-	if err := l.Open(); err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close(context.Background())
-	if l.LastSeq() != 1 {
+	if l := restoredLog(t, s3.Config("sigterm")); l.LastSeq() != 1 {
 		t.Fatalf("replica holds %d events after SIGTERM, want the gateway.started", l.LastSeq())
 	}
 }
@@ -362,17 +388,7 @@ func TestAdmin_BackupNow(t *testing.T) {
 	if res.StatusCode != http.StatusOK {
 		t.Fatalf("backup now = %d", res.StatusCode)
 	}
-	out := filepath.Join(t.TempDir(), "from-bucket.db")
-	if err := eventlog.Restore(context.Background(), s3.Config("backup-now"), eventlog.RestoreOptions{OutputPath: out}); err != nil {
-		t.Fatal(err)
-	}
-	l := eventlog.NewLog(out)
-	l.ReadOnly = true
-	if err := l.Open(); err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close(context.Background())
-	if l.LastSeq() != g.log.LastSeq() {
+	if l := restoredLog(t, s3.Config("backup-now")); l.LastSeq() != g.log.LastSeq() {
 		t.Fatalf("the bucket holds %d events, the log %d", l.LastSeq(), g.log.LastSeq())
 	}
 	if st := g.log.Status(context.Background()); st.LastSnapshotAt.IsZero() {
@@ -434,4 +450,37 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// A start that fails after the gateway was made (here the browser's
+// configuration) returns the reason, and the shutdown of what was
+// already open does not panic.
+func TestServe_StartFailureAfterTheGatewayIsMade(t *testing.T) {
+	_, env := testEnv(t, map[string]string{"BROWSER_CDP_URL": "ftp://nope"})
+	err := run(t.Context(), env, []string{"serve"}, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "BROWSER_CDP_URL") {
+		t.Fatalf("serve with a bad BROWSER_CDP_URL = %v, want an error naming it", err)
+	}
+}
+
+// With Cloudflare Access configured, the gateway refreshes Access's keys
+// in the background until it is closed, not for the life of the process.
+func TestServe_CloseStopsTheAccessKeyRefresh(t *testing.T) {
+	certs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"keys":[]}`)
+	}))
+	defer certs.Close()
+	refreshers := func() int {
+		buf := make([]byte, 1<<20)
+		return strings.Count(string(buf[:runtime.Stack(buf, true)]), "jwkset.NewStorageFromHTTP")
+	}
+	before := refreshers()
+	_, env := testEnv(t, map[string]string{"CF_ACCESS_TEAM_DOMAIN": certs.URL, "CF_ACCESS_AUD": "aud"})
+	g := mustOpenGateway(t, env)
+	if refreshers() == before {
+		t.Fatal("no key refresh runs: the test no longer sees it")
+	}
+	g.close(context.Background())
+	waitFor(t, "the key refresh to stop", func() bool { return refreshers() == before })
 }

@@ -65,8 +65,13 @@ func openclaw(t *testing.T, url, token string, args ...string) (map[string]any, 
 		}
 		return nil, fmt.Errorf("openclaw %s: %v\n%s%s", strings.Join(args, " "), err, out, stderr)
 	}
+	// The JSON may follow a banner line.
+	start := bytes.IndexByte(out, '{')
+	if start < 0 {
+		return nil, fmt.Errorf("openclaw %s printed no JSON object: %q", strings.Join(args, " "), out)
+	}
 	var v map[string]any
-	if err := json.Unmarshal(out[strings.IndexByte(string(out), '{'):], &v); err != nil {
+	if err := json.Unmarshal(out[start:], &v); err != nil {
 		return nil, fmt.Errorf("openclaw %s printed %q: %v", strings.Join(args, " "), out, err)
 	}
 	return v, nil

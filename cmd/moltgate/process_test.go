@@ -63,9 +63,20 @@ func (c *child) kill9(t *testing.T) {
 // readLog opens a log file read-only (the process has stopped).
 func readLog(t *testing.T, dataDir string) *eventlog.Log {
 	t.Helper()
-	l := eventlog.NewLog(filepath.Join(dataDir, "moltgate.db"))
-	l.ReadOnly = true
-	if err := l.Open(); err != nil {
+	l, err := openReadOnly(filepath.Join(dataDir, "moltgate.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close(context.Background()) })
+	return l
+}
+
+// restoredLog is what a new container would find: the replica restored to
+// an empty disk, opened read-only.
+func restoredLog(t *testing.T, cfg eventlog.ReplicaConfig) *eventlog.Log {
+	t.Helper()
+	l, err := restoreReadOnly(context.Background(), cfg, eventlog.RestoreOptions{OutputPath: filepath.Join(t.TempDir(), "restored.db")})
+	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close(context.Background()) })
@@ -179,7 +190,7 @@ func TestServe_SIGTERMFlushesABurst(t *testing.T) {
 	s3 := fakes3.New(t)
 	const token = "sigterm-burst-token-0123456789"
 	vars, _ := testEnv(t, s3.Env("burst"))
-	vars["MOLTGATE_LISTEN"], vars["MOLTBOT_GATEWAY_TOKEN"] = "127.0.0.1:"+freePortT(t), token
+	vars["MOLTGATE_LISTEN"], vars["MOLTBOT_GATEWAY_TOKEN"] = "127.0.0.1:"+freePort(t), token
 	c := startChild(t, vars)
 	ws := localClient(t, "ws://"+vars["MOLTGATE_LISTEN"], token)
 	const burst = 200
@@ -201,16 +212,7 @@ func TestServe_SIGTERMFlushesABurst(t *testing.T) {
 	}
 
 	// A new container: an empty disk, only the bucket.
-	out := filepath.Join(t.TempDir(), "cold.db")
-	if err := eventlog.Restore(context.Background(), s3.Config("burst"), eventlog.RestoreOptions{OutputPath: out}); err != nil {
-		t.Fatal(err)
-	}
-	l := eventlog.NewLog(out)
-	l.ReadOnly = true
-	if err := l.Open(); err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close(context.Background())
+	l := restoredLog(t, s3.Config("burst"))
 	msgs, _ := l.Query(context.Background(), eventlog.Filter{Stream: moltgate.SessionStream("burst"), TypePrefix: moltgate.EventChatMessageAdded})
 	got := map[string]bool{}
 	for _, e := range msgs {
@@ -299,10 +301,12 @@ func (c *wsClient) read(t *testing.T) map[string]any {
 	return f
 }
 
-func freePortT(t *testing.T) string {
+// freePort is a loopback port free a moment ago, for a process that must
+// be told its address before it starts.
+func freePort(tb testing.TB) string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	defer l.Close()
 	_, port, _ := net.SplitHostPort(l.Addr().String())

@@ -21,7 +21,7 @@ func runReplay(ctx context.Context, env Env, args []string, stdout, stderr io.Wr
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	l, err := openReadOnly(env)
+	l, err := openReadOnly(env.DBPath())
 	if err != nil {
 		return err
 	}
@@ -36,9 +36,6 @@ func runReplay(ctx context.Context, env Env, args []string, stdout, stderr io.Wr
 		} else if at, err = parseTime(*until, time.Now()); err != nil {
 			return fmt.Errorf("--until: %w", err)
 		}
-	}
-	if seq > l.LastSeq() {
-		return fmt.Errorf("--until %d is past the newest event (%d)", seq, l.LastSeq())
 	}
 	h := &projections.History{Log: l, Progress: newProgress(stderr, "replaying").report}
 	v, err := h.ViewAt(ctx, seq, at)

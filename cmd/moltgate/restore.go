@@ -38,15 +38,20 @@ func runRestore(ctx context.Context, env Env, args []string, stdout, stderr io.W
 	prog := newProgress(stderr, "restore")
 	prog.stage("downloading from " + cfg.String())
 	start := time.Now()
-	if err := eventlog.Restore(ctx, *cfg, opt); err != nil {
-		return err
-	}
-	l := eventlog.NewLog(*output)
-	l.ReadOnly = true
-	if err := l.Open(); err != nil {
+	l, err := restoreReadOnly(ctx, *cfg, opt)
+	if err != nil {
 		return err
 	}
 	defer l.Close(ctx)
 	fmt.Fprintf(stdout, "restored %d events to %s in %s\n", l.LastSeq(), *output, time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// restoreReadOnly restores the replica to the new file opt.OutputPath and
+// opens it read-only, to be read.
+func restoreReadOnly(ctx context.Context, cfg eventlog.ReplicaConfig, opt eventlog.RestoreOptions) (*eventlog.Log, error) {
+	if err := eventlog.Restore(ctx, cfg, opt); err != nil {
+		return nil, err
+	}
+	return openReadOnly(opt.OutputPath)
 }

@@ -68,11 +68,17 @@ type gateway struct {
 	channels *channels.Manager
 	outbox   *channels.Outbox
 	browser  *browser.Manager
-	gw       *api.Gateway
-	config   *liveConfig
-	sealer   *secrets.Sealer
-	token    string
-	stopTail context.CancelFunc
+	// cdpSessions records the CDP sessions; it outlives the browser so
+	// that the sessions the browser's close ends are recorded.
+	cdpSessions *sessionRecorder
+	gw          *api.Gateway
+	config      *liveConfig
+	sealer      *secrets.Sealer
+	token       string
+	// stopBackground ends the background work that lives as long as the
+	// gateway: the log tail that feeds its clients, and the refresh of
+	// Cloudflare Access's keys.
+	stopBackground context.CancelFunc
 }
 
 // open follows the start sequence: listen (so probes answer) → restore if
@@ -94,7 +100,8 @@ func (g *gateway) open(ctx context.Context) error {
 		// Printed, never logged elsewhere: the one place a laptop user finds it.
 		fmt.Fprintf(g.stderr, "\n    Open moltgate: %s/?token=%s\n    (the token is kept in %s)\n\n", g.server.URL(), token, filepath.Join(g.env.DataDir(), "gateway-token"))
 	}
-	if g.env.get("DEV_MODE", "") == "true" {
+	devMode := g.env.get("DEV_MODE", "") == "true"
+	if devMode {
 		g.logger.Warn("DEV_MODE=true: every device that connects with the gateway token is approved without asking. Never use this on a reachable gateway.")
 	}
 
@@ -170,7 +177,11 @@ func (g *gateway) open(ctx context.Context) error {
 	trust := &api.Trust{Proxies: proxies, Loopback: loopbackOnly(g.env.Listen()) || g.env.get("MOLTGATE_TRUST_LOOPBACK", "") == "true"}
 	g.server.Trust = trust
 	g.gw = api.NewGateway(g.token)
-	g.gw.DevMode = g.env.get("DEV_MODE", "") == "true"
+	// Made with the gateway, which close stops together with it: a start
+	// that fails after this point is closed cleanly.
+	background, stopBackground := context.WithCancel(context.Background())
+	g.stopBackground = stopBackground
+	g.gw.DevMode = devMode
 	g.gw.Trust = trust
 	g.gw.Devices, g.gw.Config, g.gw.Chat = g.service, g.service, g.service
 	g.gw.Queries, g.gw.Events, g.gw.Storage, g.gw.Logger = g.set, g.log, g.log, g.logger
@@ -182,11 +193,12 @@ func (g *gateway) open(ctx context.Context) error {
 	g.agent = agent.NewRunner(g.service, g.gw, models)
 	g.agent.Logger, g.agent.Secrets = g.logger, resolver
 	g.agent.Config, g.agent.Getenv = g.config.get, g.env
-	workspace := openedWorkspace{files: g.set, secrets: resolver}
-	g.agent.Workspace = workspace
+	// Only the model's prompt reads the workspace with its secrets opened;
+	// the clients asking for skills and agents get it sealed.
+	g.agent.Workspace = openedWorkspace{files: g.set, secrets: resolver}
 	g.agent.Tools = []agent.Tool{agent.NewWebFetchTool(g.config.get), agent.NewConfigTool(g.set, g.service)}
-	g.gw.SkillsStatus = func() any { return agent.SkillsStatus(workspace.WorkspaceFiles(), g.config.get(), g.env) }
-	g.gw.AgentsList = func() any { return agent.ListAgents(g.config.get(), workspace.WorkspaceFiles(), models().Info()) }
+	g.gw.SkillsStatus = func() any { return agent.SkillsStatus(g.set.WorkspaceFiles(), g.config.get(), g.env) }
+	g.gw.AgentsList = func() any { return agent.ListAgents(g.config.get(), g.set.WorkspaceFiles(), models().Info()) }
 	if dir := g.workspaceDir(); dir != "" {
 		if n, err := g.service.ImportWorkspace(ctx, dir); err != nil {
 			g.logger.Error("cannot import the workspace", "dir", dir, "error", err)
@@ -210,7 +222,7 @@ func (g *gateway) open(ctx context.Context) error {
 	}
 	g.agent.Tools = append(g.agent.Tools, agent.NewBrowserTool(g.browser.ForAgent(), g.config.get))
 	g.server.MountGateway(g.gw, api.WebChat)
-	admin, err := g.admin(missing)
+	admin, err := g.admin(background, missing)
 	if err != nil {
 		return err
 	}
@@ -219,9 +231,7 @@ func (g *gateway) open(ctx context.Context) error {
 	if g.env.get("DEBUG_ROUTES", "") == "true" {
 		g.server.MountDebug(admin)
 	}
-	var tailCtx context.Context
-	tailCtx, g.stopTail = context.WithCancel(context.Background())
-	g.gw.Follow(tailCtx, g.log.LastSeq())
+	g.gw.Follow(background, g.log.LastSeq())
 
 	replicaDesc := "none"
 	if replica != nil {
@@ -253,7 +263,7 @@ func (g *gateway) close(ctx context.Context) error {
 	}
 	if g.gw != nil {
 		g.gw.Close()
-		g.stopTail()
+		g.stopBackground()
 	}
 	// Stop taking messages from the chat platforms, then stop delivering:
 	// what is undelivered stays pending in the log for the next start.
@@ -265,6 +275,9 @@ func (g *gateway) close(ctx context.Context) error {
 	}
 	if g.browser != nil {
 		errs = append(errs, g.browser.Close(ctx))
+	}
+	if g.cdpSessions != nil {
+		errs = append(errs, g.cdpSessions.close(ctx))
 	}
 	if g.agent != nil {
 		errs = append(errs, g.agent.Close(ctx)) // aborted runs are recorded before the log closes
@@ -286,8 +299,9 @@ func (g *gateway) close(ctx context.Context) error {
 
 // admin configures the admin API: Cloudflare Access from
 // CF_ACCESS_TEAM_DOMAIN and CF_ACCESS_AUD when set, DEV_MODE, or else the
-// loopback-with-token fallback.
-func (g *gateway) admin(storageMissing []string) (*api.Admin, error) {
+// loopback-with-token fallback. Access refreshes its keys until background
+// ends.
+func (g *gateway) admin(background context.Context, storageMissing []string) (*api.Admin, error) {
 	a := &api.Admin{Gateway: g.gw, Channels: g.service, Token: g.token, DevMode: g.gw.DevMode, StorageMissing: storageMissing,
 		History: &projections.History{Log: g.log, Logger: g.logger}, Workspace: g.service, WorkspaceFiles: g.set}
 	a.SecretProblems = func() []moltgate.ConfigIssue {
@@ -317,7 +331,7 @@ func (g *gateway) admin(storageMissing []string) (*api.Admin, error) {
 		a.AccessMissing = append(a.AccessMissing, "CF_ACCESS_AUD")
 	}
 	if len(a.AccessMissing) == 0 {
-		access, err := api.NewAccess(context.Background(), team, aud, nil)
+		access, err := api.NewAccess(background, team, aud, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -358,18 +372,32 @@ func (w openedWorkspace) WorkspaceFiles() []moltgate.WorkspaceFile {
 }
 
 // workspaceDir is the directory whose workspace files are recorded at
-// start: MOLTGATE_WORKSPACE_DIR, the config's agents.defaults.workspace,
-// or data/workspace when it exists.
+// start: MOLTGATE_WORKSPACE_DIR, else the config's
+// agents.defaults.workspace or data/workspace, the first that is a
+// directory. An OpenClaw config often names a directory of the machine it
+// came from (~/.openclaw/workspace): not one to fail the start for.
 func (g *gateway) workspaceDir() string {
 	if dir := g.env.get("MOLTGATE_WORKSPACE_DIR", ""); dir != "" {
 		return dir
 	}
 	if dir := g.config.get().Agents.Defaults.Workspace; dir != "" {
-		return dir
+		if rest, ok := strings.CutPrefix(dir, "~/"); ok {
+			if home, err := os.UserHomeDir(); err == nil {
+				dir = filepath.Join(home, rest)
+			}
+		}
+		if isDir(dir) {
+			return dir
+		}
+		g.logger.Info("the config's agents.defaults.workspace is not a directory here: its files are not recorded", "workspace", dir)
 	}
-	dir := filepath.Join(g.env.DataDir(), "workspace")
-	if st, err := os.Stat(dir); err == nil && st.IsDir() {
+	if dir := filepath.Join(g.env.DataDir(), "workspace"); isDir(dir) {
 		return dir
 	}
 	return ""
+}
+
+func isDir(path string) bool {
+	st, err := os.Stat(path)
+	return err == nil && st.IsDir()
 }
