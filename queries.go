@@ -163,8 +163,8 @@ type EventReader interface {
 	// SeqAt returns the seq of the last event recorded at or before t.
 	SeqAt(ctx context.Context, t time.Time) (int64, error)
 	// Follow calls fn for every event after fromSeq, in order, first those
-	// stored and then new commits as they happen, until ctx ends (nil) or
-	// fn fails (its error).
+	// stored and then new commits as they happen, until ctx ends (nil), fn
+	// fails (its error) or the log is closed (an error saying so).
 	Follow(ctx context.Context, fromSeq int64, fn func(Event) error) error
 }
 
