@@ -87,7 +87,11 @@ type Runner struct {
 	runs     map[string]*run // by run id: queued or running
 	closed   bool            // refusing runs: closed, or a restart in progress
 	shutdown bool            // closed for good: a restart does not serve again
-	wg       sync.WaitGroup
+	// draining counts the sessions whose runs are being executed; idle is
+	// closed when it falls to zero. Not a WaitGroup: a restart serves again
+	// while an earlier stop may still be waiting, which a WaitGroup forbids.
+	draining int
+	idle     chan struct{}
 }
 
 type session struct {
@@ -132,7 +136,10 @@ func (r *Runner) Enqueue(q moltgate.QueuedRun) error {
 	s.queue = append(s.queue, ru)
 	if !s.running {
 		s.running = true
-		r.wg.Add(1)
+		if r.draining == 0 {
+			r.idle = make(chan struct{})
+		}
+		r.draining++
 		go r.drain(sessionKey, s)
 	}
 	return nil
@@ -195,11 +202,16 @@ func (r *Runner) stop(ctx context.Context) (int, error) {
 		ru.cancel()
 		n++
 	}
+	idle := r.idle
+	if r.draining == 0 {
+		idle = nil
+	}
 	r.mu.Unlock()
-	done := make(chan struct{})
-	go func() { r.wg.Wait(); close(done) }()
+	if idle == nil {
+		return n, nil
+	}
 	select {
-	case <-done:
+	case <-idle:
 		return n, nil
 	case <-ctx.Done():
 		return n, ctx.Err()
@@ -207,12 +219,14 @@ func (r *Runner) stop(ctx context.Context) (int, error) {
 }
 
 func (r *Runner) drain(sessionKey string, s *session) {
-	defer r.wg.Done()
 	for {
 		r.mu.Lock()
 		if len(s.queue) == 0 {
 			s.running = false
 			delete(r.sessions, sessionKey)
+			if r.draining--; r.draining == 0 {
+				close(r.idle)
+			}
 			r.mu.Unlock()
 			return
 		}
