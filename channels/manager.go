@@ -122,10 +122,7 @@ func (m *Manager) start(s Settings, fp string, restarts int) {
 		inst.problem = s.Problem
 		m.Logger.Error("channel cannot start", "channel", s.Channel, "problem", s.Problem)
 	} else if ch, err := m.Factory(s); err != nil {
-		inst.problem = moltgate.ErrorMessage(err)
-		if moltgate.ErrorCode(err) == moltgate.EINTERNAL {
-			inst.problem = err.Error()
-		}
+		inst.problem = err.Error()
 		m.Logger.Error("channel cannot start", "channel", s.Channel, "error", inst.problem)
 	} else {
 		inst.ch = ch
