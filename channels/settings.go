@@ -11,9 +11,6 @@ package channels
 
 import (
 	"cmp"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"slices"
 	"strings"
 
@@ -45,15 +42,18 @@ type Settings struct {
 	Problem string `json:"problem,omitempty"`
 }
 
-// fingerprint changes whenever anything the adapter was built from
-// changes, secrets included (hashed, never shown).
-func (s Settings) fingerprint() string {
-	b, _ := json.Marshal(struct {
-		Settings
-		Token, AppToken, WebhookSecret string
-	}{s, s.Token, s.AppToken, s.WebhookSecret})
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])
+// connection is what a channel's adapter is built from (see the Factory
+// in cmd/moltgate): the manager restarts a channel only when it changes.
+// The rest (DM policy, allowlist, mentions) is read per message, so
+// editing it does not drop the platform connection.
+type connection struct {
+	Enabled                                                                 bool
+	Token, AppToken, APIURL, GatewayURL, WebhookURL, WebhookSecret, Problem string
+}
+
+func (s Settings) connection() connection {
+	return connection{Enabled: s.Enabled, Token: s.Token, AppToken: s.AppToken, APIURL: s.APIURL, GatewayURL: s.GatewayURL,
+		WebhookURL: s.WebhookURL, WebhookSecret: s.WebhookSecret, Problem: s.Problem}
 }
 
 // Owner reports whether senderID is one of the owner's ids.
