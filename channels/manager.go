@@ -20,8 +20,8 @@ type Factory func(s Settings) (moltgate.Channel, error)
 const DefaultSilenceTimeout = 3 * time.Minute
 
 // Manager runs one adapter per enabled channel. A config change restarts
-// only the channels whose settings changed; a bad token leaves that
-// channel failed, visibly, while the others run.
+// only the channels whose connection (token, URLs) changed; a bad token
+// leaves that channel failed, visibly, while the others run.
 type Manager struct {
 	Factory  Factory
 	Settings func() map[string]Settings
