@@ -99,9 +99,11 @@ func (m *Manager) Start(ctx context.Context) {
 }
 
 // Reconcile brings the running channels in line with the settings: those
-// whose connection changed restart, removed ones stop, new ones start.
-// The rest of the settings (DM policy, allowlist, mentions) takes effect
-// without a restart.
+// whose connection changed restart, removed ones stop, new ones start,
+// and those that gave up (a refused token, a problem) try again, since
+// what was wrong may have been fixed outside the config. The rest of the
+// settings (DM policy, allowlist, mentions) takes effect without a
+// restart.
 func (m *Manager) Reconcile() {
 	m.op.Lock()
 	defer m.op.Unlock()
@@ -123,7 +125,7 @@ func (m *Manager) Reconcile() {
 		m.mu.Lock()
 		cur := m.running[name]
 		m.mu.Unlock()
-		if cur != nil && cur.conn == s.connection() {
+		if cur != nil && cur.conn == s.connection() && !cur.ended() {
 			continue
 		}
 		if cur != nil {
@@ -132,6 +134,17 @@ func (m *Manager) Reconcile() {
 		if s.Enabled {
 			m.start(s, 0)
 		}
+	}
+}
+
+// ended reports whether the adapter has given up (its Run returned) or
+// was never built.
+func (i *instance) ended() bool {
+	select {
+	case <-i.done:
+		return true
+	default:
+		return false
 	}
 }
 

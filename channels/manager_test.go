@@ -348,3 +348,50 @@ func TestManager_ConcurrentChanges(t *testing.T) {
 		t.Fatalf("only %d runs: the restarts did not happen", runs.Load())
 	}
 }
+
+// refusing is a channel whose platform refuses the token while refused is
+// set: Run gives up at once.
+type refusing struct {
+	stub
+	refused *atomic.Bool
+}
+
+func (r *refusing) Run(ctx context.Context, h moltgate.InboundHandler) error {
+	if r.refused.Load() {
+		r.runs.Add(1)
+		return errors.New("the token was refused")
+	}
+	return r.stub.Run(ctx, h)
+}
+
+// A channel that gave up is tried again at the next Reconcile, even with
+// the same settings (the owner fixed the bot on the platform's side); one
+// that runs is left alone.
+func TestManager_ReconcileRetriesAChannelThatGaveUp(t *testing.T) {
+	var runs atomic.Int32
+	var refused atomic.Bool
+	refused.Store(true)
+	m := &Manager{
+		Factory: func(Settings) (moltgate.Channel, error) {
+			return &refusing{stub: stub{runs: &runs}, refused: &refused}, nil
+		},
+		Settings: func() map[string]Settings {
+			return map[string]Settings{"telegram": {Channel: "telegram", Enabled: true, Token: "1:t"}}
+		},
+	}
+	m.Start(context.Background())
+	defer m.Close()
+	waitUntil(t, "the adapter to give up", func() bool {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return m.running["telegram"].ended()
+	})
+	refused.Store(false)
+	m.Reconcile()
+	waitUntil(t, "the retry", func() bool { return runs.Load() == 2 })
+	m.Reconcile()
+	time.Sleep(50 * time.Millisecond)
+	if n := runs.Load(); n != 2 {
+		t.Fatalf("a running channel was restarted (%d runs)", n)
+	}
+}
