@@ -20,8 +20,8 @@ type Factory func(s Settings) (moltgate.Channel, error)
 const DefaultSilenceTimeout = 3 * time.Minute
 
 // Manager runs one adapter per enabled channel. A config change restarts
-// only the channels whose settings changed; a bad token leaves that
-// channel failed, visibly, while the others run.
+// only the channels whose connection (token, URLs) changed; a bad token
+// leaves that channel failed, visibly, while the others run.
 type Manager struct {
 	Factory  Factory
 	Settings func() map[string]Settings
@@ -35,11 +35,15 @@ type Manager struct {
 	Logger         *slog.Logger
 
 	// op serialises changes (reconcile, restart, watchdog); mu guards the
-	// map only, and is never held while an adapter stops, because a
+	// maps only, and is never held while an adapter stops, because a
 	// stopping adapter may be inside Handle, which may ask for a channel.
 	op      sync.Mutex
 	mu      sync.Mutex
 	running map[string]*instance
+	// current are the settings as of the last Reconcile. Unlike running,
+	// they stay while a channel restarts or the manager closes, and they
+	// carry the edits that need no restart (DM policy, allowlist).
+	current map[string]Settings
 	closed  bool
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -47,13 +51,12 @@ type Manager struct {
 
 // instance is one adapter's run.
 type instance struct {
-	settings    Settings
-	fingerprint string
-	ch          moltgate.Channel
-	problem     string // why it is not running (construction failed)
-	restarts    int
-	cancel      context.CancelFunc
-	done        chan struct{}
+	conn     connection // what the adapter was built from
+	ch       moltgate.Channel
+	problem  string // why it is not running (construction failed)
+	restarts int
+	cancel   context.CancelFunc
+	done     chan struct{}
 }
 
 // Start starts the enabled channels, then follows config changes and
@@ -67,14 +70,20 @@ func (m *Manager) Start(ctx context.Context) {
 	}
 	ctx, m.cancel = context.WithCancel(ctx)
 	m.mu.Lock()
-	m.running, m.closed = map[string]*instance{}, false
+	m.running, m.current, m.closed = map[string]*instance{}, map[string]Settings{}, false
 	m.mu.Unlock()
+	// A config change applied after the first Reconcile read the settings
+	// must still wake the manager: follow from before that read.
+	var from int64
+	if m.Events != nil {
+		from = m.Events.LastSeq()
+	}
 	m.Reconcile()
 	if m.Events != nil {
 		m.wg.Add(1)
 		go func() {
 			defer m.wg.Done()
-			_ = m.Events.Follow(ctx, m.Events.LastSeq(), func(e moltgate.Event) error {
+			_ = m.Events.Follow(ctx, from, func(e moltgate.Event) error {
 				if e.Type == moltgate.EventConfigApplied {
 					if m.WaitFor != nil {
 						_ = m.WaitFor(ctx, e.Seq)
@@ -89,43 +98,66 @@ func (m *Manager) Start(ctx context.Context) {
 	go func() { defer m.wg.Done(); m.watchdog(ctx) }()
 }
 
-// Reconcile brings the running channels in line with the settings:
-// changed ones restart, removed ones stop, new ones start.
+// Reconcile brings the running channels in line with the settings: those
+// whose connection changed restart, removed ones stop, new ones start,
+// and those that gave up (a refused token, a problem) try again, since
+// what was wrong may have been fixed outside the config. The rest of the
+// settings (DM policy, allowlist, mentions) takes effect without a
+// restart.
 func (m *Manager) Reconcile() {
-	want := m.Settings()
 	m.op.Lock()
 	defer m.op.Unlock()
+	// Read under op, so that of two Reconciles at once (a config change,
+	// the admin's restart) the one that read the newer settings is the
+	// one applied last.
+	want := m.Settings()
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return
+	}
+	for _, name := range moltgate.ChannelNames {
+		m.current[name] = want[name]
+	}
+	m.mu.Unlock()
 	for _, name := range moltgate.ChannelNames {
 		s := want[name]
-		fp := s.fingerprint()
 		m.mu.Lock()
-		cur, closed := m.running[name], m.closed
+		cur := m.running[name]
 		m.mu.Unlock()
-		if closed || (cur != nil && cur.fingerprint == fp) {
+		if cur != nil && cur.conn == s.connection() && !cur.ended() {
 			continue
 		}
 		if cur != nil {
 			m.stop(name)
 		}
 		if s.Enabled {
-			m.start(s, fp, 0)
+			m.start(s, 0)
 		}
+	}
+}
+
+// ended reports whether the adapter has given up (its Run returned) or
+// was never built.
+func (i *instance) ended() bool {
+	select {
+	case <-i.done:
+		return true
+	default:
+		return false
 	}
 }
 
 // start builds and runs a channel's adapter. Callers hold m.op. The
 // instance is complete before it is published in m.running: Statuses,
 // Channel and the watchdog read it without m.op.
-func (m *Manager) start(s Settings, fp string, restarts int) {
-	inst := &instance{settings: s, fingerprint: fp, restarts: restarts, done: make(chan struct{})}
+func (m *Manager) start(s Settings, restarts int) {
+	inst := &instance{conn: s.connection(), restarts: restarts, done: make(chan struct{})}
 	if s.Problem != "" {
 		inst.problem = s.Problem
 		m.Logger.Error("channel cannot start", "channel", s.Channel, "problem", s.Problem)
 	} else if ch, err := m.Factory(s); err != nil {
-		inst.problem = moltgate.ErrorMessage(err)
-		if moltgate.ErrorCode(err) == moltgate.EINTERNAL {
-			inst.problem = err.Error()
-		}
+		inst.problem = err.Error()
 		m.Logger.Error("channel cannot start", "channel", s.Channel, "error", inst.problem)
 	} else {
 		inst.ch = ch
@@ -200,7 +232,7 @@ func (m *Manager) watchdog(ctx context.Context) {
 			m.op.Lock()
 			for _, name := range moltgate.ChannelNames {
 				m.mu.Lock()
-				inst := m.running[name]
+				inst, s := m.running[name], m.current[name]
 				m.mu.Unlock()
 				if inst == nil || inst.ch == nil {
 					continue
@@ -211,7 +243,9 @@ func (m *Manager) watchdog(ctx context.Context) {
 				}
 				m.Logger.Warn("channel went silent: restarting it", "channel", name, "silentFor", now.Sub(st.LastActivity).Round(time.Second))
 				m.stop(name)
-				m.start(inst.settings, inst.fingerprint, inst.restarts+1)
+				// s has the connection inst was built from: a Reconcile
+				// that changed it (it holds op too) would have restarted it.
+				m.start(s, inst.restarts+1)
 			}
 			m.op.Unlock()
 		}
@@ -228,11 +262,23 @@ func (m *Manager) Channel(name string) moltgate.Channel {
 	return nil
 }
 
-// Configured reports whether a channel is enabled in the settings.
-func (m *Manager) Configured(name string) bool {
+// ChannelSettings returns a channel's settings as of the last Reconcile
+// (the ones its running adapter uses, with the latest DM policy and
+// allowlist); ok is false when the settings do not enable it.
+func (m *Manager) ChannelSettings(name string) (s Settings, ok bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.running[name] != nil
+	s = m.current[name]
+	return s, s.Enabled
+}
+
+// Configured reports whether the settings enable a channel, as of the
+// last Reconcile. It stays true while the channel restarts or the
+// manager closes, when Channel returns nil for a while: the outbox then
+// waits for the channel instead of giving up what it owes it.
+func (m *Manager) Configured(name string) bool {
+	_, ok := m.ChannelSettings(name)
+	return ok
 }
 
 // Statuses reports every platform: running, failed (with why), or
@@ -247,10 +293,10 @@ func (m *Manager) Statuses() []moltgate.ChannelStatus {
 		case inst == nil:
 			out = append(out, moltgate.ChannelStatus{Channel: name, State: moltgate.ChannelStopped})
 		case inst.ch == nil:
-			out = append(out, moltgate.ChannelStatus{Channel: name, State: moltgate.ChannelFailed, Error: inst.problem, DMPolicy: inst.settings.DMPolicy})
+			out = append(out, moltgate.ChannelStatus{Channel: name, State: moltgate.ChannelFailed, Error: inst.problem, DMPolicy: m.current[name].DMPolicy})
 		default:
 			st := inst.ch.Status()
-			st.Channel, st.DMPolicy = name, inst.settings.DMPolicy
+			st.Channel, st.DMPolicy = name, m.current[name].DMPolicy
 			st.Reconnects += inst.restarts
 			out = append(out, st)
 		}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -24,9 +23,12 @@ const (
 // and recorded as channel.delivery.sent or .failed. Deliveries to one
 // chat go out in order; different chats do not wait for each other.
 //
-// After a crash the read model still lists what was not recorded as
-// sent, so it is delivered then: at least once, and exactly once unless
-// the crash falls between a platform's answer and the record of it.
+// After a crash or a shutdown the read model still lists what was not
+// recorded as sent, so it is delivered then: at least once. The pieces of
+// a long reply that were recorded (also those of an attempt a shutdown
+// cut short) are not sent again; a piece is sent twice only when its
+// record is lost: a crash between the platform's answer and the record,
+// a shutdown during the request, a record that fails.
 type Outbox struct {
 	Queries    moltgate.OutboxQueries
 	Deliveries moltgate.DeliveryService
@@ -129,16 +131,20 @@ func (o *Outbox) dispatch(ctx context.Context) {
 			continue // later deliveries to a chat wait for its oldest
 		}
 		seen[chat] = true
-		if now.Before(o.notUntil[d.ID]) {
-			continue
+		if until, ok := o.notUntil[d.ID]; ok {
+			if now.Before(until) {
+				continue
+			}
+			delete(o.notUntil, d.ID) // due: the wait is over
 		}
-		if o.Channel(d.To.Channel) == nil {
+		ch := o.Channel(d.To.Channel)
+		if ch == nil {
 			if !o.Configured(d.To.Channel) {
 				o.start(ctx, chat, d, nil) // given up: the channel is gone
 			}
 			continue // it is starting or reconnecting: wait for it
 		}
-		o.start(ctx, chat, d, o.Channel(d.To.Channel))
+		o.start(ctx, chat, d, ch)
 	}
 }
 
@@ -172,17 +178,22 @@ func (o *Outbox) deliver(ctx context.Context, d moltgate.Delivery, ch moltgate.C
 		return
 	}
 	ids, err := ch.Send(ctx, moltgate.OutboundMessage{ChannelAddress: d.To, Text: text, ReplyToID: d.ReplyToID, Skip: d.Sent})
-	if ctx.Err() != nil {
-		return // shutting down: it stays pending and goes out after the restart
-	}
 	if err == nil {
 		o.record(ctx, d, ids, nil, false, log)
+		return
+	}
+	if ctx.Err() != nil {
+		// Shutting down: it stays pending and goes out after the restart,
+		// after the pieces already sent, once they are recorded.
+		if len(ids) > 0 {
+			o.record(ctx, d, ids, err, false, log)
+		}
 		return
 	}
 	de := moltgate.AsDeliveryError(err)
 	final := !de.Retryable || d.Attempts+1 >= o.MaxAttempts
 	if !final {
-		wait := max(de.RetryAfter, o.backoff(d.Attempts+1))
+		wait := max(de.RetryAfter, moltgate.Backoff(o.BaseBackoff, o.MaxBackoff, d.Attempts))
 		o.mu.Lock()
 		o.notUntil[d.ID] = time.Now().Add(wait)
 		o.mu.Unlock()
@@ -191,15 +202,6 @@ func (o *Outbox) deliver(ctx context.Context, d moltgate.Delivery, ch moltgate.C
 		log.Error("delivery failed for good", "attempt", d.Attempts+1, "error", err)
 	}
 	o.record(ctx, d, ids, err, final, log)
-}
-
-// backoff doubles from BaseBackoff up to MaxBackoff, with jitter.
-func (o *Outbox) backoff(attempt int) time.Duration {
-	d := o.BaseBackoff << min(attempt-1, 20)
-	if d > o.MaxBackoff || d <= 0 {
-		d = o.MaxBackoff
-	}
-	return d/2 + rand.N(d/2+1)
 }
 
 func (o *Outbox) record(ctx context.Context, d moltgate.Delivery, ids []string, sendErr error, final bool, log *slog.Logger) {
@@ -217,6 +219,7 @@ func (o *Outbox) text(ctx context.Context, d moltgate.Delivery) (string, error) 
 	case moltgate.DeliveryApproved:
 		return "You're approved: you can talk to the assistant now. Send your message again.", nil
 	}
+	var reply string
 	if d.ReplyEventID != "" {
 		e, err := o.Events.Get(ctx, d.ReplyEventID)
 		if err != nil {
@@ -226,18 +229,33 @@ func (o *Outbox) text(ctx context.Context, d moltgate.Delivery) (string, error) 
 		if err := e.Decode(&m); err != nil {
 			return "", err
 		}
-		return o.Secrets.OpenText(moltgate.SessionStream(d.SessionKey), m.Content), nil
+		reply = o.Secrets.OpenText(moltgate.SessionStream(d.SessionKey), m.Content)
 	}
+	note := runNote(d, reply != "")
+	if reply == "" || note == "" {
+		return reply + note, nil
+	}
+	return reply + "\n\n" + note, nil
+}
+
+// runNote tells the chat that a run did not complete ("" when it did),
+// after the part of the reply it wrote, if any. The run's error is for
+// the people in the chat: it shows no credential.
+func runNote(d moltgate.Delivery, partial bool) string {
+	runError := moltgate.RedactCredentials(d.RunError)
 	switch d.RunStatus {
 	case moltgate.RunCompleted:
-		return "", nil
+		return ""
 	case moltgate.RunInterrupted:
-		return "The assistant restarted before it finished answering. Please send your message again.", nil
+		return "The assistant restarted before it finished answering. Please send your message again."
 	case moltgate.RunAborted:
 		if d.RunError != "" {
-			return "I could not start on that (" + d.RunError + "). Please send it again in a moment.", nil
+			return "I could not start on that (" + runError + "). Please send it again in a moment."
 		}
-		return "I stopped before I finished answering. Please send your message again.", nil
+		return "I stopped before I finished answering. Please send your message again."
 	}
-	return "Sorry, I could not answer: " + moltgate.RedactText(d.RunError), nil
+	if partial {
+		return "Sorry, I could not finish: " + runError
+	}
+	return "Sorry, I could not answer: " + runError
 }

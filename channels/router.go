@@ -3,6 +3,7 @@ package channels
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -14,10 +15,15 @@ import (
 // and records the message with an idempotency key derived from the
 // platform's message id, so an update delivered twice is recorded once.
 type Router struct {
-	Chat     moltgate.ChatService
-	Access   moltgate.ChannelAccessService
-	Queries  moltgate.ChannelQueries
-	Settings func() map[string]Settings
+	Chat    moltgate.ChatService
+	Access  moltgate.ChannelAccessService
+	Queries moltgate.ChannelQueries
+	// ChannelSettings returns a channel's settings, ok when it is enabled:
+	// the Manager's, which it keeps up to date, so a message costs no
+	// config resolution. When it is nil, Settings resolves all of them
+	// per message.
+	ChannelSettings func(name string) (s Settings, ok bool)
+	Settings        func() map[string]Settings
 	// DMScope returns session.dmScope from the config.
 	DMScope func() string
 	// Channel returns a running adapter (for typing indicators and the
@@ -42,7 +48,7 @@ const (
 
 // Handle implements moltgate.InboundHandler.
 func (r *Router) Handle(ctx context.Context, msg moltgate.InboundMessage) error {
-	s, ok := r.Settings()[msg.Channel]
+	s, ok := r.settings(msg.Channel)
 	if !ok || !s.Enabled {
 		return nil
 	}
@@ -128,7 +134,7 @@ func (r *Router) typing(to moltgate.ChannelAddress, sessionKey, runID string) {
 	deadline := time.Now().Add(typingFor)
 	for time.Now().Before(deadline) {
 		ch := r.Channel(to.Channel)
-		if ch == nil || !contains(r.Active(sessionKey), runID) {
+		if ch == nil || !slices.Contains(r.Active(sessionKey), runID) {
 			return
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -138,13 +144,12 @@ func (r *Router) typing(to moltgate.ChannelAddress, sessionKey, runID string) {
 	}
 }
 
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
+func (r *Router) settings(channel string) (Settings, bool) {
+	if r.ChannelSettings != nil {
+		return r.ChannelSettings(channel)
 	}
-	return false
+	s, ok := r.Settings()[channel]
+	return s, ok
 }
 
 func (r *Router) logger() *slog.Logger {

@@ -10,11 +10,8 @@
 package channels
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
-	"errors"
-	"sort"
+	"cmp"
+	"slices"
 	"strings"
 
 	moltgate "github.com/moltgate/moltgate"
@@ -45,47 +42,30 @@ type Settings struct {
 	Problem string `json:"problem,omitempty"`
 }
 
-// fingerprint changes whenever anything the adapter was built from
-// changes, secrets included (hashed, never shown).
-func (s Settings) fingerprint() string {
-	b, _ := json.Marshal(struct {
-		Settings
-		Token, AppToken, WebhookSecret string
-	}{s, s.Token, s.AppToken, s.WebhookSecret})
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])
+// connection is what a channel's adapter is built from (see the Factory
+// in cmd/moltgate): the manager restarts a channel only when it changes.
+// The rest (DM policy, allowlist, mentions) is read per message, so
+// editing it does not drop the platform connection.
+type connection struct {
+	Enabled                                                                 bool
+	Token, AppToken, APIURL, GatewayURL, WebhookURL, WebhookSecret, Problem string
+}
+
+func (s Settings) connection() connection {
+	return connection{Enabled: s.Enabled, Token: s.Token, AppToken: s.AppToken, APIURL: s.APIURL, GatewayURL: s.GatewayURL,
+		WebhookURL: s.WebhookURL, WebhookSecret: s.WebhookSecret, Problem: s.Problem}
 }
 
 // Owner reports whether senderID is one of the owner's ids.
-func (s Settings) Owner(senderID string) bool {
-	for _, id := range s.AllowFrom {
-		if id == senderID {
-			return true
-		}
-	}
-	return false
-}
+func (s Settings) Owner(senderID string) bool { return slices.Contains(s.AllowFrom, senderID) }
 
 // Open reports whether AllowFrom lets anyone in ("*").
-func (s Settings) Open() bool {
-	for _, id := range s.AllowFrom {
-		if id == "*" {
-			return true
-		}
-	}
-	return false
-}
+func (s Settings) Open() bool { return slices.Contains(s.AllowFrom, "*") }
 
 // ResolveSettings computes every channel's settings from the config, the
 // environment and the secret resolver.
 func ResolveSettings(cfg moltgate.Config, getenv func(string) string, secrets moltgate.SecretResolver) map[string]Settings {
 	env := func(name string) string { return strings.TrimSpace(getenv(name)) }
-	or := func(a, b string) string {
-		if a != "" {
-			return a
-		}
-		return b
-	}
 	list := func(ids moltgate.IDList, envName string) []string {
 		if len(ids) > 0 {
 			return ids
@@ -101,8 +81,8 @@ func ResolveSettings(cfg moltgate.Config, getenv func(string) string, secrets mo
 	out := map[string]Settings{}
 
 	tg := cfg.Channels.Telegram
-	t := Settings{Channel: "telegram", APIURL: or(tg.APIRoot, env("TELEGRAM_API_URL")), WebhookURL: tg.WebhookURL,
-		DMPolicy: or(tg.DMPolicy, env("TELEGRAM_DM_POLICY")), AllowFrom: list(tg.AllowFrom, "TELEGRAM_DM_ALLOW_FROM"),
+	t := Settings{Channel: "telegram", APIURL: cmp.Or(tg.APIRoot, env("TELEGRAM_API_URL")), WebhookURL: tg.WebhookURL,
+		DMPolicy: cmp.Or(tg.DMPolicy, env("TELEGRAM_DM_POLICY")), AllowFrom: list(tg.AllowFrom, "TELEGRAM_DM_ALLOW_FROM"),
 		RequireMention: moltgate.IsEnabled(tg.RequireMention, true)}
 	t.Token = resolve(&t, secrets, "channels.telegram.botToken", tg.BotToken, env("TELEGRAM_BOT_TOKEN"))
 	t.WebhookSecret = resolve(&t, secrets, "channels.telegram.webhookSecret", tg.WebhookSecret, env("TELEGRAM_WEBHOOK_SECRET"))
@@ -111,7 +91,7 @@ func ResolveSettings(cfg moltgate.Config, getenv func(string) string, secrets mo
 
 	dc := cfg.Channels.Discord
 	d := Settings{Channel: "discord", APIURL: env("DISCORD_API_URL"), GatewayURL: env("DISCORD_GATEWAY_URL"),
-		DMPolicy: or(dc.DM.Policy, env("DISCORD_DM_POLICY")), AllowFrom: list(dc.DM.AllowFrom, "DISCORD_DM_ALLOW_FROM"),
+		DMPolicy: cmp.Or(dc.DM.Policy, env("DISCORD_DM_POLICY")), AllowFrom: list(dc.DM.AllowFrom, "DISCORD_DM_ALLOW_FROM"),
 		RequireMention: moltgate.IsEnabled(dc.RequireMention, true)}
 	d.Token = resolve(&d, secrets, "channels.discord.token", dc.Token, env("DISCORD_BOT_TOKEN"))
 	d.Enabled = moltgate.IsEnabled(dc.Enabled, true) && (d.Token != "" || d.Problem != "")
@@ -119,7 +99,7 @@ func ResolveSettings(cfg moltgate.Config, getenv func(string) string, secrets mo
 
 	sc := cfg.Channels.Slack
 	s := Settings{Channel: "slack", APIURL: env("SLACK_API_URL"),
-		DMPolicy: or(sc.DM.Policy, env("SLACK_DM_POLICY")), AllowFrom: list(sc.DM.AllowFrom, "SLACK_DM_ALLOW_FROM"),
+		DMPolicy: cmp.Or(sc.DM.Policy, env("SLACK_DM_POLICY")), AllowFrom: list(sc.DM.AllowFrom, "SLACK_DM_ALLOW_FROM"),
 		RequireMention: moltgate.IsEnabled(sc.RequireMention, true)}
 	s.Token = resolve(&s, secrets, "channels.slack.botToken", sc.BotToken, env("SLACK_BOT_TOKEN"))
 	s.AppToken = resolve(&s, secrets, "channels.slack.appToken", sc.AppToken, env("SLACK_APP_TOKEN"))
@@ -133,7 +113,9 @@ func ResolveSettings(cfg moltgate.Config, getenv func(string) string, secrets mo
 		if err := moltgate.ValidDMPolicy(st.DMPolicy); err != nil && st.Problem == "" {
 			st.Problem = "dmPolicy " + err.Error()
 		}
-		sort.Strings(st.AllowFrom)
+		// A sorted copy: AllowFrom may be the config's own slice, which
+		// every caller (many goroutines) shares.
+		st.AllowFrom = slices.Sorted(slices.Values(st.AllowFrom))
 		out[name] = st
 	}
 	return out
@@ -148,15 +130,7 @@ func resolve(s *Settings, secrets moltgate.SecretResolver, path, configured, fro
 	}
 	v, err := secrets.Resolve(path, configured)
 	if err != nil {
-		var missing *moltgate.MissingEnvError
-		if errors.As(err, &missing) {
-			s.Problem = path + ": " + missing.Error()
-		} else {
-			s.Problem = path + ": " + moltgate.ErrorMessage(err)
-			if moltgate.ErrorCode(err) == moltgate.EINTERNAL {
-				s.Problem = path + ": " + err.Error()
-			}
-		}
+		s.Problem = path + ": " + err.Error()
 		return ""
 	}
 	return v

@@ -70,7 +70,7 @@ func (a *Adapter) run(ctx context.Context, handle moltgate.InboundHandler) error
 		if healthy {
 			failures = 0
 		}
-		delay := backoff(a.cfg.BackoffBase, failures)
+		delay := moltgate.Backoff(a.cfg.BackoffBase, maxBackoff, failures)
 		failures++
 		a.reconnecting(err)
 		a.log.Warn("discord gateway connection lost; reconnecting", "err", err, "in", delay, "resume", sess.id != "")
@@ -80,17 +80,6 @@ func (a *Adapter) run(ctx context.Context, handle moltgate.InboundHandler) error
 		case <-time.After(delay):
 		}
 	}
-}
-
-// backoff is the delay before reconnect attempt failures+1: base doubled
-// per failure up to maxBackoff, half of it random so that clients cut off
-// together do not come back together.
-func backoff(base time.Duration, failures int) time.Duration {
-	d := maxBackoff
-	if failures < 16 && base<<failures < maxBackoff {
-		d = base << failures
-	}
-	return d/2 + rand.N(d/2+1)
 }
 
 // connect runs one gateway connection until it ends; healthy reports

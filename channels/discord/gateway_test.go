@@ -127,7 +127,7 @@ func TestRun_TokenResetWhileConnected(t *testing.T) {
 	a := newAdapter(t, srv)
 	r := startReady(t, srv, a)
 	srv.RefuseToken(true)
-	srv.DropConnection()
+	srv.DropConnection(t)
 	err := r.result(t)
 	if err == nil || !strings.Contains(err.Error(), "4004 Authentication failed") {
 		t.Fatalf("Run = %v, want the 4004 error", err)
@@ -186,7 +186,7 @@ func TestRun_ResumesAfterDrop(t *testing.T) {
 		t.Fatalf("got %q, want before", m.Text)
 	}
 
-	srv.DropConnection()
+	srv.DropConnection(t)
 	srv.DM("42", "alice", "during") // lands while the bot is away
 	if m := r.next(t); m.Text != "during" {
 		t.Fatalf("after the drop got %q, want during (replayed on RESUME)", m.Text)
@@ -210,7 +210,7 @@ func TestRun_HonoursReconnectOp7(t *testing.T) {
 	srv := fakediscord.New(t)
 	a := newAdapter(t, srv)
 	r := startReady(t, srv, a)
-	srv.SendReconnect()
+	srv.SendReconnect(t)
 	waitStatus(t, a, "running after a reconnect", func(st moltgate.ChannelStatus) bool {
 		return st.State == moltgate.ChannelRunning && st.Reconnects == 1
 	})
@@ -228,7 +228,7 @@ func TestRun_ReidentifiesAfterInvalidSession(t *testing.T) {
 	srv := fakediscord.New(t)
 	a := newAdapter(t, srv)
 	r := startReady(t, srv, a)
-	srv.InvalidateSession(false)
+	srv.InvalidateSession(t, false)
 	waitStatus(t, a, "running after re-identifying", func(st moltgate.ChannelStatus) bool {
 		return st.State == moltgate.ChannelRunning && st.Reconnects == 1
 	})
@@ -246,7 +246,7 @@ func TestRun_ReidentifiesAfterSessionTimeout4009(t *testing.T) {
 	srv := fakediscord.New(t)
 	a := newAdapter(t, srv)
 	startReady(t, srv, a)
-	srv.CloseGateway(4009, "Session timed out.")
+	srv.CloseGateway(t, 4009, "Session timed out.")
 	waitStatus(t, a, "running after re-identifying", func(st moltgate.ChannelStatus) bool {
 		return st.State == moltgate.ChannelRunning && st.Reconnects == 1
 	})
@@ -259,7 +259,7 @@ func TestRun_ExpiredSessionIdentifiesAgain(t *testing.T) {
 	srv := fakediscord.New(t)
 	a := newAdapter(t, srv)
 	r := startReady(t, srv, a)
-	srv.ExpireSession() // RESUME gets op 9 (not resumable), then IDENTIFY
+	srv.ExpireSession(t) // RESUME gets op 9 (not resumable), then IDENTIFY
 	waitStatus(t, a, "running again", func(st moltgate.ChannelStatus) bool {
 		return st.State == moltgate.ChannelRunning && st.Reconnects == 2
 	})
@@ -324,10 +324,10 @@ func TestRun_TokenNeverLogged(t *testing.T) {
 	errs = append(errs, err)
 	srv.FailNext(fakediscord.RouteTyping, 1, fakediscord.Failure{Status: 401})
 	errs = append(errs, a.Typing(ctx, m.ChannelAddress))
-	srv.DropConnection() // RESUME carries the token too
+	srv.DropConnection(t) // RESUME carries the token too
 	waitStatus(t, a, "resumed", func(st moltgate.ChannelStatus) bool { return st.Reconnects == 1 && st.State == moltgate.ChannelRunning })
 	srv.RefuseToken(true)
-	srv.DropConnection()
+	srv.DropConnection(t)
 	errs = append(errs, r.result(t))
 
 	if !strings.Contains(buf.String(), "new request") {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"regexp"
@@ -26,7 +25,6 @@ import (
 type identity struct {
 	teamID    string // the ChannelAddress.AccountID of every message
 	botUserID string // what <@…> mentions of the bot name
-	botID     string // set on the messages the bot itself posts
 	botName   string
 	mention   *regexp.Regexp // <@botUserID> or <@botUserID|name>, with the blanks around it
 }
@@ -58,7 +56,7 @@ func refused(err error) (string, bool) {
 // Slack's 3 s (after which Slack sends the event again).
 func (a *Adapter) Run(ctx context.Context, handle moltgate.InboundHandler) error {
 	a.setState(moltgate.ChannelConnecting, "")
-	r := &runner{a: a, backoff: backoff{base: a.cfg.BackoffBase}, inbox: newInbox()}
+	r := &runner{a: a, inbox: newInbox()}
 	id, err := r.authenticate(ctx)
 	if err == nil && ctx.Err() == nil {
 		var wg sync.WaitGroup
@@ -79,9 +77,11 @@ func (a *Adapter) Run(ctx context.Context, handle moltgate.InboundHandler) error
 
 // runner is the state of one Run.
 type runner struct {
-	a       *Adapter
-	backoff backoff
-	inbox   *inbox
+	a     *Adapter
+	inbox *inbox
+	// failures counts the connection attempts that failed since Slack
+	// last said hello: the backoff grows with it.
+	failures int
 }
 
 // authenticate calls auth.test until it answers: a refused bot token ends
@@ -92,7 +92,7 @@ func (r *runner) authenticate(ctx context.Context) (identity, error) {
 		res, err := a.api.AuthTestContext(ctx)
 		if err == nil {
 			a.touch()
-			id := identity{teamID: res.TeamID, botUserID: res.UserID, botID: res.BotID, botName: res.User,
+			id := identity{teamID: res.TeamID, botUserID: res.UserID, botName: res.User,
 				mention: regexp.MustCompile(`[ \t]*<@` + regexp.QuoteMeta(res.UserID) + `(?:\|[^>]*)?>[ \t]*`)}
 			a.mu.Lock()
 			a.status.AccountID, a.status.BotName = id.teamID, id.botName
@@ -115,7 +115,8 @@ func (r *runner) authenticate(ctx context.Context) (identity, error) {
 // retry logs a transient failure, counts a reconnection and waits the
 // backoff; it reports false when ctx ended meanwhile.
 func (r *runner) retry(ctx context.Context, err error) bool {
-	delay := r.backoff.next()
+	delay := moltgate.Backoff(r.a.cfg.BackoffBase, maxBackoff, r.failures)
+	r.failures++
 	msg := "slack: " + err.Error()
 	r.a.log.Warn("connection failed, retrying", "err", err, "in", delay)
 	r.a.reconnecting(msg)
@@ -197,7 +198,7 @@ func (r *runner) handleEvent(ctx context.Context, client *socketmode.Client, id 
 		}
 		return errors.New("connection error")
 	case socketmode.EventTypeHello:
-		r.backoff.reset()
+		r.failures = 0
 		a.setState(moltgate.ChannelRunning, "")
 		a.log.Info("connected")
 	case socketmode.EventTypeEventsAPI:
@@ -282,21 +283,3 @@ func (c activityConn) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
-
-// backoff is an exponential delay with jitter: base, 2×base, 4×base… up
-// to maxBackoff, each drawn at random between half and all of it.
-type backoff struct {
-	base     time.Duration
-	attempts int
-}
-
-func (b *backoff) next() time.Duration {
-	d := maxBackoff
-	if b.base < maxBackoff { // so the shift cannot overflow
-		d = min(b.base<<min(b.attempts, 16), maxBackoff)
-	}
-	b.attempts++
-	return d/2 + rand.N(d/2+1)
-}
-
-func (b *backoff) reset() { b.attempts = 0 }

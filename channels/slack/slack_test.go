@@ -784,31 +784,6 @@ func TestParseTS(t *testing.T) {
 	}
 }
 
-func TestBackoff(t *testing.T) {
-	b := backoff{base: time.Second}
-	for i, full := range []time.Duration{1, 2, 4, 8, 16, 30, 30, 30} {
-		full *= time.Second
-		if d := b.next(); d < full/2 || d > full {
-			t.Errorf("attempt %d: %s, want between %s and %s", i, d, full/2, full)
-		}
-	}
-	for range 100 { // no overflow however long it fails
-		if d := b.next(); d < maxBackoff/2 || d > maxBackoff {
-			t.Fatalf("late attempt: %s", d)
-		}
-	}
-	b.reset()
-	if d := b.next(); d > time.Second {
-		t.Errorf("after reset: %s", d)
-	}
-	huge := backoff{base: 1000 * time.Hour}
-	for range 40 {
-		if d := huge.next(); d < maxBackoff/2 || d > maxBackoff {
-			t.Fatalf("base of 1000 h: %s", d)
-		}
-	}
-}
-
 func TestRun_PingsAreSignsOfLife(t *testing.T) {
 	h := newHarness(t)
 	h.running()

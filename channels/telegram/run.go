@@ -156,7 +156,7 @@ func (a *Adapter) callError(method string, err error) error {
 // wait is how long to wait before retry number attempt: the backoff, or
 // longer when Telegram said how long (429 retry_after).
 func (a *Adapter) wait(attempt int, err error) time.Duration {
-	d := a.backoff(attempt)
+	d := moltgate.Backoff(a.cfg.BackoffBase, maxBackoff, attempt)
 	var tooMany *bot.TooManyRequestsError
 	var api *apiError
 	switch {

@@ -11,6 +11,7 @@ import (
 	"unicode/utf16"
 
 	"github.com/moltgate/moltgate"
+	"github.com/moltgate/moltgate/channels/telegram"
 	"github.com/moltgate/moltgate/internal/faketelegram"
 )
 
@@ -133,7 +134,24 @@ func TestSend_PartialFailure(t *testing.T) {
 	}
 	sent := fake.Sent()
 	if len(sent) != 1 || len(ids) != 1 || ids[0] != strconv.Itoa(sent[0].MessageID) {
-		t.Errorf("ids %v for sent %+v: want the first piece's id", ids, sent)
+		t.Fatalf("ids %v for sent %+v: want the first piece's id", ids, sent)
+	}
+
+	// The outbox's next attempt skips the piece delivered: the chat gets
+	// each piece once, in order.
+	rest, err := a.Send(context.Background(), moltgate.OutboundMessage{ChannelAddress: moltgate.ChannelAddress{ChatID: "1001"}, Text: text, Skip: len(ids)})
+	if err != nil {
+		t.Fatalf("the retry: %v", err)
+	}
+	sent = fake.Sent()
+	pieces := moltgate.SplitText(text, telegram.MaxMessageLength)
+	if len(rest) != len(pieces)-1 || len(sent) != len(pieces) {
+		t.Fatalf("the retry sent %d pieces (%d in all), want %d of %d", len(rest), len(sent), len(pieces)-1, len(pieces))
+	}
+	for i, m := range sent {
+		if m.Text != pieces[i] {
+			t.Errorf("message %d is %.30q…, want piece %d, %.30q…", i, m.Text, i, pieces[i])
+		}
 	}
 }
 

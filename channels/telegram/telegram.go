@@ -22,7 +22,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -243,17 +242,6 @@ func (a *Adapter) touch() {
 	a.mu.Lock()
 	a.status.LastActivity = time.Now()
 	a.mu.Unlock()
-}
-
-// backoff returns the wait before retry number attempt (from 0): doubling
-// from BackoffBase up to 30 s, with jitter so that restarted instances do
-// not retry in step.
-func (a *Adapter) backoff(attempt int) time.Duration {
-	d := a.cfg.BackoffBase << min(attempt, 16)
-	if d > maxBackoff || d <= 0 {
-		d = maxBackoff
-	}
-	return d/2 + rand.N(d/2+1)
 }
 
 // redactString removes the token's secret from s: the library's errors

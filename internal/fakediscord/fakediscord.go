@@ -41,8 +41,9 @@ const (
 	RouteTyping        Route = "POST /channels/{channel.id}/typing"
 )
 
-// Failure is an error answer to inject with FailNext. Code and Message
-// default to what Discord answers with that status (429: "You are being
+// Failure is an error answer to inject with FailNext. The zero Failure
+// lets the call through, so that FailNext can fail a later call rather
+// than the next one. Code and Message default to what Discord answers with that status (429: "You are being
 // rate limited.", 403: Missing Permissions 50013, 404: Unknown Channel
 // 10003, 400: Invalid Form Body 50035, 5xx: "500: Internal Server Error").
 type Failure struct {
@@ -101,7 +102,7 @@ type Server struct {
 	GuildID        string
 	GuildChannelID string
 
-	tb   testing.TB
+	tb   testing.TB // the test given to New: the Inject family fails it
 	http *httptest.Server
 	ids  idGenerator
 	wg   sync.WaitGroup // gateway connection handlers

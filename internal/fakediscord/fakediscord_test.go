@@ -84,7 +84,12 @@ func TestREST_WireFormat(t *testing.T) {
 		t.Errorf("reply with fail_if_not_exists false = %d, want 200", resp.StatusCode)
 	}
 
+	// A zero Failure lets its call through: here the second call fails.
+	srv.FailNext(fakediscord.RouteCreateMessage, 1, fakediscord.Failure{})
 	srv.FailNext(fakediscord.RouteCreateMessage, 1, fakediscord.Failure{Status: 429, RetryAfter: 1500 * time.Millisecond})
+	if resp, _ := call(t, srv, "POST", post, srv.Token, `{"content":"x"}`); resp.StatusCode != 200 {
+		t.Errorf("the call a zero Failure was scripted for = %d, want 200", resp.StatusCode)
+	}
 	resp, body = call(t, srv, "POST", post, srv.Token, `{"content":"x"}`)
 	if resp.StatusCode != 429 || body["message"] != "You are being rate limited." || body["retry_after"] != 1.5 || body["global"] != false {
 		t.Errorf("429 = %d %v", resp.StatusCode, body)

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"testing"
 	"time"
 
 	"github.com/coder/websocket"
@@ -356,14 +357,14 @@ func (s *Server) sendDispatch(sess *session, t string, d json.RawMessage) error 
 	return nil
 }
 
-// liveConn returns the current session's connection, failing the test if
+// liveConn returns the current session's connection, failing tb if
 // there is none.
-func (s *Server) liveConn() *gwConn {
-	s.tb.Helper()
+func (s *Server) liveConn(tb testing.TB) *gwConn {
+	tb.Helper()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.current == nil || s.current.conn == nil {
-		s.tb.Fatalf("fakediscord: the bot has no live gateway connection")
+		tb.Fatalf("fakediscord: the bot has no live gateway connection")
 	}
 	return s.current.conn
 }
@@ -371,9 +372,9 @@ func (s *Server) liveConn() *gwConn {
 // DropConnection cuts the bot's gateway connection without a close frame,
 // as a network failure does. The session stays resumable, and messages
 // injected before the bot resumes are replayed then.
-func (s *Server) DropConnection() {
-	s.tb.Helper()
-	c := s.liveConn()
+func (s *Server) DropConnection(tb testing.TB) {
+	tb.Helper()
+	c := s.liveConn(tb)
 	s.detach(c)
 	c.ws.CloseNow()
 }
@@ -381,9 +382,9 @@ func (s *Server) DropConnection() {
 // ExpireSession forgets the bot's session and cuts its connection, as
 // when the bot was away too long: its RESUME is answered with op 9 (not
 // resumable) and it must identify again.
-func (s *Server) ExpireSession() {
-	s.tb.Helper()
-	c := s.liveConn()
+func (s *Server) ExpireSession(tb testing.TB) {
+	tb.Helper()
+	c := s.liveConn(tb)
 	s.mu.Lock()
 	delete(s.sessions, c.sess.id)
 	s.current = nil
@@ -396,9 +397,9 @@ func (s *Server) ExpireSession() {
 // Discord does (4000 unknown error, 4004 authentication failed, 4009
 // session timed out…). After 4007 and 4009 the session is gone and the
 // bot must identify again.
-func (s *Server) CloseGateway(code int, reason string) {
-	s.tb.Helper()
-	c := s.liveConn()
+func (s *Server) CloseGateway(tb testing.TB, code int, reason string) {
+	tb.Helper()
+	c := s.liveConn(tb)
 	s.mu.Lock()
 	if code == 4007 || code == 4009 {
 		delete(s.sessions, c.sess.id)
@@ -410,19 +411,19 @@ func (s *Server) CloseGateway(code int, reason string) {
 }
 
 // SendReconnect sends op 7 RECONNECT: the bot should reconnect and resume.
-func (s *Server) SendReconnect() {
-	s.tb.Helper()
-	if err := s.liveConn().write(frame{Op: opReconnect}); err != nil {
-		s.tb.Fatalf("fakediscord: cannot send RECONNECT: %v", err)
+func (s *Server) SendReconnect(tb testing.TB) {
+	tb.Helper()
+	if err := s.liveConn(tb).write(frame{Op: opReconnect}); err != nil {
+		tb.Fatalf("fakediscord: cannot send RECONNECT: %v", err)
 	}
 }
 
 // InvalidateSession sends op 9 INVALID_SESSION. Unless resumable, the
 // session is gone: the bot must identify again, and events until then are
 // lost, as on Discord.
-func (s *Server) InvalidateSession(resumable bool) {
-	s.tb.Helper()
-	c := s.liveConn()
+func (s *Server) InvalidateSession(tb testing.TB, resumable bool) {
+	tb.Helper()
+	c := s.liveConn(tb)
 	if !resumable {
 		s.mu.Lock()
 		delete(s.sessions, c.sess.id)
@@ -430,7 +431,7 @@ func (s *Server) InvalidateSession(resumable bool) {
 		s.mu.Unlock()
 	}
 	if err := c.write(frame{Op: opInvalidSession, D: resumable}); err != nil {
-		s.tb.Fatalf("fakediscord: cannot send INVALID_SESSION: %v", err)
+		tb.Fatalf("fakediscord: cannot send INVALID_SESSION: %v", err)
 	}
 }
 

@@ -53,7 +53,9 @@ func (s *Server) GuildMessage(userID, userName, text string) string {
 
 // Inject dispatches MESSAGE_CREATE for in and returns the message id. The
 // bot must have identified once: if its connection is down, the event
-// waits in the session for a RESUME, as on Discord.
+// waits in the session for a RESUME, as on Discord. Without a session it
+// fails the test given to New, so call it (and DM, GuildMessage,
+// InjectRaw, InjectMalformed) from that test, not from a subtest.
 func (s *Server) Inject(in Inbound) string {
 	s.tb.Helper()
 	m := s.buildMessage(in)

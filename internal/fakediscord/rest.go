@@ -102,7 +102,9 @@ func (s *Server) check(route Route, perChannel bool, r *http.Request, h http.Hea
 	}
 	if q := s.failures[route]; len(q) > 0 {
 		s.failures[route] = q[1:]
-		return failureReply(route, q[0], h)
+		if q[0] != (Failure{}) {
+			return failureReply(route, q[0], h)
+		}
 	}
 	channel := ""
 	if perChannel {
