@@ -133,18 +133,12 @@ func (c *conn) serve(r *http.Request) {
 	hello, err := c.handshake(r, f.Params, nonce)
 	c.preauthDone()
 	if err != nil {
+		if isInternal(err) {
+			c.g.Logger.Error("connect failed", "conn", c.id, "ip", c.ip, "error", err)
+		}
 		w, _ := toWire(err)
 		c.writeNow(resFrame{Type: "res", ID: f.ID, OK: false, Error: &w})
-		reason := "unauthorized"
-		switch moltgate.ErrorCode(err) {
-		case moltgate.ENOTPAIRED:
-			reason = "pairing required"
-		case moltgate.EINVALID:
-			reason = "invalid connect"
-		case moltgate.EUNAVAILABLE:
-			reason = "unavailable"
-		}
-		c.ws.Close(websocket.StatusPolicyViolation, reason)
+		c.ws.Close(websocket.StatusPolicyViolation, connectRefusal(err))
 		return
 	}
 	// Join the hub before hello-ok goes out, so no event that follows the
@@ -160,6 +154,22 @@ func (c *conn) serve(r *http.Request) {
 	go c.writeLoop()
 	go c.tickLoop()
 	c.readLoop()
+}
+
+// connectRefusal is the close reason of a refused connect. The web chat
+// gives up on "unauthorized" (a wrong token stays wrong), so only a
+// refused credential says it: a failure on the gateway's side is
+// "unavailable", and the client tries again.
+func connectRefusal(err error) string {
+	switch moltgate.ErrorCode(err) {
+	case moltgate.EUNAUTHORIZED:
+		return "unauthorized"
+	case moltgate.ENOTPAIRED:
+		return "pairing required"
+	case moltgate.EINVALID:
+		return "invalid connect"
+	}
+	return "unavailable"
 }
 
 // readLoop dispatches requests until the connection ends. Each request runs
