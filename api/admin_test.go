@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -331,5 +332,116 @@ func TestAdmin_Channels(t *testing.T) {
 	events, _ := h.log.Query(ctx, eventlog.Filter{TypePrefix: "channel."})
 	if len(events) != 3 || events[1].Meta.Actor != "owner@example.com" || events[2].Meta.Actor != "owner@example.com" {
 		t.Fatalf("channel events = %+v", events)
+	}
+}
+
+// The events list pages back to the first event and stops there: before=1
+// lists nothing (UntilSeq 0 would have meant "no bound": the newest events
+// again, and a client paging by nextBefore would loop).
+func TestAdmin_EventPagesEnd(t *testing.T) {
+	h, _, good := adminHarness(t)
+	deviceRequests(t, h, 4, "x")
+	var seqs []int64
+	for path := "/api/admin/events?limit=3"; ; {
+		code, out := adminDo(t, h, "GET", path, good, "")
+		if code != 200 {
+			t.Fatalf("%s = %d %v", path, code, out)
+		}
+		for _, e := range out["events"].([]any) {
+			seqs = append(seqs, int64(e.(map[string]any)["seq"].(float64)))
+		}
+		next, ok := out["nextBefore"].(float64)
+		if !ok {
+			break
+		}
+		if len(seqs) > 4 {
+			t.Fatalf("paging does not end: %v", seqs)
+		}
+		path = fmt.Sprintf("/api/admin/events?limit=3&before=%d", int64(next))
+	}
+	if fmt.Sprint(seqs) != "[4 3 2 1]" {
+		t.Fatalf("pages = %v, want [4 3 2 1]", seqs)
+	}
+	for _, before := range []string{"1", "0", "-5"} {
+		if code, out := adminDo(t, h, "GET", "/api/admin/events?before="+before, good, ""); code != 200 || len(out["events"].([]any)) != 0 || out["nextBefore"] != nil {
+			t.Fatalf("before=%s = %d %v, want no events", before, code, out)
+		}
+	}
+	if code, out := adminDo(t, h, "GET", "/api/admin/events?limit=4", good, ""); code != 200 || len(out["events"].([]any)) != 4 || out["nextBefore"] != nil {
+		t.Fatalf("a full page ending at seq 1 = %d %v, want no nextBefore", code, out)
+	}
+}
+
+// pagedReader is the log as an export must read it: a page at a time.
+type pagedReader struct {
+	moltgate.EventReader
+	t       *testing.T
+	queries atomic.Int32
+}
+
+func (r *pagedReader) Query(ctx context.Context, f moltgate.EventFilter) ([]moltgate.Event, error) {
+	if f.Limit < 1 || f.Limit > 1000 {
+		r.t.Errorf("a query of %d events", f.Limit)
+	}
+	r.queries.Add(1)
+	return r.EventReader.Query(ctx, f)
+}
+
+func (r *pagedReader) Scan(ctx context.Context, f moltgate.EventFilter, fn func(moltgate.Event) error) error {
+	r.t.Error("the export read the whole log in one transaction while writing to the client")
+	return r.EventReader.Scan(ctx, f, fn)
+}
+
+// adminOver serves the admin (DEV_MODE, loopback trust) of a gateway over
+// h's read models whose log reader is events, and returns its base URL.
+func adminOver(t *testing.T, h *harness, events moltgate.EventReader) string {
+	gw := api.NewGateway(testToken)
+	gw.Trust = &api.Trust{Loopback: true}
+	gw.Queries, gw.Events, gw.Storage, gw.Logger = h.models, events, h.log, h.log.Logger
+	s := api.NewServer("127.0.0.1:0")
+	s.MountAdmin(&api.Admin{DevMode: true, Gateway: gw, Channels: h.svc, History: &projections.History{Log: h.log}})
+	if err := s.Open(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close(context.Background()) })
+	s.Ready()
+	return s.URL()
+}
+
+// The export reads the log a page at a time, so no read transaction
+// lasts while the client downloads, and the pages join up.
+func TestAdmin_ExportPages(t *testing.T) {
+	h := newHarness(t, "", agent.Echo{})
+	deviceRequests(t, h, 2100, "x")
+	reader := &pagedReader{EventReader: h.log, t: t}
+	base := adminOver(t, h, reader)
+	for query, want := range map[string]int{"": 2100, "?after=50&before=1051": 1000, "?before=1": 0} {
+		reader.queries.Store(0)
+		res, err := http.Get(base + "/api/admin/events/export" + query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var seqs []int64
+		for dec := json.NewDecoder(res.Body); ; {
+			var e moltgate.Event
+			if err := dec.Decode(&e); err == io.EOF {
+				break
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			seqs = append(seqs, e.Seq)
+		}
+		res.Body.Close()
+		if res.StatusCode != 200 || len(seqs) != want {
+			t.Fatalf("export%s = %d with %d events, want %d", query, res.StatusCode, len(seqs), want)
+		}
+		for i := 1; i < len(seqs); i++ {
+			if seqs[i] != seqs[i-1]+1 {
+				t.Fatalf("export%s: seq %d after %d", query, seqs[i], seqs[i-1])
+			}
+		}
+		if pages := int(reader.queries.Load()); want > 0 && pages != want/1000+1 {
+			t.Fatalf("export%s read %d pages for %d events", query, pages, want)
+		}
 	}
 }
