@@ -219,10 +219,7 @@ func (g *Gateway) publish(e moltgate.Event) {
 	case moltgate.EventDevicePairingRequested:
 		var d moltgate.DevicePairingRequestedData
 		if e.Decode(&d) == nil {
-			g.broadcast("device.pair.requested", deviceWire(moltgate.Device{
-				RequestID: d.RequestID, DeviceID: d.DeviceID, PublicKey: d.PublicKey, DisplayName: d.DisplayName,
-				Platform: d.Platform, ClientID: d.ClientID, ClientMode: d.ClientMode, Role: d.Role, Scopes: d.Scopes,
-				RemoteIP: d.RemoteIP, RequestedAt: e.RecordedAt, State: moltgate.DevicePending}), scopePairing)
+			g.broadcast("device.pair.requested", deviceWire(requestedDevice(d, e.RecordedAt)), scopePairing)
 		}
 	case moltgate.EventDevicePairingApproved, moltgate.EventDevicePairingRejected:
 		var d struct {

@@ -241,12 +241,14 @@ func TestGateway_Pairing(t *testing.T) {
 		t.Fatalf("close %d %q", code, reason)
 	}
 	ev := admin.event("device.pair.requested", func(p map[string]any) bool { return p["requestId"] == requestID })
-	if ev["deviceId"] != dev.id() {
-		t.Fatalf("event = %v", ev)
+	if expires, _ := ev["expiresAtMs"].(float64); ev["deviceId"] != dev.id() || expires <= float64(time.Now().UnixMilli()) {
+		t.Fatalf("event = %v, want the device and when its request expires", ev)
 	}
 	list := admin.ok("device.pair.list", nil)
 	if pending := list["pending"].([]any); len(pending) != 1 || pending[0].(map[string]any)["requestId"] != requestID {
 		t.Fatalf("list = %v", list)
+	} else if fmt.Sprint(pending[0]) != fmt.Sprint(ev) {
+		t.Fatalf("the event says %v, the list %v", ev, pending[0])
 	}
 
 	// Retrying while pending keeps the same request.
