@@ -55,7 +55,7 @@ const MaxAdminBody = 1 << 20
 
 // MountAdmin adds the admin API and the public status to the server.
 func (s *Server) MountAdmin(a *Admin) {
-	s.router.GET("/api/status", a.status(s))
+	s.router.GET("/api/status", a.status)
 	s.router.GET("/_admin/", a.page)
 	s.router.GET("/_admin", func(c *gin.Context) { c.Redirect(http.StatusFound, "/_admin/") })
 	g := s.router.Group("/api/admin", limitBody(MaxAdminBody), a.guard(), a.sameOrigin())
@@ -193,16 +193,13 @@ func (a *Admin) actorMeta(c *gin.Context) moltgate.Meta {
 	return moltgate.Meta{Actor: c.GetString(ActorKey), Source: moltgate.SourceUI, RemoteIP: a.Gateway.Trust.ClientIP(c.Request), CorrelationID: c.GetString(requestIDKey)}
 }
 
-func (a *Admin) status(s *Server) gin.HandlerFunc {
-	return func(c *gin.Context) {
-		ready, stage := s.IsReady()
-		out := gin.H{"ready": ready, "stage": stage, "version": moltgate.Version}
-		if ready {
-			st := a.Gateway.Storage.Status(c.Request.Context())
-			out["storage"] = gin.H{"configured": st.Configured, "lastSyncAt": st.LastSyncAt, "lagEvents": st.LagEvents, "healthy": st.LastError == ""}
-		}
-		c.JSON(http.StatusOK, out)
-	}
+// status is public: whether the gateway serves, and whether its replica
+// is healthy. Mounted routes are served only once the server is ready
+// (while it starts, the loading answer says so instead).
+func (a *Admin) status(c *gin.Context) {
+	st := a.Gateway.Storage.Status(c.Request.Context())
+	c.JSON(http.StatusOK, gin.H{"ready": true, "version": moltgate.Version,
+		"storage": gin.H{"configured": st.Configured, "lastSyncAt": st.LastSyncAt, "lagEvents": st.LagEvents, "healthy": st.LastError == ""}})
 }
 
 //go:embed web/admin.html

@@ -53,8 +53,9 @@ func NewServer(addr string) *Server {
 		(*e).Use(gin.Recovery(), s.requestContext, s.logRequest)
 		(*e).GET("/healthz", s.handleHealth)
 		(*e).GET("/readyz", s.handleReady)
-		(*e).NoRoute(s.handleNotReady)
 	}
+	s.boot.NoRoute(s.handleStarting)
+	s.router.NoRoute(handleNotFound)
 	s.serving.Store(s.boot)
 	return s
 }
@@ -113,13 +114,14 @@ func (s *Server) SetStage(stage string) {
 	s.mu.Unlock()
 }
 
-// Ready marks the server ready: /readyz answers 200 and every mounted
-// route is served. Mount nothing after Ready.
+// Ready serves every mounted route and marks the server ready: /readyz
+// answers 200. Mount nothing after Ready. The routes come first, so no
+// probe is told "ready" while the loading page still answers.
 func (s *Server) Ready() {
+	s.serving.Store(s.router)
 	s.mu.Lock()
 	s.stage, s.ready = "", true
 	s.mu.Unlock()
-	s.serving.Store(s.router)
 }
 
 // IsReady reports whether Ready was called, and the current stage if not.
@@ -141,20 +143,20 @@ func (s *Server) handleReady(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"ready": true})
 }
 
-// handleNotReady answers every other route: the loading page while
-// starting, a JSON 404 afterwards.
-func (s *Server) handleNotReady(c *gin.Context) {
-	ready, stage := s.IsReady()
-	if ready {
-		c.JSON(http.StatusNotFound, gin.H{"error": gin.H{"code": "not_found", "message": "no route " + c.Request.URL.Path}})
-		return
-	}
+// handleStarting answers every route but the probes while the gateway
+// starts: the loading page for a browser, 503 for the rest.
+func (s *Server) handleStarting(c *gin.Context) {
+	_, stage := s.IsReady()
 	c.Header("Retry-After", "1")
 	if wantsHTML(c.Request) {
 		c.Data(http.StatusServiceUnavailable, "text/html; charset=utf-8", loadingPage(stage))
 		return
 	}
 	c.JSON(http.StatusServiceUnavailable, gin.H{"error": gin.H{"code": "unavailable", "message": "moltgate is starting: " + stage}})
+}
+
+func handleNotFound(c *gin.Context) {
+	c.JSON(http.StatusNotFound, gin.H{"error": gin.H{"code": "not_found", "message": "no route " + c.Request.URL.Path}})
 }
 
 // Handle serves a plain http.Handler at a path (the Telegram webhook, the
@@ -171,21 +173,16 @@ func (s *Server) Handle(method, path string, h http.Handler) {
 // MountGateway serves the gateway protocol on / (OpenClaw clients dial the
 // bare URL) and /ws; a plain GET of / goes to page.
 func (s *Server) MountGateway(g *Gateway, page gin.HandlerFunc) {
-	root := func(c *gin.Context) {
-		if ready, _ := s.IsReady(); !ready {
-			s.handleNotReady(c)
-			return
-		}
+	s.router.GET("/", func(c *gin.Context) {
 		if isWebSocketUpgrade(c.Request) {
 			g.ServeWS(c)
 			return
 		}
 		page(c)
-	}
-	s.router.GET("/", root)
+	})
 	s.router.GET("/ws", func(c *gin.Context) {
-		if ready, _ := s.IsReady(); !ready || !isWebSocketUpgrade(c.Request) {
-			s.handleNotReady(c)
+		if !isWebSocketUpgrade(c.Request) {
+			handleNotFound(c)
 			return
 		}
 		g.ServeWS(c)

@@ -54,6 +54,9 @@ func TestServer_Readiness(t *testing.T) {
 	if code, _ := get(t, s.URL()+"/readyz", ""); code != http.StatusOK {
 		t.Fatalf("/readyz = %d after Ready", code)
 	}
+	if code, body := get(t, s.URL()+"/api/anything", "text/html"); code != http.StatusNotFound || !strings.Contains(body, `"not_found"`) {
+		t.Fatalf("an unknown route once ready = %d %s", code, body)
+	}
 }
 
 func TestServer_StageIsEscaped(t *testing.T) {
