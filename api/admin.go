@@ -58,7 +58,7 @@ func (s *Server) MountAdmin(a *Admin) {
 	s.router.GET("/api/status", a.status)
 	s.router.GET("/_admin/", a.page)
 	s.router.GET("/_admin", func(c *gin.Context) { c.Redirect(http.StatusFound, "/_admin/") })
-	g := s.router.Group("/api/admin", limitBody(MaxAdminBody), a.guard(), a.sameOrigin())
+	g := s.router.Group("/api/admin", a.middleware()...)
 	g.GET("/whoami", a.whoami)
 	g.GET("/devices", a.listDevices)
 	g.POST("/devices/approve-all", a.approveAll)
@@ -92,7 +92,13 @@ func (s *Server) MountAdmin(a *Admin) {
 	g.GET("/sessions", a.listSessions)
 	g.GET("/sessions/:key", a.transcript)
 	g.POST("/sessions/:key/reset", a.resetSession)
-	a.mountStream(s, g) // GET /api/admin/stream: the group's middleware, after an EventSource ?token= adapter
+	a.mountStream(s)
+}
+
+// middleware runs before every admin route: the body limit, the guard,
+// and the refusal of cross-site writes.
+func (a *Admin) middleware() gin.HandlersChain {
+	return gin.HandlersChain{limitBody(MaxAdminBody), a.guard(), a.sameOrigin()}
 }
 
 // guard admits the owner: a local request in DEV_MODE, a local request

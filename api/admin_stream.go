@@ -67,24 +67,16 @@ var errSlowClient = errors.New("the admin stream's client did not keep up")
 type adminStream struct {
 	admin *Admin
 	slots chan struct{} // one per open stream
-
-	// closing ends every stream when the HTTP server shuts down: Shutdown
-	// waits for requests in flight, and a stream never ends by itself.
-	closing  context.Context
-	shutdown context.CancelFunc
-	hookOnce sync.Once
+	// closing ends every stream when the server closes: Shutdown waits
+	// for requests in flight, and a stream never ends by itself.
+	closing context.Context
 }
 
-// mountStream adds GET /api/admin/stream behind the admin group's own
-// middleware (its guard among them), preceded by streamQueryToken.
-func (a *Admin) mountStream(s *Server, g *gin.RouterGroup) {
-	st := &adminStream{admin: a, slots: make(chan struct{}, maxAdminStreams)}
-	st.closing, st.shutdown = context.WithCancel(context.Background())
-	// s.router.Handle adds the engine's middleware itself: take only
-	// what the group added after it.
-	groupOwn := g.Handlers[len(s.router.Handlers):]
-	chain := slices.Concat(gin.HandlersChain{a.streamQueryToken}, groupOwn, gin.HandlersChain{st.serve})
-	s.router.Handle(http.MethodGet, g.BasePath()+"/stream", chain...)
+// mountStream adds GET /api/admin/stream behind the admin's middleware
+// (its guard among them), preceded by streamQueryToken.
+func (a *Admin) mountStream(s *Server) {
+	st := &adminStream{admin: a, slots: make(chan struct{}, maxAdminStreams), closing: s.done}
+	s.router.GET("/api/admin/stream", slices.Concat(gin.HandlersChain{a.streamQueryToken}, a.middleware(), gin.HandlersChain{st.serve})...)
 }
 
 // streamQueryToken lets EventSource, which cannot send headers, carry the
@@ -129,9 +121,6 @@ func (st *adminStream) serve(c *gin.Context) {
 	default:
 		writeError(c, moltgate.Errorf(moltgate.ETOOMANY, "%d admin streams are open: close an admin tab", maxAdminStreams))
 		return
-	}
-	if srv, ok := r.Context().Value(http.ServerContextKey).(*http.Server); ok {
-		st.hookOnce.Do(func() { srv.RegisterOnShutdown(st.shutdown) })
 	}
 
 	ctx, cancel := context.WithCancel(r.Context())

@@ -13,7 +13,7 @@ import (
 // Nothing here runs commands or prints secrets (the read models hold
 // token hashes, never tokens, and config secrets are shown redacted).
 func (s *Server) MountDebug(a *Admin) {
-	g := s.router.Group("/debug", limitBody(MaxAdminBody), a.guard(), a.sameOrigin())
+	g := s.router.Group("/debug", a.middleware()...)
 	g.GET("/pprof/*profile", func(c *gin.Context) {
 		switch c.Param("profile") {
 		case "/cmdline":

@@ -42,12 +42,19 @@ type Server struct {
 	serving      atomic.Pointer[gin.Engine]
 	ln           net.Listener
 	srv          *http.Server
+
+	// done ends with Close, before the server shuts down: Shutdown waits
+	// for the requests in flight, and some (the admin stream) never end
+	// by themselves.
+	done      context.Context
+	closeDone context.CancelFunc
 }
 
 // NewServer returns a server for addr that reports "starting" until Ready.
 func NewServer(addr string) *Server {
 	gin.SetMode(gin.ReleaseMode)
 	s := &Server{Addr: addr, Logger: slog.Default(), Trust: &Trust{}, stage: "starting"}
+	s.done, s.closeDone = context.WithCancel(context.Background())
 	for _, e := range []**gin.Engine{&s.boot, &s.router} {
 		*e = gin.New()
 		(*e).Use(gin.Recovery(), s.requestContext, s.logRequest)
@@ -90,9 +97,11 @@ func (s *Server) Open() error {
 	return nil
 }
 
-// Close stops accepting connections and waits (bounded by ctx) for the
-// requests in flight.
+// Close ends the requests that would never end by themselves, stops
+// accepting connections and waits (bounded by ctx) for the requests in
+// flight.
 func (s *Server) Close(ctx context.Context) error {
+	s.closeDone()
 	if s.srv == nil {
 		return nil
 	}
