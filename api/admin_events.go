@@ -45,7 +45,9 @@ func eventFilter(c *gin.Context) (f moltgate.EventFilter, none bool, err error) 
 	return f, false, nil
 }
 
-// listEvents pages through the log, newest first, secrets redacted.
+// listEvents pages through the log, newest first: the events' envelopes,
+// as the stream's `log` frames carry them (GET /api/admin/events/:seq
+// shows one with its payload).
 func (a *Admin) listEvents(c *gin.Context) {
 	f, none, err := eventFilter(c)
 	if err != nil {
@@ -59,9 +61,9 @@ func (a *Admin) listEvents(c *gin.Context) {
 			return
 		}
 	}
-	listed := make([]listedEvent, len(events))
+	listed := make([]logEntry, len(events))
 	for i, e := range events {
-		listed[i] = newListedEvent(e)
+		listed[i] = newLogEntry(e)
 	}
 	out := gin.H{"events": listed}
 	// A full page may have more behind it, unless it ends at the first
@@ -70,20 +72,6 @@ func (a *Admin) listEvents(c *gin.Context) {
 		out["nextBefore"] = events[last].Seq
 	}
 	c.JSON(http.StatusOK, out)
-}
-
-// listedEvent is an event as the events list shows it: redacted, with the
-// chat platform and the person it concerns beside it (moltgate.ChannelOf),
-// which the page filters and shows without reading payloads.
-type listedEvent struct {
-	moltgate.Event
-	Channel string `json:"channel,omitempty"`
-	Sender  string `json:"sender,omitempty"`
-}
-
-func newListedEvent(e moltgate.Event) listedEvent {
-	channel, sender := moltgate.ChannelOf(e)
-	return listedEvent{Event: e.Redact(), Channel: channel, Sender: sender}
 }
 
 func (a *Admin) showEvent(c *gin.Context) {

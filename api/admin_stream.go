@@ -282,20 +282,10 @@ func (st *adminStream) snapshot(ctx context.Context) (seq int64, data, storage [
 			recent = append(recent, newLogEntry(e))
 		}
 	}
-	pending, paired, senders := []map[string]any{}, []map[string]any{}, []gin.H{}
-	for _, d := range v.Devices.Pending {
-		pending = append(pending, deviceWire(d))
-	}
-	for _, d := range v.Devices.Paired {
-		paired = append(paired, deviceWire(d))
-	}
-	for _, p := range v.Channels.Pending {
-		senders = append(senders, senderWire(p.Channel, p.SenderID, p.SenderName, p.Code, p.RequestedAt, p.ExpiresAt))
-	}
 	storage = st.storageJSON(ctx)
 	data = frameJSON(gin.H{"seq": v.Seq, "lastSeq": g.Events.LastSeq(),
-		"devices":  gin.H{"pending": pending, "paired": paired},
-		"channels": gin.H{"pending": senders},
+		"devices":  deviceListsWire(v.Devices.Pending, v.Devices.Paired),
+		"channels": gin.H{"pending": sendersWire(v.Channels.Pending)},
 		"config":   gin.H{"hash": v.Config.Hash},
 		"storage":  json.RawMessage(storage),
 		"events":   recent})
@@ -410,6 +400,15 @@ func requestedDevice(d moltgate.DevicePairingRequestedData, at time.Time) moltga
 	return moltgate.Device{RequestID: d.RequestID, DeviceID: d.DeviceID, PublicKey: d.PublicKey, DisplayName: d.DisplayName,
 		Platform: d.Platform, DeviceFamily: d.DeviceFamily, ClientID: d.ClientID, ClientMode: d.ClientMode, Role: d.Role,
 		Scopes: d.Scopes, RemoteIP: d.RemoteIP, State: moltgate.DevicePending, RequestedAt: at, ExpiresAt: time.UnixMilli(d.ExpiresAtMs)}
+}
+
+// sendersWire is the waiting chat-platform senders as the page shows them.
+func sendersWire(pending []moltgate.PendingSender) []gin.H {
+	out := make([]gin.H, 0, len(pending))
+	for _, p := range pending {
+		out = append(out, senderWire(p.Channel, p.SenderID, p.SenderName, p.Code, p.RequestedAt, p.ExpiresAt))
+	}
+	return out
 }
 
 // senderWire is a waiting chat-platform sender as the page shows it.

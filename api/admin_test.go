@@ -177,6 +177,11 @@ func TestAdmin_Actions(t *testing.T) {
 		if e.(map[string]any)["meta"].(map[string]any)["actor"] != "owner@example.com" {
 			t.Fatalf("actor filter let through %v", e)
 		}
+		// The list is of envelopes, as the stream's log frames: a payload
+		// is read one event at a time.
+		if _, ok := e.(map[string]any)["data"]; ok {
+			t.Fatalf("the events list carries a payload: %v", e)
+		}
 	}
 	if code, _ := adminDo(t, h, "GET", "/api/admin/events?since=yesterday", good, ""); code != 400 {
 		t.Fatalf("bad since = %d", code)
@@ -309,6 +314,10 @@ func TestAdmin_Channels(t *testing.T) {
 	pending := out["pending"].([]any)
 	if st != 200 || len(pending) != 1 || pending[0].(map[string]any)["senderName"] != "Ada" {
 		t.Fatalf("channels = %d %v", st, out)
+	}
+	// The same shape as the stream's channel.pair.requested.
+	if at, _ := pending[0].(map[string]any)["requestedAtMs"].(float64); at > float64(time.Now().UnixMilli()) || at < float64(time.Now().Add(-time.Minute).UnixMilli()) {
+		t.Fatalf("pending sender = %v, want requestedAtMs", pending[0])
 	}
 	if st, _ := adminDo(t, h, "POST", "/api/admin/channels/telegram/pairing/WRONG123/approve", good, ""); st != 404 {
 		t.Fatalf("unknown code = %d", st)

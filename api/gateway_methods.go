@@ -419,17 +419,22 @@ func (g *Gateway) devicePairList(ctx context.Context, c *conn, _ json.RawMessage
 	return g.deviceLists(), nil
 }
 
-// deviceLists is {pending, paired}, OpenClaw's and Moltworker's shape.
+// deviceLists is the devices now, as deviceListsWire sends them.
 func (g *Gateway) deviceLists() map[string]any {
-	pending := []map[string]any{}
-	for _, p := range g.Queries.PendingDevices(time.Now()) {
-		pending = append(pending, deviceWire(p))
+	return deviceListsWire(g.Queries.PendingDevices(time.Now()), g.Queries.PairedDevices())
+}
+
+// deviceListsWire is {pending, paired}, OpenClaw's and Moltworker's shape.
+func deviceListsWire(pending, paired []moltgate.Device) map[string]any {
+	return map[string]any{"pending": devicesWire(pending), "paired": devicesWire(paired)}
+}
+
+func devicesWire(devices []moltgate.Device) []map[string]any {
+	out := make([]map[string]any, 0, len(devices))
+	for _, d := range devices {
+		out = append(out, deviceWire(d))
 	}
-	paired := []map[string]any{}
-	for _, d := range g.Queries.PairedDevices() {
-		paired = append(paired, deviceWire(d))
-	}
-	return map[string]any{"pending": pending, "paired": paired}
+	return out
 }
 
 type pairParams struct {
