@@ -209,7 +209,11 @@ func (a *Admin) status(c *gin.Context) {
 }
 
 //go:embed web/admin.html
-var adminPage []byte
+var adminHTML string
+
+// adminPage is served, like the chat, with a CSP that runs only its own
+// inline script and style.
+var adminPage = mustHashedPage(adminHTML, nil)
 
 // page serves the admin UI, guarded like the API. The page itself holds
 // nothing: on a box without Access its API calls carry the token it was
@@ -227,10 +231,7 @@ func (a *Admin) page(c *gin.Context) {
 		writeError(c, moltgate.Errorf(moltgate.EUNAVAILABLE, "the admin needs Cloudflare Access: set %s", strings.Join(a.AccessMissing, " and ")))
 		return
 	}
-	c.Header("Cache-Control", "no-store")
-	c.Header("Content-Security-Policy", "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
-	c.Header("X-Content-Type-Options", "nosniff")
-	c.Data(http.StatusOK, "text/html; charset=utf-8", adminPage)
+	adminPage.serve(c)
 }
 
 func (a *Admin) whoami(c *gin.Context) {

@@ -53,6 +53,10 @@ func TestAdminUI(t *testing.T) {
 		chromedp.Poll[chromedp.Void](`document.getElementById("stream").textContent === "● live"`),
 		chromedp.Evaluate[chromedp.Void](`window.confirm = () => true; window.alert = (m) => { window.__alert = m }`),
 	)
+	// The page's style applies under its CSP (by hash, without style attributes).
+	if !eval[bool](t, ctx, `getComputedStyle(document.getElementById("fatal")).paddingLeft === "16px" && getComputedStyle(document.querySelector("h2.next")).marginTop === "16px"`) {
+		t.Fatal("the admin page's style does not apply")
+	}
 	live := time.Now()
 	within(t, ctx, 10*time.Second, "restart with confirmation", chromedp.Click(chromedp.ID("restart")))
 	select {
