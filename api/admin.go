@@ -23,17 +23,16 @@ type Admin struct {
 	Access *Access
 	// AccessMissing names the variables that would configure Access.
 	AccessMissing []string
-	DevMode       bool
-	// Token is the gateway token: without Access, the admin answers only
-	// local requests that carry it.
-	Token string
 	// StorageMissing names the variables a partial replica config lacks.
 	StorageMissing []string
 	// Restart restarts the agent runner and the channel adapters
 	// in-process and records gateway.restarted.
 	Restart func(ctx context.Context, meta moltgate.Meta) error
 
-	Gateway *Gateway // its services, queries, log and trust
+	// Gateway is the gateway administered: its services, queries, log and
+	// trust, its DEV_MODE and its token, which without Access admits
+	// local requests that carry it.
+	Gateway *Gateway
 	History moltgate.History
 	// EnvOverlay names the environment variables that configure the
 	// gateway at run time; the admin shows them as read-only (never their
@@ -110,10 +109,10 @@ func (a *Admin) guard() gin.HandlerFunc {
 	return func(c *gin.Context) {
 		local := a.Gateway.Trust.Local(c.Request)
 		switch {
-		case local && a.DevMode:
+		case local && a.Gateway.DevMode:
 			c.Set(ActorKey, "dev-mode")
 			c.Next()
-		case local && tokenEqual(bearer(c.Request), a.Token):
+		case local && tokenEqual(bearer(c.Request), a.Gateway.Token):
 			c.Set(ActorKey, "local-admin")
 			c.Next()
 		case a.Access != nil:
@@ -221,7 +220,7 @@ var adminPage = mustHashedPage(adminHTML, nil)
 func (a *Admin) page(c *gin.Context) {
 	local := a.Gateway.Trust.Local(c.Request)
 	switch {
-	case local && (a.DevMode || a.Access == nil):
+	case local && (a.Gateway.DevMode || a.Access == nil):
 	case a.Access != nil:
 		a.Access.Middleware()(c)
 		if c.IsAborted() {
@@ -235,7 +234,7 @@ func (a *Admin) page(c *gin.Context) {
 }
 
 func (a *Admin) whoami(c *gin.Context) {
-	c.JSON(http.StatusOK, gin.H{"actor": c.GetString(ActorKey), "devMode": a.DevMode})
+	c.JSON(http.StatusOK, gin.H{"actor": c.GetString(ActorKey), "devMode": a.Gateway.DevMode})
 }
 
 // restart restarts the agent and the channels in-process: in-flight runs

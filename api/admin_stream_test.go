@@ -513,7 +513,7 @@ func TestAdminStream_Limit(t *testing.T) {
 // the admin still wants the header.
 func TestAdminStream_LocalToken(t *testing.T) {
 	h := newHarness(t, "", agent.Echo{})
-	h.server.MountAdmin(&api.Admin{Token: testToken, Gateway: h.gw, History: &projections.History{Log: h.log}, AccessMissing: []string{"CF_ACCESS_TEAM_DOMAIN", "CF_ACCESS_AUD"}})
+	h.server.MountAdmin(&api.Admin{Gateway: h.gw, History: &projections.History{Log: h.log}, AccessMissing: []string{"CF_ACCESS_TEAM_DOMAIN", "CF_ACCESS_AUD"}})
 	openStream(t, h, "?token="+testToken).expect("snapshot")
 	openStream(t, h, "", "Authorization", "Bearer "+testToken).expect("snapshot")
 	for name, c := range map[string]struct {
@@ -640,7 +640,8 @@ func TestAdminStream_SlowClient(t *testing.T) {
 // (500 ms on average), plus that poll's round trip, measured here.
 func BenchmarkAdminStream(b *testing.B) {
 	h := newHarness(b, "", agent.Echo{})
-	h.server.MountAdmin(&api.Admin{DevMode: true, Gateway: h.gw, History: &projections.History{Log: h.log}})
+	h.gw.DevMode = true // the requests are appended, not made by devices connecting
+	h.server.MountAdmin(&api.Admin{Gateway: h.gw, History: &projections.History{Log: h.log}})
 	s := openStream(b, h, "")
 	s.expect("snapshot")
 	stream, appends := make([]time.Duration, 0, b.N), make([]time.Duration, 0, b.N)
@@ -682,8 +683,8 @@ func BenchmarkAdminStream(b *testing.B) {
 // replicatedSeq (the page polls nothing for it).
 func TestAdminStream_StorageFrames(t *testing.T) {
 	h := newHarnessReplica(t, "", agent.Echo{}, ptr(fakes3.New(t).Config("stream")))
-	h.server.MountAdmin(&api.Admin{DevMode: true, Gateway: h.gw, History: &projections.History{Log: h.log}})
-	s := openStream(t, h, "")
+	h.server.MountAdmin(&api.Admin{Gateway: h.gw, History: &projections.History{Log: h.log}})
+	s := openStream(t, h, "", "Authorization", "Bearer "+testToken)
 	_, snap := s.expect("snapshot")
 	if storage := snap["storage"].(map[string]any); storage["configured"] != true {
 		t.Fatalf("snapshot storage = %v", storage)

@@ -30,7 +30,7 @@ func adminHarness(t *testing.T) (*harness, *idp, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	admin := &api.Admin{Access: access, Token: testToken, Gateway: h.gw, Channels: h.svc, History: &projections.History{Log: h.log}}
+	admin := &api.Admin{Access: access, Gateway: h.gw, Channels: h.svc, History: &projections.History{Log: h.log}}
 	h.server.MountAdmin(admin)
 	h.server.MountDebug(admin)
 	good := p.sign(t, jwt.SigningMethodRS256, "rsa-1", p.rsaKey, p.claims(nil))
@@ -227,7 +227,7 @@ func TestAdmin_Actions(t *testing.T) {
 
 func TestAdmin_WithoutAccess(t *testing.T) {
 	h := newHarness(t, "", agent.Echo{})
-	h.server.MountAdmin(&api.Admin{Token: testToken, Gateway: h.gw, History: &projections.History{Log: h.log}, AccessMissing: []string{"CF_ACCESS_TEAM_DOMAIN", "CF_ACCESS_AUD"}})
+	h.server.MountAdmin(&api.Admin{Gateway: h.gw, History: &projections.History{Log: h.log}, AccessMissing: []string{"CF_ACCESS_TEAM_DOMAIN", "CF_ACCESS_AUD"}})
 	if code, _ := adminDo(t, h, "GET", "/api/admin/devices", "", "", "Authorization", "Bearer "+testToken); code != 200 {
 		t.Fatalf("loopback with token = %d", code)
 	}
@@ -405,10 +405,10 @@ func (r *pagedReader) Scan(ctx context.Context, f moltgate.EventFilter, fn func(
 // h's read models whose log reader is events, and returns its base URL.
 func adminOver(t *testing.T, h *harness, events moltgate.EventReader) string {
 	gw := api.NewGateway(testToken)
-	gw.Trust = &api.Trust{Loopback: true}
+	gw.Trust, gw.DevMode = &api.Trust{Loopback: true}, true
 	gw.Queries, gw.Events, gw.Storage, gw.Logger = h.models, events, h.log, h.log.Logger
 	s := api.NewServer("127.0.0.1:0")
-	s.MountAdmin(&api.Admin{DevMode: true, Gateway: gw, Channels: h.svc, History: &projections.History{Log: h.log}})
+	s.MountAdmin(&api.Admin{Gateway: gw, Channels: h.svc, History: &projections.History{Log: h.log}})
 	if err := s.Open(); err != nil {
 		t.Fatal(err)
 	}

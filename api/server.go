@@ -28,8 +28,6 @@ type Server struct {
 	// Addr is the listen address, such as 127.0.0.1:18789.
 	Addr   string
 	Logger *slog.Logger
-	// Trust tells who a request comes from, for the access log.
-	Trust *Trust
 
 	mu    sync.RWMutex
 	stage string // what start-up is doing now; "" once ready
@@ -40,8 +38,11 @@ type Server struct {
 	// Ready: gin's routes must not change while it serves.
 	boot, router *gin.Engine
 	serving      atomic.Pointer[gin.Engine]
-	ln           net.Listener
-	srv          *http.Server
+	// gateway is the one mounted: its trust tells the access log who a
+	// request comes from.
+	gateway atomic.Pointer[Gateway]
+	ln      net.Listener
+	srv     *http.Server
 
 	// done ends with Close, before the server shuts down: Shutdown waits
 	// for the requests in flight, and some (the admin stream) never end
@@ -53,7 +54,7 @@ type Server struct {
 // NewServer returns a server for addr that reports "starting" until Ready.
 func NewServer(addr string) *Server {
 	gin.SetMode(gin.ReleaseMode)
-	s := &Server{Addr: addr, Logger: slog.Default(), Trust: &Trust{}, stage: "starting"}
+	s := &Server{Addr: addr, Logger: slog.Default(), stage: "starting"}
 	s.done, s.closeDone = context.WithCancel(context.Background())
 	for _, e := range []**gin.Engine{&s.boot, &s.router} {
 		*e = gin.New()
@@ -182,6 +183,7 @@ func (s *Server) Handle(method, path string, h http.Handler) {
 // MountGateway serves the gateway protocol on / (OpenClaw clients dial the
 // bare URL) and /ws; a plain GET of / goes to page.
 func (s *Server) MountGateway(g *Gateway, page gin.HandlerFunc) {
+	s.gateway.Store(g)
 	s.router.GET("/", func(c *gin.Context) {
 		if isWebSocketUpgrade(c.Request) {
 			g.ServeWS(c)

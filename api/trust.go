@@ -40,11 +40,21 @@ func peerIP(r *http.Request) net.IP {
 	return net.ParseIP(host)
 }
 
-func (t *Trust) trusted(ip net.IP) bool {
-	if t == nil || t.Proxies == nil || ip == nil {
+// proxies is the trusted proxies now (none for a nil Trust).
+func (t *Trust) proxies() []*net.IPNet {
+	if t == nil || t.Proxies == nil {
+		return nil
+	}
+	return t.Proxies()
+}
+
+func (t *Trust) trusted(ip net.IP) bool { return within(t.proxies(), ip) }
+
+func within(nets []*net.IPNet, ip net.IP) bool {
+	if ip == nil {
 		return false
 	}
-	for _, n := range t.Proxies() {
+	for _, n := range nets {
 		if n.Contains(ip) {
 			return true
 		}
@@ -60,7 +70,8 @@ func (t *Trust) ClientIP(r *http.Request) string {
 	if peer == nil {
 		return r.RemoteAddr
 	}
-	if !t.trusted(peer) {
+	proxies := t.proxies() // once: each call reads the config
+	if !within(proxies, peer) {
 		return peer.String()
 	}
 	if ip := net.ParseIP(strings.TrimSpace(r.Header.Get("Cf-Connecting-Ip"))); ip != nil {
@@ -72,7 +83,7 @@ func (t *Trust) ClientIP(r *http.Request) string {
 		if ip == nil {
 			break // a garbled hop: trust nothing before it
 		}
-		if !t.trusted(ip) {
+		if !within(proxies, ip) {
 			return ip.String()
 		}
 	}

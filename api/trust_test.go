@@ -183,15 +183,15 @@ func TestGateway_ApproverNeedsTheScopesItGrants(t *testing.T) {
 	}
 }
 
-// adminWith mounts the admin with DEV_MODE on a harness whose trust is t.
+// adminWith mounts the admin on a harness in DEV_MODE whose trust is t.
 func adminWith(t *testing.T, trust *api.Trust, logs io.Writer) *harness {
 	h := newHarness(t, "", agent.Echo{})
-	h.gw.Trust, h.server.Trust = trust, trust
+	h.gw.Trust, h.gw.DevMode = trust, true
 	if logs != nil {
 		h.gw.Logger = slog.New(slog.NewTextHandler(logs, nil))
 		h.server.Logger = h.gw.Logger
 	}
-	h.server.MountAdmin(&api.Admin{DevMode: true, Token: testToken, Gateway: h.gw, Channels: h.svc, History: &projections.History{Log: h.log},
+	h.server.MountAdmin(&api.Admin{Gateway: h.gw, Channels: h.svc, History: &projections.History{Log: h.log},
 		AccessMissing: []string{"CF_ACCESS_TEAM_DOMAIN", "CF_ACCESS_AUD"}})
 	return h
 }
