@@ -334,9 +334,10 @@ func (g *Gateway) RunDelta(sessionKey, runID string, seq int, delta, cumulative 
 
 // RunTool implements agent.Sink: an OpenClaw-style `agent` event on the
 // "tool" stream, to the session's followers, when a tool call starts
-// (phase "start", with its arguments) and when it has a result.
+// (phase "start", with its arguments, which the Sink gets redacted) and
+// when it has a result.
 func (g *Gateway) RunTool(sessionKey, runID string, seq int, phase string, call moltgate.ToolCall) {
-	data := map[string]any{"phase": phase, "toolCallId": call.ID, "name": call.Name, "args": moltgate.RedactSensitive(call.Input)}
+	data := map[string]any{"phase": phase, "toolCallId": call.ID, "name": call.Name, "args": call.Input}
 	if phase != "start" {
 		data["status"], data["summary"], data["error"] = call.Status, moltgate.RedactText(call.Summary), moltgate.RedactText(call.Error)
 		if call.Image != nil {
