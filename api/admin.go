@@ -16,8 +16,8 @@ import (
 // Admin is the owner's JSON API under /api/admin (Moltworker's paths and
 // shapes where it has them) and the admin page at /_admin/. Every action
 // is an event whose actor is the authenticated person. Handlers live in
-// one file per area: admin_devices.go, admin_config.go, admin_events.go,
-// admin_storage.go, admin_sessions.go, admin_channels.go.
+// one admin_*.go file per area; admin_stream.go pushes what the page
+// shows as it changes.
 type Admin struct {
 	// Access verifies Cloudflare Access; nil when it is not configured.
 	Access *Access

@@ -21,7 +21,9 @@ import (
 // The admin stream, GET /api/admin/stream, pushes to the admin page what
 // it used to poll for, as Server-Sent Events: the approval queues (device
 // and chat-platform pairing requests and their outcomes), config changes,
-// the replica status and a line for every new event. Each client follows
+// the replica status and a line for every new event. All but the replica
+// status follow the log; the replica status is polled, each second by
+// each stream, and sent when it changed. Each client follows
 // the log from its own position, so a reconnect with Last-Event-ID (the
 // seq of the last event it got) resumes exactly after it: none missed,
 // none repeated.

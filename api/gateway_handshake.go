@@ -20,8 +20,9 @@ import (
 //     token: it is put in the approval queue and told NOT_PAIRED (in
 //     DEV_MODE it is approved on the spot);
 //   - a client without device identity presenting the gateway token, only
-//     from a direct loopback connection (no proxy headers), like a local
-//     `openclaw gateway call`.
+//     from a local connection (Trust.Local: loopback trust on, a direct
+//     loopback peer without proxy headers, addressed to a loopback name),
+//     like a local `openclaw gateway call`.
 func (c *conn) handshake(r *http.Request, raw json.RawMessage, nonce string) (map[string]any, error) {
 	now := time.Now()
 	if c.g.limiter.blocked(c.ip, now) {
