@@ -5,6 +5,7 @@ import (
 	_ "embed"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -172,19 +173,45 @@ func (a *Admin) sameOrigin() gin.HandlerFunc {
 }
 
 // bindJSON decodes the body into v: 413 for a body over the limit, 400
-// with usage for anything malformed.
+// with usage for anything malformed. encoding/json rather than gin's
+// binding: the validator behind ShouldBindJSON uses reflection that keeps
+// every method of every type in the binary (see loading.go).
 func bindJSON(c *gin.Context, v any, usage string) error {
-	// encoding/json rather than gin's binding: the validator behind
-	// ShouldBindJSON uses reflection that keeps every method of every
-	// type in the binary (see loading.go).
-	if err := json.NewDecoder(c.Request.Body).Decode(v); err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return moltgate.Errorf(moltgate.ETOOLARGE, "the request body is over %d bytes", tooBig.Limit)
-		}
+	return bodyError(json.NewDecoder(c.Request.Body).Decode(v), usage)
+}
+
+// bindRequired is bindJSON for a body that must also be complete: 400
+// with usage when complete, asked after decoding, says it is not.
+func bindRequired(c *gin.Context, v any, usage string, complete func() bool) error {
+	if err := bindJSON(c, v, usage); err != nil {
+		return err
+	}
+	if !complete() {
 		return moltgate.Errorf(moltgate.EINVALID, "body must be JSON: %s", usage)
 	}
 	return nil
+}
+
+// bindOptionalJSON is bindJSON for a body that may be left out: no body,
+// whatever its framing (an empty chunked body has no Content-Length
+// either), leaves v as it is.
+func bindOptionalJSON(c *gin.Context, v any, usage string) error {
+	if err := json.NewDecoder(c.Request.Body).Decode(v); err != io.EOF {
+		return bodyError(err, usage)
+	}
+	return nil
+}
+
+// bodyError is what the client is told of a body that did not decode.
+func bodyError(err error, usage string) error {
+	var tooBig *http.MaxBytesError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &tooBig):
+		return moltgate.Errorf(moltgate.ETOOLARGE, "the request body is over %d bytes", tooBig.Limit)
+	}
+	return moltgate.Errorf(moltgate.EINVALID, "body must be JSON: %s", usage)
 }
 
 func bearer(r *http.Request) string {

@@ -24,11 +24,9 @@ func (a *Admin) channelPairing(approve bool) gin.HandlerFunc {
 		body := struct {
 			Notify *bool `json:"notify"`
 		}{}
-		if c.Request.ContentLength != 0 {
-			if err := bindJSON(c, &body, `{"notify": true}`); err != nil {
-				writeError(c, err)
-				return
-			}
+		if err := bindOptionalJSON(c, &body, `{"notify": true}`); err != nil {
+			writeError(c, err)
+			return
 		}
 		var err error
 		var sender moltgate.PendingSender

@@ -454,3 +454,38 @@ func TestAdmin_ExportPages(t *testing.T) {
 		}
 	}
 }
+
+// A body that may be left out may be left out however it is framed: an
+// empty chunked body has no Content-Length either. Given, it is read:
+// {"notify": false} approves a sender without telling them.
+func TestAdmin_OptionalBodies(t *testing.T) {
+	h, _, good := adminHarness(t)
+	requestID := errDetail(dial(t, h.url).connect(connectOpts{token: testToken, device: newDevice()}), "requestId").(string)
+	req, _ := http.NewRequest("POST", strings.Replace(h.url, "ws://", "http://", 1)+"/api/admin/devices/"+requestID+"/reject", io.MultiReader())
+	req.ContentLength = -1 // chunked
+	req.Header.Set("Cf-Access-Jwt-Assertion", good)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 200 {
+		t.Fatalf("reject with an empty chunked body = %d", res.StatusCode)
+	}
+	if code, out := adminDo(t, h, "POST", "/api/admin/devices/"+requestID+"/reject", good, `{"reason": `); code != 400 {
+		t.Fatalf("reject with a malformed body = %d %v", code, out)
+	}
+
+	code, _, err := h.svc.RequestChannelPairing(t.Context(), "telegram", "4242", "Ada", nil, moltgate.Meta{Source: moltgate.SourceChannel})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, out := adminDo(t, h, "POST", "/api/admin/channels/telegram/pairing/"+code+"/approve", good, `{"notify":false}`); st != 200 {
+		t.Fatalf("approve without notifying = %d %v", st, out)
+	}
+	events, _ := h.log.Query(t.Context(), eventlog.Filter{TypePrefix: moltgate.EventChannelPairingApproved})
+	var d moltgate.ChannelPairingResolvedData
+	if len(events) != 1 || events[0].Decode(&d) != nil || d.Notify {
+		t.Fatalf("approval = %+v, want notify false", events)
+	}
+}
