@@ -6,6 +6,7 @@ import (
 	"runtime/debug"
 
 	"github.com/gin-gonic/gin"
+	moltgate "github.com/moltgate/moltgate"
 )
 
 // MountDebug adds /debug/* (only when DEBUG_ROUTES=true), behind the same
@@ -35,7 +36,7 @@ func (s *Server) MountDebug(a *Admin) {
 	g.GET("/build", func(c *gin.Context) {
 		info, ok := debug.ReadBuildInfo()
 		if !ok {
-			writeError(c, nil)
+			writeError(c, moltgate.Errorf(moltgate.EUNAVAILABLE, "this binary carries no build information"))
 			return
 		}
 		deps := map[string]string{}

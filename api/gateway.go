@@ -131,15 +131,11 @@ func (g *Gateway) broadcast(event string, payload any, scope string) {
 	g.broadcastTo(event, payload, func(c *conn) bool { return c.allowed(scope) })
 }
 
-// broadcastChat sends a `chat` event to the connections that follow the
-// session (they sent to it or read its history). OpenClaw sends every chat
-// event to every reader; with many sessions streaming at once that is
-// n² frames, so moltgate scopes them to the session's followers.
-func (g *Gateway) broadcastChat(sessionKey string, payload any) {
-	g.broadcastSession(sessionKey, "chat", payload)
-}
-
-// broadcastSession sends an event to the connections following a session.
+// broadcastSession sends an event (`chat`, `agent`) to the connections
+// that follow the session (they sent to it or read its history). OpenClaw
+// sends every chat event to every reader; with many sessions streaming at
+// once that is n² frames, so moltgate scopes them to the session's
+// followers.
 func (g *Gateway) broadcastSession(sessionKey, event string, payload any) {
 	g.mu.Lock()
 	conns := make([]*conn, 0, len(g.followers[sessionKey]))
@@ -360,5 +356,5 @@ func (g *Gateway) RunDone(sessionKey, runID string, seq int, status, text, errMs
 	if errMsg != "" {
 		p["errorMessage"] = errMsg
 	}
-	g.broadcastChat(sessionKey, p)
+	g.broadcastSession(sessionKey, "chat", p)
 }

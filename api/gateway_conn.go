@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"net/http"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -105,10 +104,10 @@ func (g *Gateway) ServeWS(c *gin.Context) {
 		ctx: ctx, cancel: cancel, send: make(chan []byte, sendQueue), inflight: make(chan struct{}, 16), following: map[string]bool{}}
 	defer cancel()
 	defer conn.preauthDone()
-	conn.serve(c.Request)
+	conn.serve()
 }
 
-func (c *conn) serve(r *http.Request) {
+func (c *conn) serve() {
 	c.ws.SetReadLimit(maxPreauthPayload)
 	nonce := randomNonce()
 	challenge, _ := json.Marshal(map[string]any{"nonce": nonce, "ts": time.Now().UnixMilli()})
@@ -130,7 +129,7 @@ func (c *conn) serve(r *http.Request) {
 		c.ws.Close(websocket.StatusPolicyViolation, "first frame must be a connect request")
 		return
 	}
-	hello, err := c.handshake(r, f.Params, nonce)
+	hello, err := c.handshake(f.Params, nonce)
 	c.preauthDone()
 	if err != nil {
 		if isInternal(err) {
