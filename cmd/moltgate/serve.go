@@ -168,7 +168,6 @@ func (g *gateway) open(ctx context.Context) error {
 		return err
 	}
 	trust := &api.Trust{Proxies: proxies, Loopback: loopbackOnly(g.env.Listen()) || g.env.get("MOLTGATE_TRUST_LOOPBACK", "") == "true"}
-	g.server.Trust = trust
 	g.gw = api.NewGateway(g.token)
 	g.gw.DevMode = g.env.get("DEV_MODE", "") == "true"
 	g.gw.Trust = trust
@@ -288,7 +287,7 @@ func (g *gateway) close(ctx context.Context) error {
 // CF_ACCESS_TEAM_DOMAIN and CF_ACCESS_AUD when set, DEV_MODE, or else the
 // loopback-with-token fallback.
 func (g *gateway) admin(storageMissing []string) (*api.Admin, error) {
-	a := &api.Admin{Gateway: g.gw, Channels: g.service, Token: g.token, DevMode: g.gw.DevMode, StorageMissing: storageMissing,
+	a := &api.Admin{Gateway: g.gw, Channels: g.service, StorageMissing: storageMissing,
 		History: &projections.History{Log: g.log, Logger: g.logger}, Workspace: g.service, WorkspaceFiles: g.set}
 	a.SecretProblems = func() []moltgate.ConfigIssue {
 		doc, _ := g.set.Config.Current()
