@@ -64,7 +64,7 @@ func NewAccess(ctx context.Context, teamDomain, audience string, client *http.Cl
 }
 
 func isLoopbackHost(host string) bool {
-	if host == "localhost" {
+	if strings.EqualFold(host, "localhost") {
 		return true
 	}
 	ip := net.ParseIP(host)

@@ -5,6 +5,7 @@ import (
 	_ "embed"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -16,24 +17,23 @@ import (
 // Admin is the owner's JSON API under /api/admin (Moltworker's paths and
 // shapes where it has them) and the admin page at /_admin/. Every action
 // is an event whose actor is the authenticated person. Handlers live in
-// one file per area: admin_devices.go, admin_config.go, admin_events.go,
-// admin_storage.go, admin_sessions.go, admin_channels.go.
+// one admin_*.go file per area; admin_stream.go pushes what the page
+// shows as it changes.
 type Admin struct {
 	// Access verifies Cloudflare Access; nil when it is not configured.
 	Access *Access
 	// AccessMissing names the variables that would configure Access.
 	AccessMissing []string
-	DevMode       bool
-	// Token is the gateway token: without Access, the admin answers only
-	// local requests that carry it.
-	Token string
 	// StorageMissing names the variables a partial replica config lacks.
 	StorageMissing []string
 	// Restart restarts the agent runner and the channel adapters
 	// in-process and records gateway.restarted.
 	Restart func(ctx context.Context, meta moltgate.Meta) error
 
-	Gateway *Gateway // its services, queries, log and trust
+	// Gateway is the gateway administered: its services, queries, log and
+	// trust, its DEV_MODE and its token, which without Access admits
+	// local requests that carry it.
+	Gateway *Gateway
 	History moltgate.History
 	// EnvOverlay names the environment variables that configure the
 	// gateway at run time; the admin shows them as read-only (never their
@@ -55,10 +55,10 @@ const MaxAdminBody = 1 << 20
 
 // MountAdmin adds the admin API and the public status to the server.
 func (s *Server) MountAdmin(a *Admin) {
-	s.router.GET("/api/status", a.status(s))
+	s.router.GET("/api/status", a.status)
 	s.router.GET("/_admin/", a.page)
 	s.router.GET("/_admin", func(c *gin.Context) { c.Redirect(http.StatusFound, "/_admin/") })
-	g := s.router.Group("/api/admin", limitBody(MaxAdminBody), a.guard(), a.sameOrigin())
+	g := s.router.Group("/api/admin", a.middleware()...)
 	g.GET("/whoami", a.whoami)
 	g.GET("/devices", a.listDevices)
 	g.POST("/devices/approve-all", a.approveAll)
@@ -92,7 +92,13 @@ func (s *Server) MountAdmin(a *Admin) {
 	g.GET("/sessions", a.listSessions)
 	g.GET("/sessions/:key", a.transcript)
 	g.POST("/sessions/:key/reset", a.resetSession)
-	a.mountStream(s, g) // GET /api/admin/stream: the group's middleware, after an EventSource ?token= adapter
+	a.mountStream(s)
+}
+
+// middleware runs before every admin route: the body limit, the guard,
+// and the refusal of cross-site writes.
+func (a *Admin) middleware() gin.HandlersChain {
+	return gin.HandlersChain{limitBody(MaxAdminBody), a.guard(), a.sameOrigin()}
 }
 
 // guard admits the owner: a local request in DEV_MODE, a local request
@@ -104,10 +110,10 @@ func (a *Admin) guard() gin.HandlerFunc {
 	return func(c *gin.Context) {
 		local := a.Gateway.Trust.Local(c.Request)
 		switch {
-		case local && a.DevMode:
+		case local && a.Gateway.DevMode:
 			c.Set(ActorKey, "dev-mode")
 			c.Next()
-		case local && tokenEqual(bearer(c.Request), a.Token):
+		case local && tokenEqual(bearer(c.Request), a.Gateway.Token):
 			c.Set(ActorKey, "local-admin")
 			c.Next()
 		case a.Access != nil:
@@ -167,19 +173,45 @@ func (a *Admin) sameOrigin() gin.HandlerFunc {
 }
 
 // bindJSON decodes the body into v: 413 for a body over the limit, 400
-// with usage for anything malformed.
+// with usage for anything malformed. encoding/json rather than gin's
+// binding: the validator behind ShouldBindJSON uses reflection that keeps
+// every method of every type in the binary (see loading.go).
 func bindJSON(c *gin.Context, v any, usage string) error {
-	// encoding/json rather than gin's binding: the validator behind
-	// ShouldBindJSON uses reflection that keeps every method of every
-	// type in the binary (see loading.go).
-	if err := json.NewDecoder(c.Request.Body).Decode(v); err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return moltgate.Errorf(moltgate.ETOOLARGE, "the request body is over %d bytes", tooBig.Limit)
-		}
+	return bodyError(json.NewDecoder(c.Request.Body).Decode(v), usage)
+}
+
+// bindRequired is bindJSON for a body that must also be complete: 400
+// with usage when complete, asked after decoding, says it is not.
+func bindRequired(c *gin.Context, v any, usage string, complete func() bool) error {
+	if err := bindJSON(c, v, usage); err != nil {
+		return err
+	}
+	if !complete() {
 		return moltgate.Errorf(moltgate.EINVALID, "body must be JSON: %s", usage)
 	}
 	return nil
+}
+
+// bindOptionalJSON is bindJSON for a body that may be left out: no body,
+// whatever its framing (an empty chunked body has no Content-Length
+// either), leaves v as it is.
+func bindOptionalJSON(c *gin.Context, v any, usage string) error {
+	if err := json.NewDecoder(c.Request.Body).Decode(v); err != io.EOF {
+		return bodyError(err, usage)
+	}
+	return nil
+}
+
+// bodyError is what the client is told of a body that did not decode.
+func bodyError(err error, usage string) error {
+	var tooBig *http.MaxBytesError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &tooBig):
+		return moltgate.Errorf(moltgate.ETOOLARGE, "the request body is over %d bytes", tooBig.Limit)
+	}
+	return moltgate.Errorf(moltgate.EINVALID, "body must be JSON: %s", usage)
 }
 
 func bearer(r *http.Request) string {
@@ -193,20 +225,21 @@ func (a *Admin) actorMeta(c *gin.Context) moltgate.Meta {
 	return moltgate.Meta{Actor: c.GetString(ActorKey), Source: moltgate.SourceUI, RemoteIP: a.Gateway.Trust.ClientIP(c.Request), CorrelationID: c.GetString(requestIDKey)}
 }
 
-func (a *Admin) status(s *Server) gin.HandlerFunc {
-	return func(c *gin.Context) {
-		ready, stage := s.IsReady()
-		out := gin.H{"ready": ready, "stage": stage, "version": moltgate.Version}
-		if ready {
-			st := a.Gateway.Storage.Status(c.Request.Context())
-			out["storage"] = gin.H{"configured": st.Configured, "lastSyncAt": st.LastSyncAt, "lagEvents": st.LagEvents, "healthy": st.LastError == ""}
-		}
-		c.JSON(http.StatusOK, out)
-	}
+// status is public: whether the gateway serves, and whether its replica
+// is healthy. Mounted routes are served only once the server is ready
+// (while it starts, the loading answer says so instead).
+func (a *Admin) status(c *gin.Context) {
+	st := a.Gateway.Storage.Status(c.Request.Context())
+	c.JSON(http.StatusOK, gin.H{"ready": true, "version": moltgate.Version,
+		"storage": gin.H{"configured": st.Configured, "lastSyncAt": st.LastSyncAt, "lagEvents": st.LagEvents, "healthy": st.LastError == ""}})
 }
 
 //go:embed web/admin.html
-var adminPage []byte
+var adminHTML string
+
+// adminPage is served, like the chat, with a CSP that runs only its own
+// inline script and style.
+var adminPage = mustHashedPage(adminHTML, nil)
 
 // page serves the admin UI, guarded like the API. The page itself holds
 // nothing: on a box without Access its API calls carry the token it was
@@ -214,7 +247,7 @@ var adminPage []byte
 func (a *Admin) page(c *gin.Context) {
 	local := a.Gateway.Trust.Local(c.Request)
 	switch {
-	case local && (a.DevMode || a.Access == nil):
+	case local && (a.Gateway.DevMode || a.Access == nil):
 	case a.Access != nil:
 		a.Access.Middleware()(c)
 		if c.IsAborted() {
@@ -224,14 +257,11 @@ func (a *Admin) page(c *gin.Context) {
 		writeError(c, moltgate.Errorf(moltgate.EUNAVAILABLE, "the admin needs Cloudflare Access: set %s", strings.Join(a.AccessMissing, " and ")))
 		return
 	}
-	c.Header("Cache-Control", "no-store")
-	c.Header("Content-Security-Policy", "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
-	c.Header("X-Content-Type-Options", "nosniff")
-	c.Data(http.StatusOK, "text/html; charset=utf-8", adminPage)
+	adminPage.serve(c)
 }
 
 func (a *Admin) whoami(c *gin.Context) {
-	c.JSON(http.StatusOK, gin.H{"actor": c.GetString(ActorKey), "devMode": a.DevMode})
+	c.JSON(http.StatusOK, gin.H{"actor": c.GetString(ActorKey), "devMode": a.Gateway.DevMode})
 }
 
 // restart restarts the agent and the channels in-process: in-flight runs

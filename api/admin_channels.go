@@ -9,12 +9,7 @@ import (
 )
 
 func (a *Admin) listChannels(c *gin.Context) {
-	now := time.Now()
-	pending := []gin.H{}
-	for _, p := range a.Gateway.Queries.PendingSenders("", now) {
-		pending = append(pending, gin.H{"channel": p.Channel, "senderId": p.SenderID, "senderName": p.SenderName, "code": p.Code,
-			"ageMs": now.Sub(p.RequestedAt).Milliseconds(), "expiresAtMs": p.ExpiresAt.UnixMilli()})
-	}
+	pending := sendersWire(a.Gateway.Queries.PendingSenders("", time.Now()))
 	allow := gin.H{}
 	for _, ch := range moltgate.ChannelNames {
 		allow[ch] = a.Gateway.Queries.Allowlist(ch)
@@ -29,11 +24,9 @@ func (a *Admin) channelPairing(approve bool) gin.HandlerFunc {
 		body := struct {
 			Notify *bool `json:"notify"`
 		}{}
-		if c.Request.ContentLength != 0 {
-			if err := bindJSON(c, &body, `{"notify": true}`); err != nil {
-				writeError(c, err)
-				return
-			}
+		if err := bindOptionalJSON(c, &body, `{"notify": true}`); err != nil {
+			writeError(c, err)
+			return
 		}
 		var err error
 		var sender moltgate.PendingSender

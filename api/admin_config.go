@@ -34,8 +34,8 @@ func (a *Admin) putConfig(c *gin.Context) {
 		Config   json.RawMessage `json:"config"`
 		BaseHash string          `json:"baseHash"`
 	}
-	if err := bindJSON(c, &body, `{"config": {…}, "baseHash": "…"}`); err != nil || len(body.Config) == 0 {
-		writeError(c, orInvalid(err, `body must be JSON: {"config": {…}, "baseHash": "…"}`))
+	if err := bindRequired(c, &body, `{"config": {…}, "baseHash": "…"}`, func() bool { return len(body.Config) > 0 }); err != nil {
+		writeError(c, err)
 		return
 	}
 	res, err := a.Gateway.Config.ApplyConfig(c.Request.Context(), body.Config, body.BaseHash, a.actorMeta(c))
@@ -52,8 +52,8 @@ func (a *Admin) validateConfig(c *gin.Context) {
 	var body struct {
 		Config json.RawMessage `json:"config"`
 	}
-	if err := bindJSON(c, &body, `{"config": {…}}`); err != nil || len(body.Config) == 0 {
-		writeError(c, orInvalid(err, `body must be JSON: {"config": {…}}`))
+	if err := bindRequired(c, &body, `{"config": {…}}`, func() bool { return len(body.Config) > 0 }); err != nil {
+		writeError(c, err)
 		return
 	}
 	issues, warnings := a.Gateway.Config.CheckConfig(c.Request.Context(), body.Config)
@@ -103,8 +103,8 @@ func (a *Admin) revertConfig(c *gin.Context) {
 		Seq      int64  `json:"seq"`
 		BaseHash string `json:"baseHash"`
 	}
-	if err := bindJSON(c, &body, `{"seq": N, "baseHash": "…"}`); err != nil || body.Seq <= 0 {
-		writeError(c, orInvalid(err, `body must be JSON: {"seq": N, "baseHash": "…"}`))
+	if err := bindRequired(c, &body, `{"seq": N, "baseHash": "…"}`, func() bool { return body.Seq > 0 }); err != nil {
+		writeError(c, err)
 		return
 	}
 	res, err := a.Gateway.Config.RevertConfig(c.Request.Context(), body.Seq, body.BaseHash, a.actorMeta(c))
@@ -113,13 +113,4 @@ func (a *Admin) revertConfig(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusOK, gin.H{"success": true, "hash": res.Hash, "revertedTo": body.Seq, "warnings": nonNilIssues(res.Warnings)})
-}
-
-// orInvalid is err, or an EINVALID with msg when the body decoded but a
-// required field was missing.
-func orInvalid(err error, msg string) error {
-	if err != nil {
-		return err
-	}
-	return moltgate.Errorf(moltgate.EINVALID, "%s", msg)
 }

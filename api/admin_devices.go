@@ -41,11 +41,9 @@ func (a *Admin) rejectDevice(c *gin.Context) {
 	var body struct {
 		Reason string `json:"reason"`
 	}
-	if c.Request.ContentLength != 0 {
-		if err := bindJSON(c, &body, `{"reason": "…"}`); err != nil {
-			writeError(c, err)
-			return
-		}
+	if err := bindOptionalJSON(c, &body, `{"reason": "…"}`); err != nil {
+		writeError(c, err)
+		return
 	}
 	if _, err := a.Gateway.Devices.RejectPairing(c.Request.Context(), c.Param("id"), body.Reason, a.actorMeta(c)); err != nil {
 		writeError(c, err)

@@ -12,11 +12,12 @@ func (a *Admin) listSessions(c *gin.Context) {
 }
 
 func (a *Admin) transcript(c *gin.Context) {
-	if _, ok := a.Gateway.Queries.Session(moltgate.CanonicalSessionKey(c.Param("key"))); !ok {
-		writeError(c, moltgate.Errorf(moltgate.ENOTFOUND, "no session %q", moltgate.CanonicalSessionKey(c.Param("key"))))
+	key := moltgate.CanonicalSessionKey(c.Param("key"))
+	if _, ok := a.Gateway.Queries.Session(key); !ok {
+		writeError(c, moltgate.Errorf(moltgate.ENOTFOUND, "no session %q", key))
 		return
 	}
-	msgs, err := a.Gateway.Chat.Transcript(c.Request.Context(), moltgate.CanonicalSessionKey(c.Param("key")), 0)
+	msgs, err := a.Gateway.Chat.Transcript(c.Request.Context(), key, 0)
 	if err != nil {
 		writeError(c, err)
 		return
@@ -24,12 +25,13 @@ func (a *Admin) transcript(c *gin.Context) {
 	for i := range msgs {
 		msgs[i] = redactMessage(msgs[i])
 	}
-	c.JSON(http.StatusOK, gin.H{"sessionKey": moltgate.CanonicalSessionKey(c.Param("key")), "messages": msgs})
+	c.JSON(http.StatusOK, gin.H{"sessionKey": key, "messages": msgs})
 }
 
 func (a *Admin) resetSession(c *gin.Context) {
-	a.Gateway.Runs.Abort(moltgate.CanonicalSessionKey(c.Param("key")), "")
-	id, err := a.Gateway.Chat.ResetSession(c.Request.Context(), moltgate.CanonicalSessionKey(c.Param("key")), a.actorMeta(c))
+	key := moltgate.CanonicalSessionKey(c.Param("key"))
+	a.Gateway.Runs.Abort(key, "")
+	id, err := a.Gateway.Chat.ResetSession(c.Request.Context(), key, a.actorMeta(c))
 	if err != nil {
 		writeError(c, err)
 		return

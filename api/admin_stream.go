@@ -21,7 +21,9 @@ import (
 // The admin stream, GET /api/admin/stream, pushes to the admin page what
 // it used to poll for, as Server-Sent Events: the approval queues (device
 // and chat-platform pairing requests and their outcomes), config changes,
-// the replica status and a line for every new event. Each client follows
+// the replica status and a line for every new event. All but the replica
+// status follow the log; the replica status is polled, each second by
+// each stream, and sent when it changed. Each client follows
 // the log from its own position, so a reconnect with Last-Event-ID (the
 // seq of the last event it got) resumes exactly after it: none missed,
 // none repeated.
@@ -67,24 +69,16 @@ var errSlowClient = errors.New("the admin stream's client did not keep up")
 type adminStream struct {
 	admin *Admin
 	slots chan struct{} // one per open stream
-
-	// closing ends every stream when the HTTP server shuts down: Shutdown
-	// waits for requests in flight, and a stream never ends by itself.
-	closing  context.Context
-	shutdown context.CancelFunc
-	hookOnce sync.Once
+	// closing ends every stream when the server closes: Shutdown waits
+	// for requests in flight, and a stream never ends by itself.
+	closing context.Context
 }
 
-// mountStream adds GET /api/admin/stream behind the admin group's own
-// middleware (its guard among them), preceded by streamQueryToken.
-func (a *Admin) mountStream(s *Server, g *gin.RouterGroup) {
-	st := &adminStream{admin: a, slots: make(chan struct{}, maxAdminStreams)}
-	st.closing, st.shutdown = context.WithCancel(context.Background())
-	// s.router.Handle adds the engine's middleware itself: take only
-	// what the group added after it.
-	groupOwn := g.Handlers[len(s.router.Handlers):]
-	chain := slices.Concat(gin.HandlersChain{a.streamQueryToken}, groupOwn, gin.HandlersChain{st.serve})
-	s.router.Handle(http.MethodGet, g.BasePath()+"/stream", chain...)
+// mountStream adds GET /api/admin/stream behind the admin's middleware
+// (its guard among them), preceded by streamQueryToken.
+func (a *Admin) mountStream(s *Server) {
+	st := &adminStream{admin: a, slots: make(chan struct{}, maxAdminStreams), closing: s.done}
+	s.router.GET("/api/admin/stream", slices.Concat(gin.HandlersChain{a.streamQueryToken}, a.middleware(), gin.HandlersChain{st.serve})...)
 }
 
 // streamQueryToken lets EventSource, which cannot send headers, carry the
@@ -129,9 +123,6 @@ func (st *adminStream) serve(c *gin.Context) {
 	default:
 		writeError(c, moltgate.Errorf(moltgate.ETOOMANY, "%d admin streams are open: close an admin tab", maxAdminStreams))
 		return
-	}
-	if srv, ok := r.Context().Value(http.ServerContextKey).(*http.Server); ok {
-		st.hookOnce.Do(func() { srv.RegisterOnShutdown(st.shutdown) })
 	}
 
 	ctx, cancel := context.WithCancel(r.Context())
@@ -293,20 +284,10 @@ func (st *adminStream) snapshot(ctx context.Context) (seq int64, data, storage [
 			recent = append(recent, newLogEntry(e))
 		}
 	}
-	pending, paired, senders := []map[string]any{}, []map[string]any{}, []gin.H{}
-	for _, d := range v.Devices.Pending {
-		pending = append(pending, deviceWire(d))
-	}
-	for _, d := range v.Devices.Paired {
-		paired = append(paired, deviceWire(d))
-	}
-	for _, p := range v.Channels.Pending {
-		senders = append(senders, senderWire(p.Channel, p.SenderID, p.SenderName, p.Code, p.RequestedAt, p.ExpiresAt))
-	}
 	storage = st.storageJSON(ctx)
 	data = frameJSON(gin.H{"seq": v.Seq, "lastSeq": g.Events.LastSeq(),
-		"devices":  gin.H{"pending": pending, "paired": paired},
-		"channels": gin.H{"pending": senders},
+		"devices":  deviceListsWire(v.Devices.Pending, v.Devices.Paired),
+		"channels": gin.H{"pending": sendersWire(v.Channels.Pending)},
 		"config":   gin.H{"hash": v.Config.Hash},
 		"storage":  json.RawMessage(storage),
 		"events":   recent})
@@ -421,6 +402,15 @@ func requestedDevice(d moltgate.DevicePairingRequestedData, at time.Time) moltga
 	return moltgate.Device{RequestID: d.RequestID, DeviceID: d.DeviceID, PublicKey: d.PublicKey, DisplayName: d.DisplayName,
 		Platform: d.Platform, DeviceFamily: d.DeviceFamily, ClientID: d.ClientID, ClientMode: d.ClientMode, Role: d.Role,
 		Scopes: d.Scopes, RemoteIP: d.RemoteIP, State: moltgate.DevicePending, RequestedAt: at, ExpiresAt: time.UnixMilli(d.ExpiresAtMs)}
+}
+
+// sendersWire is the waiting chat-platform senders as the page shows them.
+func sendersWire(pending []moltgate.PendingSender) []gin.H {
+	out := make([]gin.H, 0, len(pending))
+	for _, p := range pending {
+		out = append(out, senderWire(p.Channel, p.SenderID, p.SenderName, p.Code, p.RequestedAt, p.ExpiresAt))
+	}
+	return out
 }
 
 // senderWire is a waiting chat-platform sender as the page shows it.

@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"runtime"
 	"strconv"
 	"strings"
@@ -22,6 +23,7 @@ import (
 	moltgate "github.com/moltgate/moltgate"
 	"github.com/moltgate/moltgate/agent"
 	"github.com/moltgate/moltgate/api"
+	"github.com/moltgate/moltgate/internal/fakes3"
 	"github.com/moltgate/moltgate/projections"
 )
 
@@ -511,7 +513,7 @@ func TestAdminStream_Limit(t *testing.T) {
 // the admin still wants the header.
 func TestAdminStream_LocalToken(t *testing.T) {
 	h := newHarness(t, "", agent.Echo{})
-	h.server.MountAdmin(&api.Admin{Token: testToken, Gateway: h.gw, History: &projections.History{Log: h.log}, AccessMissing: []string{"CF_ACCESS_TEAM_DOMAIN", "CF_ACCESS_AUD"}})
+	h.server.MountAdmin(&api.Admin{Gateway: h.gw, History: &projections.History{Log: h.log}, AccessMissing: []string{"CF_ACCESS_TEAM_DOMAIN", "CF_ACCESS_AUD"}})
 	openStream(t, h, "?token="+testToken).expect("snapshot")
 	openStream(t, h, "", "Authorization", "Bearer "+testToken).expect("snapshot")
 	for name, c := range map[string]struct {
@@ -638,7 +640,8 @@ func TestAdminStream_SlowClient(t *testing.T) {
 // (500 ms on average), plus that poll's round trip, measured here.
 func BenchmarkAdminStream(b *testing.B) {
 	h := newHarness(b, "", agent.Echo{})
-	h.server.MountAdmin(&api.Admin{DevMode: true, Gateway: h.gw, History: &projections.History{Log: h.log}})
+	h.gw.DevMode = true // the requests are appended, not made by devices connecting
+	h.server.MountAdmin(&api.Admin{Gateway: h.gw, History: &projections.History{Log: h.log}})
 	s := openStream(b, h, "")
 	s.expect("snapshot")
 	stream, appends := make([]time.Duration, 0, b.N), make([]time.Duration, 0, b.N)
@@ -674,4 +677,55 @@ func BenchmarkAdminStream(b *testing.B) {
 	b.ReportMetric(ms(500*time.Millisecond+percentile(fetches, 50)), "poll-p50-ms")
 	b.ReportMetric(ms(990*time.Millisecond+percentile(fetches, 99)), "poll-p99-ms")
 	b.ReportMetric(0, "ns/op")
+}
+
+// With a replica, the stream says when its status changes: a sync moves
+// replicatedSeq (the page polls nothing for it).
+func TestAdminStream_StorageFrames(t *testing.T) {
+	h := newHarnessReplica(t, "", agent.Echo{}, ptr(fakes3.New(t).Config("stream")))
+	h.server.MountAdmin(&api.Admin{Gateway: h.gw, History: &projections.History{Log: h.log}})
+	s := openStream(t, h, "", "Authorization", "Bearer "+testToken)
+	_, snap := s.expect("snapshot")
+	if storage := snap["storage"].(map[string]any); storage["configured"] != true {
+		t.Fatalf("snapshot storage = %v", storage)
+	}
+	deviceRequests(t, h, 3, "x")
+	if err := h.log.SyncNow(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	last, timeout := float64(h.log.LastSeq()), time.After(10*time.Second)
+	for synced := false; !synced; {
+		select {
+		case f := <-s.frames:
+			if f.event != "storage" {
+				continue
+			}
+			st := f.json(t)
+			status := st["status"].(map[string]any)
+			if f.id != "" || st["configured"] != true || status["replica"] == "" {
+				t.Fatalf("storage frame = id %q %v", f.id, st)
+			}
+			synced = status["replicatedSeq"] == last
+		case <-timeout:
+			t.Fatalf("no storage frame says seq %v is replicated", last)
+		}
+	}
+}
+
+// A stream asked for once the server is closing is refused: it would
+// hold up the shutdown (the network is closed by then, so the router is
+// asked directly, as a connection accepted just before would).
+func TestAdminStream_RefusedAfterShutdown(t *testing.T) {
+	h, _, good := adminHarness(t)
+	if err := h.server.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	req := httptest.NewRequest("GET", "/api/admin/stream", nil)
+	req.Header.Set("Accept", "text/event-stream")
+	req.Header.Set("Cf-Access-Jwt-Assertion", good)
+	rec := httptest.NewRecorder()
+	h.server.Router().ServeHTTP(rec, req)
+	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "shutting down") {
+		t.Fatalf("a stream after shutdown = %d %s", rec.Code, rec.Body)
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -29,7 +30,7 @@ func adminHarness(t *testing.T) (*harness, *idp, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	admin := &api.Admin{Access: access, Token: testToken, Gateway: h.gw, Channels: h.svc, History: &projections.History{Log: h.log}}
+	admin := &api.Admin{Access: access, Gateway: h.gw, Channels: h.svc, History: &projections.History{Log: h.log}}
 	h.server.MountAdmin(admin)
 	h.server.MountDebug(admin)
 	good := p.sign(t, jwt.SigningMethodRS256, "rsa-1", p.rsaKey, p.claims(nil))
@@ -176,6 +177,11 @@ func TestAdmin_Actions(t *testing.T) {
 		if e.(map[string]any)["meta"].(map[string]any)["actor"] != "owner@example.com" {
 			t.Fatalf("actor filter let through %v", e)
 		}
+		// The list is of envelopes, as the stream's log frames: a payload
+		// is read one event at a time.
+		if _, ok := e.(map[string]any)["data"]; ok {
+			t.Fatalf("the events list carries a payload: %v", e)
+		}
 	}
 	if code, _ := adminDo(t, h, "GET", "/api/admin/events?since=yesterday", good, ""); code != 400 {
 		t.Fatalf("bad since = %d", code)
@@ -221,7 +227,7 @@ func TestAdmin_Actions(t *testing.T) {
 
 func TestAdmin_WithoutAccess(t *testing.T) {
 	h := newHarness(t, "", agent.Echo{})
-	h.server.MountAdmin(&api.Admin{Token: testToken, Gateway: h.gw, History: &projections.History{Log: h.log}, AccessMissing: []string{"CF_ACCESS_TEAM_DOMAIN", "CF_ACCESS_AUD"}})
+	h.server.MountAdmin(&api.Admin{Gateway: h.gw, History: &projections.History{Log: h.log}, AccessMissing: []string{"CF_ACCESS_TEAM_DOMAIN", "CF_ACCESS_AUD"}})
 	if code, _ := adminDo(t, h, "GET", "/api/admin/devices", "", "", "Authorization", "Bearer "+testToken); code != 200 {
 		t.Fatalf("loopback with token = %d", code)
 	}
@@ -309,6 +315,10 @@ func TestAdmin_Channels(t *testing.T) {
 	if st != 200 || len(pending) != 1 || pending[0].(map[string]any)["senderName"] != "Ada" {
 		t.Fatalf("channels = %d %v", st, out)
 	}
+	// The same shape as the stream's channel.pair.requested.
+	if at, _ := pending[0].(map[string]any)["requestedAtMs"].(float64); at > float64(time.Now().UnixMilli()) || at < float64(time.Now().Add(-time.Minute).UnixMilli()) {
+		t.Fatalf("pending sender = %v, want requestedAtMs", pending[0])
+	}
 	if st, _ := adminDo(t, h, "POST", "/api/admin/channels/telegram/pairing/WRONG123/approve", good, ""); st != 404 {
 		t.Fatalf("unknown code = %d", st)
 	}
@@ -331,5 +341,151 @@ func TestAdmin_Channels(t *testing.T) {
 	events, _ := h.log.Query(ctx, eventlog.Filter{TypePrefix: "channel."})
 	if len(events) != 3 || events[1].Meta.Actor != "owner@example.com" || events[2].Meta.Actor != "owner@example.com" {
 		t.Fatalf("channel events = %+v", events)
+	}
+}
+
+// The events list pages back to the first event and stops there: before=1
+// lists nothing (UntilSeq 0 would have meant "no bound": the newest events
+// again, and a client paging by nextBefore would loop).
+func TestAdmin_EventPagesEnd(t *testing.T) {
+	h, _, good := adminHarness(t)
+	deviceRequests(t, h, 4, "x")
+	var seqs []int64
+	for path := "/api/admin/events?limit=3"; ; {
+		code, out := adminDo(t, h, "GET", path, good, "")
+		if code != 200 {
+			t.Fatalf("%s = %d %v", path, code, out)
+		}
+		for _, e := range out["events"].([]any) {
+			seqs = append(seqs, int64(e.(map[string]any)["seq"].(float64)))
+		}
+		next, ok := out["nextBefore"].(float64)
+		if !ok {
+			break
+		}
+		if len(seqs) > 4 {
+			t.Fatalf("paging does not end: %v", seqs)
+		}
+		path = fmt.Sprintf("/api/admin/events?limit=3&before=%d", int64(next))
+	}
+	if fmt.Sprint(seqs) != "[4 3 2 1]" {
+		t.Fatalf("pages = %v, want [4 3 2 1]", seqs)
+	}
+	for _, before := range []string{"1", "0", "-5"} {
+		if code, out := adminDo(t, h, "GET", "/api/admin/events?before="+before, good, ""); code != 200 || len(out["events"].([]any)) != 0 || out["nextBefore"] != nil {
+			t.Fatalf("before=%s = %d %v, want no events", before, code, out)
+		}
+	}
+	if code, out := adminDo(t, h, "GET", "/api/admin/events?limit=4", good, ""); code != 200 || len(out["events"].([]any)) != 4 || out["nextBefore"] != nil {
+		t.Fatalf("a full page ending at seq 1 = %d %v, want no nextBefore", code, out)
+	}
+}
+
+// pagedReader is the log as an export must read it: a page at a time.
+type pagedReader struct {
+	moltgate.EventReader
+	t       *testing.T
+	queries atomic.Int32
+}
+
+func (r *pagedReader) Query(ctx context.Context, f moltgate.EventFilter) ([]moltgate.Event, error) {
+	if f.Limit < 1 || f.Limit > 1000 {
+		r.t.Errorf("a query of %d events", f.Limit)
+	}
+	r.queries.Add(1)
+	return r.EventReader.Query(ctx, f)
+}
+
+func (r *pagedReader) Scan(ctx context.Context, f moltgate.EventFilter, fn func(moltgate.Event) error) error {
+	r.t.Error("the export read the whole log in one transaction while writing to the client")
+	return r.EventReader.Scan(ctx, f, fn)
+}
+
+// adminOver serves the admin (DEV_MODE, loopback trust) of a gateway over
+// h's read models whose log reader is events, and returns its base URL.
+func adminOver(t *testing.T, h *harness, events moltgate.EventReader) string {
+	gw := api.NewGateway(testToken)
+	gw.Trust, gw.DevMode = &api.Trust{Loopback: true}, true
+	gw.Queries, gw.Events, gw.Storage, gw.Logger = h.models, events, h.log, h.log.Logger
+	s := api.NewServer("127.0.0.1:0")
+	s.MountAdmin(&api.Admin{Gateway: gw, Channels: h.svc, History: &projections.History{Log: h.log}})
+	if err := s.Open(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close(context.Background()) })
+	s.Ready()
+	return s.URL()
+}
+
+// The export reads the log a page at a time, so no read transaction
+// lasts while the client downloads, and the pages join up.
+func TestAdmin_ExportPages(t *testing.T) {
+	h := newHarness(t, "", agent.Echo{})
+	deviceRequests(t, h, 2100, "x")
+	reader := &pagedReader{EventReader: h.log, t: t}
+	base := adminOver(t, h, reader)
+	for query, want := range map[string]int{"": 2100, "?after=50&before=1051": 1000, "?before=1": 0} {
+		reader.queries.Store(0)
+		res, err := http.Get(base + "/api/admin/events/export" + query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var seqs []int64
+		for dec := json.NewDecoder(res.Body); ; {
+			var e moltgate.Event
+			if err := dec.Decode(&e); err == io.EOF {
+				break
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			seqs = append(seqs, e.Seq)
+		}
+		res.Body.Close()
+		if res.StatusCode != 200 || len(seqs) != want {
+			t.Fatalf("export%s = %d with %d events, want %d", query, res.StatusCode, len(seqs), want)
+		}
+		for i := 1; i < len(seqs); i++ {
+			if seqs[i] != seqs[i-1]+1 {
+				t.Fatalf("export%s: seq %d after %d", query, seqs[i], seqs[i-1])
+			}
+		}
+		if pages := int(reader.queries.Load()); want > 0 && pages != want/1000+1 {
+			t.Fatalf("export%s read %d pages for %d events", query, pages, want)
+		}
+	}
+}
+
+// A body that may be left out may be left out however it is framed: an
+// empty chunked body has no Content-Length either. Given, it is read:
+// {"notify": false} approves a sender without telling them.
+func TestAdmin_OptionalBodies(t *testing.T) {
+	h, _, good := adminHarness(t)
+	requestID := errDetail(dial(t, h.url).connect(connectOpts{token: testToken, device: newDevice()}), "requestId").(string)
+	req, _ := http.NewRequest("POST", strings.Replace(h.url, "ws://", "http://", 1)+"/api/admin/devices/"+requestID+"/reject", io.MultiReader())
+	req.ContentLength = -1 // chunked
+	req.Header.Set("Cf-Access-Jwt-Assertion", good)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 200 {
+		t.Fatalf("reject with an empty chunked body = %d", res.StatusCode)
+	}
+	if code, out := adminDo(t, h, "POST", "/api/admin/devices/"+requestID+"/reject", good, `{"reason": `); code != 400 {
+		t.Fatalf("reject with a malformed body = %d %v", code, out)
+	}
+
+	code, _, err := h.svc.RequestChannelPairing(t.Context(), "telegram", "4242", "Ada", nil, moltgate.Meta{Source: moltgate.SourceChannel})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, out := adminDo(t, h, "POST", "/api/admin/channels/telegram/pairing/"+code+"/approve", good, `{"notify":false}`); st != 200 {
+		t.Fatalf("approve without notifying = %d %v", st, out)
+	}
+	events, _ := h.log.Query(t.Context(), eventlog.Filter{TypePrefix: moltgate.EventChannelPairingApproved})
+	var d moltgate.ChannelPairingResolvedData
+	if len(events) != 1 || events[0].Decode(&d) != nil || d.Notify {
+		t.Fatalf("approval = %+v, want notify false", events)
 	}
 }

@@ -16,10 +16,12 @@ import (
 	"github.com/moltgate/moltgate/projections"
 )
 
+// TestAdminUI drives the admin as an owner on this machine without
+// Access does: opened with the gateway token.
 func TestAdminUI(t *testing.T) {
 	h := newHarness(t, "", agent.Echo{})
 	restarted := make(chan struct{}, 1)
-	h.server.MountAdmin(&api.Admin{DevMode: true, Gateway: h.gw, Channels: h.svc, History: &projections.History{Log: h.log}, Restart: func(context.Context, moltgate.Meta) error {
+	h.server.MountAdmin(&api.Admin{Gateway: h.gw, Channels: h.svc, History: &projections.History{Log: h.log}, Restart: func(context.Context, moltgate.Meta) error {
 		restarted <- struct{}{}
 		return nil
 	}})
@@ -47,12 +49,15 @@ func TestAdminUI(t *testing.T) {
 	}
 
 	within(t, ctx, 20*time.Second, "open the admin",
-		chromedp.Navigate(base+"/_admin/"),
-		chromedp.Poll[chromedp.Void](`document.getElementById("who").textContent === "dev-mode"`),
-		chromedp.WaitVisible(chromedp.ID("devbanner")),
+		chromedp.Navigate(base+"/_admin/?token="+testToken),
+		chromedp.Poll[chromedp.Void](`document.getElementById("who").textContent === "local-admin"`),
 		chromedp.Poll[chromedp.Void](`document.getElementById("stream").textContent === "● live"`),
 		chromedp.Evaluate[chromedp.Void](`window.confirm = () => true; window.alert = (m) => { window.__alert = m }`),
 	)
+	// The page's style applies under its CSP (by hash, without style attributes).
+	if !eval[bool](t, ctx, `getComputedStyle(document.getElementById("fatal")).paddingLeft === "16px" && getComputedStyle(document.querySelector("h2.next")).marginTop === "16px"`) {
+		t.Fatal("the admin page's style does not apply")
+	}
 	live := time.Now()
 	within(t, ctx, 10*time.Second, "restart with confirmation", chromedp.Click(chromedp.ID("restart")))
 	select {
@@ -90,7 +95,7 @@ func TestAdminUI(t *testing.T) {
 	within(t, ctx, 10*time.Second, "approve the chat sender",
 		chromedp.Click(chromedp.CSS(row+` button`)),
 		chromedp.Poll[chromedp.Void](`document.querySelectorAll("#senders tr").length === 0`),
-		chromedp.Poll[chromedp.Void](`(document.querySelector('#outcomes li[data-key="telegram/`+code+`"]') || {}).textContent?.startsWith("approved telegram sender Ada (4242) by dev-mode")`),
+		chromedp.Poll[chromedp.Void](`(document.querySelector('#outcomes li[data-key="telegram/`+code+`"]') || {}).textContent?.startsWith("approved telegram sender Ada (4242) by local-admin")`),
 	)
 	if !h.models.Channels.Allowed("telegram", "4242") {
 		t.Fatal("the sender approved in the UI is not allowed")
@@ -177,11 +182,25 @@ func TestAdminUI(t *testing.T) {
 	screenshot(t, ctx, "admin-phone.png")
 }
 
+// In DEV_MODE the page needs no token, and says that it is open.
+func TestAdminUI_DevMode(t *testing.T) {
+	h := newHarness(t, "", agent.Echo{})
+	h.gw.DevMode = true
+	h.server.MountAdmin(&api.Admin{Gateway: h.gw, Channels: h.svc, History: &projections.History{Log: h.log}})
+	ctx := newBrowser(t)
+	within(t, ctx, 20*time.Second, "open the admin in DEV_MODE",
+		chromedp.Navigate(strings.Replace(h.url, "ws://", "http://", 1)+"/_admin/"),
+		chromedp.Poll[chromedp.Void](`document.getElementById("who").textContent === "dev-mode"`),
+		chromedp.WaitVisible(chromedp.ID("devbanner")),
+		chromedp.Poll[chromedp.Void](`document.getElementById("stream").textContent === "● live"`),
+	)
+}
+
 // Without Access, the page opened with ?token= authenticates its stream
 // with the token too (EventSource cannot send the header its fetches send).
 func TestAdminUI_LocalToken(t *testing.T) {
 	h := newHarness(t, "", agent.Echo{})
-	h.server.MountAdmin(&api.Admin{Token: testToken, Gateway: h.gw, Channels: h.svc, History: &projections.History{Log: h.log}})
+	h.server.MountAdmin(&api.Admin{Gateway: h.gw, Channels: h.svc, History: &projections.History{Log: h.log}})
 	ctx := newBrowser(t)
 	within(t, ctx, 20*time.Second, "open the admin with the token",
 		chromedp.Navigate(strings.Replace(h.url, "ws://", "http://", 1)+"/_admin/?token="+testToken),

@@ -27,8 +27,8 @@ func (a *Admin) writeWorkspace(c *gin.Context) {
 	var body struct {
 		Content *string `json:"content"`
 	}
-	if err := bindJSON(c, &body, `{"content": "…"}`); err != nil || body.Content == nil {
-		writeError(c, orInvalid(err, `body must be JSON: {"content": "…"}`))
+	if err := bindRequired(c, &body, `{"content": "…"}`, func() bool { return body.Content != nil }); err != nil {
+		writeError(c, err)
 		return
 	}
 	if err := a.Workspace.WriteWorkspaceFile(c.Request.Context(), c.Param("path"), *body.Content, a.actorMeta(c)); err != nil {

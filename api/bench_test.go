@@ -248,14 +248,16 @@ func BenchmarkApproveAll(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				b.StopTimer()
 				h := newHarnessReplica(b, "", agent.Echo{}, tc.replica(i))
-				h.server.MountAdmin(&api.Admin{DevMode: true, Gateway: h.gw, History: &projections.History{Log: h.log}})
+				h.server.MountAdmin(&api.Admin{Gateway: h.gw, History: &projections.History{Log: h.log}})
 				for j := 0; j < commands.MaxPendingDevices; j++ { // a full queue
 					dial(b, h.url).connect(connectOpts{token: testToken, device: newDevice()})
 				}
 				base := strings.Replace(h.url, "ws://", "http://", 1)
 				b.StartTimer()
 				start := time.Now()
-				res, err := http.Post(base+"/api/admin/devices/approve-all", "application/json", nil)
+				req, _ := http.NewRequest("POST", base+"/api/admin/devices/approve-all", nil)
+				req.Header.Set("Authorization", "Bearer "+testToken)
+				res, err := http.DefaultClient.Do(req)
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -6,6 +6,7 @@ import (
 	"runtime/debug"
 
 	"github.com/gin-gonic/gin"
+	moltgate "github.com/moltgate/moltgate"
 )
 
 // MountDebug adds /debug/* (only when DEBUG_ROUTES=true), behind the same
@@ -13,7 +14,7 @@ import (
 // Nothing here runs commands or prints secrets (the read models hold
 // token hashes, never tokens, and config secrets are shown redacted).
 func (s *Server) MountDebug(a *Admin) {
-	g := s.router.Group("/debug", limitBody(MaxAdminBody), a.guard(), a.sameOrigin())
+	g := s.router.Group("/debug", a.middleware()...)
 	g.GET("/pprof/*profile", func(c *gin.Context) {
 		switch c.Param("profile") {
 		case "/cmdline":
@@ -35,7 +36,7 @@ func (s *Server) MountDebug(a *Admin) {
 	g.GET("/build", func(c *gin.Context) {
 		info, ok := debug.ReadBuildInfo()
 		if !ok {
-			writeError(c, nil)
+			writeError(c, moltgate.Errorf(moltgate.EUNAVAILABLE, "this binary carries no build information"))
 			return
 		}
 		deps := map[string]string{}

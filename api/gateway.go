@@ -131,15 +131,11 @@ func (g *Gateway) broadcast(event string, payload any, scope string) {
 	g.broadcastTo(event, payload, func(c *conn) bool { return c.allowed(scope) })
 }
 
-// broadcastChat sends a `chat` event to the connections that follow the
-// session (they sent to it or read its history). OpenClaw sends every chat
-// event to every reader; with many sessions streaming at once that is
-// n² frames, so moltgate scopes them to the session's followers.
-func (g *Gateway) broadcastChat(sessionKey string, payload any) {
-	g.broadcastSession(sessionKey, "chat", payload)
-}
-
-// broadcastSession sends an event to the connections following a session.
+// broadcastSession sends an event (`chat`, `agent`) to the connections
+// that follow the session (they sent to it or read its history). OpenClaw
+// sends every chat event to every reader; with many sessions streaming at
+// once that is n² frames, so moltgate scopes them to the session's
+// followers.
 func (g *Gateway) broadcastSession(sessionKey, event string, payload any) {
 	g.mu.Lock()
 	conns := make([]*conn, 0, len(g.followers[sessionKey]))
@@ -219,10 +215,7 @@ func (g *Gateway) publish(e moltgate.Event) {
 	case moltgate.EventDevicePairingRequested:
 		var d moltgate.DevicePairingRequestedData
 		if e.Decode(&d) == nil {
-			g.broadcast("device.pair.requested", deviceWire(moltgate.Device{
-				RequestID: d.RequestID, DeviceID: d.DeviceID, PublicKey: d.PublicKey, DisplayName: d.DisplayName,
-				Platform: d.Platform, ClientID: d.ClientID, ClientMode: d.ClientMode, Role: d.Role, Scopes: d.Scopes,
-				RemoteIP: d.RemoteIP, RequestedAt: e.RecordedAt, State: moltgate.DevicePending}), scopePairing)
+			g.broadcast("device.pair.requested", deviceWire(requestedDevice(d, e.RecordedAt)), scopePairing)
 		}
 	case moltgate.EventDevicePairingApproved, moltgate.EventDevicePairingRejected:
 		var d struct {
@@ -337,9 +330,10 @@ func (g *Gateway) RunDelta(sessionKey, runID string, seq int, delta, cumulative 
 
 // RunTool implements agent.Sink: an OpenClaw-style `agent` event on the
 // "tool" stream, to the session's followers, when a tool call starts
-// (phase "start", with its arguments) and when it has a result.
+// (phase "start", with its arguments, which the Sink gets redacted) and
+// when it has a result.
 func (g *Gateway) RunTool(sessionKey, runID string, seq int, phase string, call moltgate.ToolCall) {
-	data := map[string]any{"phase": phase, "toolCallId": call.ID, "name": call.Name, "args": moltgate.RedactSensitive(call.Input)}
+	data := map[string]any{"phase": phase, "toolCallId": call.ID, "name": call.Name, "args": call.Input}
 	if phase != "start" {
 		data["status"], data["summary"], data["error"] = call.Status, moltgate.RedactText(call.Summary), moltgate.RedactText(call.Error)
 		if call.Image != nil {
@@ -362,5 +356,5 @@ func (g *Gateway) RunDone(sessionKey, runID string, seq int, status, text, errMs
 	if errMsg != "" {
 		p["errorMessage"] = errMsg
 	}
-	g.broadcastChat(sessionKey, p)
+	g.broadcastSession(sessionKey, "chat", p)
 }

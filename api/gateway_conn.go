@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"net/http"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -105,10 +104,10 @@ func (g *Gateway) ServeWS(c *gin.Context) {
 		ctx: ctx, cancel: cancel, send: make(chan []byte, sendQueue), inflight: make(chan struct{}, 16), following: map[string]bool{}}
 	defer cancel()
 	defer conn.preauthDone()
-	conn.serve(c.Request)
+	conn.serve()
 }
 
-func (c *conn) serve(r *http.Request) {
+func (c *conn) serve() {
 	c.ws.SetReadLimit(maxPreauthPayload)
 	nonce := randomNonce()
 	challenge, _ := json.Marshal(map[string]any{"nonce": nonce, "ts": time.Now().UnixMilli()})
@@ -130,21 +129,15 @@ func (c *conn) serve(r *http.Request) {
 		c.ws.Close(websocket.StatusPolicyViolation, "first frame must be a connect request")
 		return
 	}
-	hello, err := c.handshake(r, f.Params, nonce)
+	hello, err := c.handshake(f.Params, nonce)
 	c.preauthDone()
 	if err != nil {
+		if isInternal(err) {
+			c.g.Logger.Error("connect failed", "conn", c.id, "ip", c.ip, "error", err)
+		}
 		w, _ := toWire(err)
 		c.writeNow(resFrame{Type: "res", ID: f.ID, OK: false, Error: &w})
-		reason := "unauthorized"
-		switch moltgate.ErrorCode(err) {
-		case moltgate.ENOTPAIRED:
-			reason = "pairing required"
-		case moltgate.EINVALID:
-			reason = "invalid connect"
-		case moltgate.EUNAVAILABLE:
-			reason = "unavailable"
-		}
-		c.ws.Close(websocket.StatusPolicyViolation, reason)
+		c.ws.Close(websocket.StatusPolicyViolation, connectRefusal(err))
 		return
 	}
 	// Join the hub before hello-ok goes out, so no event that follows the
@@ -160,6 +153,22 @@ func (c *conn) serve(r *http.Request) {
 	go c.writeLoop()
 	go c.tickLoop()
 	c.readLoop()
+}
+
+// connectRefusal is the close reason of a refused connect. The web chat
+// gives up on "unauthorized" (a wrong token stays wrong), so only a
+// refused credential says it: a failure on the gateway's side is
+// "unavailable", and the client tries again.
+func connectRefusal(err error) string {
+	switch moltgate.ErrorCode(err) {
+	case moltgate.EUNAUTHORIZED:
+		return "unauthorized"
+	case moltgate.ENOTPAIRED:
+		return "pairing required"
+	case moltgate.EINVALID:
+		return "invalid connect"
+	}
+	return "unavailable"
 }
 
 // readLoop dispatches requests until the connection ends. Each request runs

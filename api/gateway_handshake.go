@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"net/http"
 	"slices"
 	"time"
 
@@ -20,9 +19,10 @@ import (
 //     token: it is put in the approval queue and told NOT_PAIRED (in
 //     DEV_MODE it is approved on the spot);
 //   - a client without device identity presenting the gateway token, only
-//     from a direct loopback connection (no proxy headers), like a local
-//     `openclaw gateway call`.
-func (c *conn) handshake(r *http.Request, raw json.RawMessage, nonce string) (map[string]any, error) {
+//     from a local connection (Trust.Local: loopback trust on, a direct
+//     loopback peer without proxy headers, addressed to a loopback name),
+//     like a local `openclaw gateway call`.
+func (c *conn) handshake(raw json.RawMessage, nonce string) (map[string]any, error) {
 	now := time.Now()
 	if c.g.limiter.blocked(c.ip, now) {
 		return nil, authError("AUTH_RATE_LIMITED", "too-many-failures", "too many failed attempts; wait a minute")
@@ -76,7 +76,7 @@ func (c *conn) handshake(r *http.Request, raw json.RawMessage, nonce string) (ma
 		case !tokenEqual(token, c.g.Token):
 			return fail(authError("AUTH_TOKEN_MISMATCH", "token", "gateway token missing or wrong"))
 		default:
-			if dev, err = c.pair(r, &p, deviceID, pub); err != nil {
+			if dev, err = c.pair(&p, deviceID, pub); err != nil {
 				return nil, err
 			}
 		}
@@ -110,7 +110,7 @@ func (c *conn) handshake(r *http.Request, raw json.RawMessage, nonce string) (ma
 		"type":     "hello-ok",
 		"protocol": ProtocolVersion,
 		"server":   map[string]any{"version": moltgate.Version, "connId": c.id},
-		"features": map[string]any{"methods": c.g.methodNames(), "events": gatewayEvents, "caps": []string{CapDeltaOnly}},
+		"features": map[string]any{"methods": methodNames, "events": gatewayEvents, "caps": []string{CapDeltaOnly}},
 		"snapshot": c.g.snapshot(),
 		"auth":     auth,
 		"policy": map[string]any{
@@ -123,7 +123,7 @@ func (c *conn) handshake(r *http.Request, raw json.RawMessage, nonce string) (ma
 
 // pair puts an unknown device in the approval queue, or approves it at
 // once in DEV_MODE.
-func (c *conn) pair(r *http.Request, p *connectParams, deviceID string, pub []byte) (dev moltgate.Device, err error) {
+func (c *conn) pair(p *connectParams, deviceID string, pub []byte) (dev moltgate.Device, err error) {
 	ctx := context.Background()
 	meta := moltgate.Meta{Actor: "device:" + deviceID, Source: moltgate.SourceWS, RemoteIP: c.ip}
 	req := moltgate.Device{

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -53,14 +54,8 @@ func (g *Gateway) agentsList(ctx context.Context, c *conn, _ json.RawMessage) (a
 	return g.AgentsList(), nil
 }
 
-func (g *Gateway) methodNames() []string {
-	names := make([]string, 0, len(methods))
-	for n := range methods {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	return names
-}
+// methodNames is what hello-ok lists, sorted.
+var methodNames = slices.Sorted(maps.Keys(methods))
 
 func (g *Gateway) dispatch(ctx context.Context, c *conn, name string, params json.RawMessage) (any, error) {
 	m, ok := methods[name]
@@ -386,7 +381,7 @@ func (g *Gateway) chatInject(ctx context.Context, c *conn, params json.RawMessag
 	if err != nil {
 		return nil, err
 	}
-	g.broadcastChat(p.key(), map[string]any{"runId": "inject-" + msg.ID, "sessionKey": p.key(), "seq": 1, "state": "final",
+	g.broadcastSession(p.key(), "chat", map[string]any{"runId": "inject-" + msg.ID, "sessionKey": p.key(), "seq": 1, "state": "final",
 		"message": chatMessage(msg.Role, moltgate.RedactText(msg.Content), msg.Timestamp)})
 	return map[string]any{"ok": true, "messageId": msg.ID}, nil
 }
@@ -419,17 +414,22 @@ func (g *Gateway) devicePairList(ctx context.Context, c *conn, _ json.RawMessage
 	return g.deviceLists(), nil
 }
 
-// deviceLists is {pending, paired}, OpenClaw's and Moltworker's shape.
+// deviceLists is the devices now, as deviceListsWire sends them.
 func (g *Gateway) deviceLists() map[string]any {
-	pending := []map[string]any{}
-	for _, p := range g.Queries.PendingDevices(time.Now()) {
-		pending = append(pending, deviceWire(p))
+	return deviceListsWire(g.Queries.PendingDevices(time.Now()), g.Queries.PairedDevices())
+}
+
+// deviceListsWire is {pending, paired}, OpenClaw's and Moltworker's shape.
+func deviceListsWire(pending, paired []moltgate.Device) map[string]any {
+	return map[string]any{"pending": devicesWire(pending), "paired": devicesWire(paired)}
+}
+
+func devicesWire(devices []moltgate.Device) []map[string]any {
+	out := make([]map[string]any, 0, len(devices))
+	for _, d := range devices {
+		out = append(out, deviceWire(d))
 	}
-	paired := []map[string]any{}
-	for _, d := range g.Queries.PairedDevices() {
-		paired = append(paired, deviceWire(d))
-	}
-	return map[string]any{"pending": pending, "paired": paired}
+	return out
 }
 
 type pairParams struct {

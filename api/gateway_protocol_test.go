@@ -1,8 +1,12 @@
 package api_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -153,6 +157,51 @@ func TestGateway_BadConnects(t *testing.T) {
 	})
 }
 
+// failingDevices is a device service whose writes fail inside (a full disk).
+type failingDevices struct{ moltgate.DeviceService }
+
+func (failingDevices) RequestPairing(context.Context, moltgate.Device, moltgate.Meta) (string, bool, error) {
+	return "", false, errors.New("disk I/O error")
+}
+
+func (failingDevices) IssueToken(context.Context, string, moltgate.Meta) (string, error) {
+	return "", errors.New("disk I/O error")
+}
+
+// A connect that fails on the gateway's side is logged and closed as
+// "unavailable", which the web chat retries; "unauthorized", which it
+// does not, is for refused credentials only.
+func TestGateway_InternalConnectFailure(t *testing.T) {
+	h := newHarness(t, "", agent.Echo{})
+	logs := &syncWriter{w: &bytes.Buffer{}}
+	h.gw.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	// A paired device with no token yet: the handshake issues one.
+	paired := newDevice()
+	res := dial(t, h.url).connect(connectOpts{token: testToken, device: paired})
+	if _, err := h.svc.ApprovePairing(t.Context(), errDetail(res, "requestId").(string), moltgate.OwnerScopes, moltgate.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	h.gw.Devices = failingDevices{h.svc}
+	for name, dev := range map[string]*device{"request pairing": newDevice(), "issue a token": paired} {
+		c := dial(t, h.url)
+		res := c.connect(connectOpts{token: testToken, device: dev})
+		if res["ok"] != false || errCode(res) != "UNAVAILABLE" || strings.Contains(fmt.Sprint(res), "disk") {
+			t.Fatalf("%s failing: connect = %v", name, res)
+		}
+		if code, reason := c.closeStatus(); code != websocket.StatusPolicyViolation || reason != "unavailable" {
+			t.Fatalf("%s failing: close %d %q, want 1008 unavailable", name, code, reason)
+		}
+	}
+	if n := strings.Count(logs.String(), "disk I/O error"); n != 2 {
+		t.Fatalf("%d of the 2 failures logged:\n%s", n, logs.String())
+	}
+	c := dial(t, h.url)
+	c.connect(connectOpts{token: "wrong", device: newDevice()})
+	if _, reason := c.closeStatus(); reason != "unauthorized" {
+		t.Fatalf("wrong token: close reason %q, want unauthorized", reason)
+	}
+}
+
 func TestGateway_TokenOnlyNeedsLoopback(t *testing.T) {
 	h := newHarness(t, "", agent.Echo{})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -192,12 +241,14 @@ func TestGateway_Pairing(t *testing.T) {
 		t.Fatalf("close %d %q", code, reason)
 	}
 	ev := admin.event("device.pair.requested", func(p map[string]any) bool { return p["requestId"] == requestID })
-	if ev["deviceId"] != dev.id() {
-		t.Fatalf("event = %v", ev)
+	if expires, _ := ev["expiresAtMs"].(float64); ev["deviceId"] != dev.id() || expires <= float64(time.Now().UnixMilli()) {
+		t.Fatalf("event = %v, want the device and when its request expires", ev)
 	}
 	list := admin.ok("device.pair.list", nil)
 	if pending := list["pending"].([]any); len(pending) != 1 || pending[0].(map[string]any)["requestId"] != requestID {
 		t.Fatalf("list = %v", list)
+	} else if fmt.Sprint(pending[0]) != fmt.Sprint(ev) {
+		t.Fatalf("the event says %v, the list %v", ev, pending[0])
 	}
 
 	// Retrying while pending keeps the same request.

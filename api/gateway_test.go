@@ -90,7 +90,6 @@ func newHarnessReplica(t testing.TB, path string, provider agent.Provider, repli
 	h.gw.Runs, svc.Runs = h.agent, h.agent
 	h.gw.ModelInfo = agent.Resolution{}.Info // what clients are told: nothing configured
 	h.server = api.NewServer("127.0.0.1:0")
-	h.server.Trust = h.gw.Trust
 	h.server.MountGateway(h.gw, api.WebChat)
 	if err := h.server.Open(); err != nil {
 		t.Fatal(err)

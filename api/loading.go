@@ -11,10 +11,10 @@ func wantsHTML(r *http.Request) bool {
 	return r.Method == http.MethodGet && strings.Contains(r.Header.Get("Accept"), "text/html")
 }
 
-// loadingHTML is the page, split where the stage goes. Not html/template:
-// any use of text/template's reflection keeps every exported method of
-// every type in the binary (the linker cannot prune them), which cost
-// tens of megabytes with the provider SDKs linked in.
+// loadingHead and loadingTail are the page, split where the stage goes.
+// Not html/template: any use of text/template's reflection keeps every
+// exported method of every type in the binary (the linker cannot prune
+// them), which cost tens of megabytes with the provider SDKs linked in.
 var loadingHead, loadingTail, _ = strings.Cut(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">

@@ -28,8 +28,6 @@ type Server struct {
 	// Addr is the listen address, such as 127.0.0.1:18789.
 	Addr   string
 	Logger *slog.Logger
-	// Trust tells who a request comes from, for the access log.
-	Trust *Trust
 
 	mu    sync.RWMutex
 	stage string // what start-up is doing now; "" once ready
@@ -40,21 +38,32 @@ type Server struct {
 	// Ready: gin's routes must not change while it serves.
 	boot, router *gin.Engine
 	serving      atomic.Pointer[gin.Engine]
-	ln           net.Listener
-	srv          *http.Server
+	// gateway is the one mounted: its trust tells the access log who a
+	// request comes from.
+	gateway atomic.Pointer[Gateway]
+	ln      net.Listener
+	srv     *http.Server
+
+	// done ends with Close, before the server shuts down: Shutdown waits
+	// for the requests in flight, and some (the admin stream) never end
+	// by themselves.
+	done      context.Context
+	closeDone context.CancelFunc
 }
 
 // NewServer returns a server for addr that reports "starting" until Ready.
 func NewServer(addr string) *Server {
 	gin.SetMode(gin.ReleaseMode)
-	s := &Server{Addr: addr, Logger: slog.Default(), Trust: &Trust{}, stage: "starting"}
+	s := &Server{Addr: addr, Logger: slog.Default(), stage: "starting"}
+	s.done, s.closeDone = context.WithCancel(context.Background())
 	for _, e := range []**gin.Engine{&s.boot, &s.router} {
 		*e = gin.New()
 		(*e).Use(gin.Recovery(), s.requestContext, s.logRequest)
 		(*e).GET("/healthz", s.handleHealth)
 		(*e).GET("/readyz", s.handleReady)
-		(*e).NoRoute(s.handleNotReady)
 	}
+	s.boot.NoRoute(s.handleStarting)
+	s.router.NoRoute(handleNotFound)
 	s.serving.Store(s.boot)
 	return s
 }
@@ -89,9 +98,11 @@ func (s *Server) Open() error {
 	return nil
 }
 
-// Close stops accepting connections and waits (bounded by ctx) for the
-// requests in flight.
+// Close ends the requests that would never end by themselves, stops
+// accepting connections and waits (bounded by ctx) for the requests in
+// flight.
 func (s *Server) Close(ctx context.Context) error {
+	s.closeDone()
 	if s.srv == nil {
 		return nil
 	}
@@ -113,13 +124,14 @@ func (s *Server) SetStage(stage string) {
 	s.mu.Unlock()
 }
 
-// Ready marks the server ready: /readyz answers 200 and every mounted
-// route is served. Mount nothing after Ready.
+// Ready serves every mounted route and marks the server ready: /readyz
+// answers 200. Mount nothing after Ready. The routes come first, so no
+// probe is told "ready" while the loading page still answers.
 func (s *Server) Ready() {
+	s.serving.Store(s.router)
 	s.mu.Lock()
 	s.stage, s.ready = "", true
 	s.mu.Unlock()
-	s.serving.Store(s.router)
 }
 
 // IsReady reports whether Ready was called, and the current stage if not.
@@ -141,20 +153,20 @@ func (s *Server) handleReady(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"ready": true})
 }
 
-// handleNotReady answers every other route: the loading page while
-// starting, a JSON 404 afterwards.
-func (s *Server) handleNotReady(c *gin.Context) {
-	ready, stage := s.IsReady()
-	if ready {
-		c.JSON(http.StatusNotFound, gin.H{"error": gin.H{"code": "not_found", "message": "no route " + c.Request.URL.Path}})
-		return
-	}
+// handleStarting answers every route but the probes while the gateway
+// starts: the loading page for a browser, 503 for the rest.
+func (s *Server) handleStarting(c *gin.Context) {
+	_, stage := s.IsReady()
 	c.Header("Retry-After", "1")
 	if wantsHTML(c.Request) {
 		c.Data(http.StatusServiceUnavailable, "text/html; charset=utf-8", loadingPage(stage))
 		return
 	}
 	c.JSON(http.StatusServiceUnavailable, gin.H{"error": gin.H{"code": "unavailable", "message": "moltgate is starting: " + stage}})
+}
+
+func handleNotFound(c *gin.Context) {
+	c.JSON(http.StatusNotFound, gin.H{"error": gin.H{"code": "not_found", "message": "no route " + c.Request.URL.Path}})
 }
 
 // Handle serves a plain http.Handler at a path (the Telegram webhook, the
@@ -171,21 +183,17 @@ func (s *Server) Handle(method, path string, h http.Handler) {
 // MountGateway serves the gateway protocol on / (OpenClaw clients dial the
 // bare URL) and /ws; a plain GET of / goes to page.
 func (s *Server) MountGateway(g *Gateway, page gin.HandlerFunc) {
-	root := func(c *gin.Context) {
-		if ready, _ := s.IsReady(); !ready {
-			s.handleNotReady(c)
-			return
-		}
+	s.gateway.Store(g)
+	s.router.GET("/", func(c *gin.Context) {
 		if isWebSocketUpgrade(c.Request) {
 			g.ServeWS(c)
 			return
 		}
 		page(c)
-	}
-	s.router.GET("/", root)
+	})
 	s.router.GET("/ws", func(c *gin.Context) {
-		if ready, _ := s.IsReady(); !ready || !isWebSocketUpgrade(c.Request) {
-			s.handleNotReady(c)
+		if !isWebSocketUpgrade(c.Request) {
+			handleNotFound(c)
 			return
 		}
 		g.ServeWS(c)

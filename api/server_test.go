@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/moltgate/moltgate/api"
@@ -54,6 +56,9 @@ func TestServer_Readiness(t *testing.T) {
 	if code, _ := get(t, s.URL()+"/readyz", ""); code != http.StatusOK {
 		t.Fatalf("/readyz = %d after Ready", code)
 	}
+	if code, body := get(t, s.URL()+"/api/anything", "text/html"); code != http.StatusNotFound || !strings.Contains(body, `"not_found"`) {
+		t.Fatalf("an unknown route once ready = %d %s", code, body)
+	}
 }
 
 func TestServer_StageIsEscaped(t *testing.T) {
@@ -82,6 +87,35 @@ func TestServer_AccessLogHasNoQuery(t *testing.T) {
 	out := buf.String()
 	if !strings.Contains(out, "path=/readyz") || strings.Contains(out, "super-secret-token") {
 		t.Fatalf("access log = %q", out)
+	}
+}
+
+// The access log works out the client's address only when it writes a
+// line, and then asks for the trusted proxies once (each call reads the
+// config).
+func TestServer_AccessLogAsksTrustOnce(t *testing.T) {
+	for _, level := range []slog.Level{slog.LevelInfo, slog.LevelDebug} {
+		var calls atomic.Int32
+		s := api.NewServer("127.0.0.1:0")
+		s.Logger = slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: level}))
+		g := api.NewGateway(testToken)
+		g.Trust = &api.Trust{Proxies: func() []*net.IPNet { calls.Add(1); return proxies("127.0.0.1/32", "10.0.0.0/8")() }}
+		s.MountGateway(g, api.WebChat)
+		if err := s.Open(); err != nil {
+			t.Fatal(err)
+		}
+		s.Ready()
+		req, _ := http.NewRequest("GET", s.URL()+"/readyz", nil)
+		req.Header.Set("X-Forwarded-For", "198.51.100.1, 10.0.0.1")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		s.Close(context.Background())
+		if want := map[slog.Level]int32{slog.LevelInfo: 0, slog.LevelDebug: 1}[level]; calls.Load() != want {
+			t.Errorf("with %s lines: the trusted proxies were asked for %d times, want %d", level, calls.Load(), want)
+		}
 	}
 }
 

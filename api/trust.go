@@ -16,8 +16,8 @@ import (
 // trusted proxy: otherwise any client could pick the address the failure
 // limit counts, lock out a victim's address, or forge the one recorded in
 // events. A request is local (no device identity needed, the admin with
-// the token) only when loopback trust is on, the peer is loopback and no
-// proxy stands in between.
+// the token) only when loopback trust is on, the peer is loopback, no
+// proxy stands in between and it is addressed to a loopback name.
 type Trust struct {
 	// Proxies returns the trusted proxies. It is called per request, so a
 	// config change (gateway.trustedProxies) applies at once.
@@ -40,11 +40,21 @@ func peerIP(r *http.Request) net.IP {
 	return net.ParseIP(host)
 }
 
-func (t *Trust) trusted(ip net.IP) bool {
-	if t == nil || t.Proxies == nil || ip == nil {
+// proxies is the trusted proxies now (none for a nil Trust).
+func (t *Trust) proxies() []*net.IPNet {
+	if t == nil || t.Proxies == nil {
+		return nil
+	}
+	return t.Proxies()
+}
+
+func (t *Trust) trusted(ip net.IP) bool { return within(t.proxies(), ip) }
+
+func within(nets []*net.IPNet, ip net.IP) bool {
+	if ip == nil {
 		return false
 	}
-	for _, n := range t.Proxies() {
+	for _, n := range nets {
 		if n.Contains(ip) {
 			return true
 		}
@@ -60,7 +70,8 @@ func (t *Trust) ClientIP(r *http.Request) string {
 	if peer == nil {
 		return r.RemoteAddr
 	}
-	if !t.trusted(peer) {
+	proxies := t.proxies() // once: each call reads the config
+	if !within(proxies, peer) {
 		return peer.String()
 	}
 	if ip := net.ParseIP(strings.TrimSpace(r.Header.Get("Cf-Connecting-Ip"))); ip != nil {
@@ -72,17 +83,20 @@ func (t *Trust) ClientIP(r *http.Request) string {
 		if ip == nil {
 			break // a garbled hop: trust nothing before it
 		}
-		if !t.trusted(ip) {
+		if !within(proxies, ip) {
 			return ip.String()
 		}
 	}
 	return peer.String()
 }
 
-// Local reports whether r came straight from this machine and loopback
-// trust is on.
+// Local reports whether r came straight from this machine, addressed to
+// it by a loopback name, and loopback trust is on. The name matters
+// because of DNS rebinding: a page from evil.example whose name then
+// resolves to 127.0.0.1 sends its requests from a loopback peer, and is
+// same-origin with itself, but they carry Host: evil.example.
 func (t *Trust) Local(r *http.Request) bool {
-	if t == nil || !t.Loopback {
+	if t == nil || !t.Loopback || !isLoopbackHost(hostName(r.Host)) {
 		return false
 	}
 	for _, h := range forwardingHeaders {
@@ -92,6 +106,14 @@ func (t *Trust) Local(r *http.Request) bool {
 	}
 	ip := peerIP(r)
 	return ip != nil && ip.IsLoopback()
+}
+
+// hostName is the name in a Host header, without port or brackets.
+func hostName(hostport string) string {
+	if host, _, err := net.SplitHostPort(hostport); err == nil {
+		return host
+	}
+	return strings.TrimSuffix(strings.TrimPrefix(hostport, "["), "]")
 }
 
 // ViaTrustedProxy reports whether r came through a trusted proxy, whose

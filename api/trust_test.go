@@ -29,8 +29,9 @@ func proxies(cidrs ...string) func() []*net.IPNet {
 	return func() []*net.IPNet { return out }
 }
 
+// request is a GET of http://127.0.0.1/ from remote.
 func request(remote string, headers ...string) *http.Request {
-	r := httptest.NewRequest("GET", "/", nil)
+	r := httptest.NewRequest("GET", "http://127.0.0.1/", nil)
 	r.RemoteAddr = remote
 	for i := 0; i+1 < len(headers); i += 2 {
 		r.Header.Add(headers[i], headers[i+1])
@@ -80,6 +81,14 @@ func TestTrust_Local(t *testing.T) {
 	}
 	if on.Local(request("192.168.1.5:1")) {
 		t.Fatal("a LAN peer is local")
+	}
+	for host, local := range map[string]bool{"localhost:18789": true, "LOCALHOST": true, "[::1]:18789": true, "[::1]": true, "127.0.0.1": true,
+		"evil.example:18789": false, "evil.example": false, "localhost.evil.example": false, "192.168.1.5:18789": false, "": false} {
+		r := request("127.0.0.1:1")
+		r.Host = host
+		if on.Local(r) != local {
+			t.Errorf("a loopback peer asking for Host %q: local = %v, want %v", host, !local, local)
+		}
 	}
 }
 
@@ -174,15 +183,15 @@ func TestGateway_ApproverNeedsTheScopesItGrants(t *testing.T) {
 	}
 }
 
-// adminWith mounts the admin with DEV_MODE on a harness whose trust is t.
+// adminWith mounts the admin on a harness in DEV_MODE whose trust is t.
 func adminWith(t *testing.T, trust *api.Trust, logs io.Writer) *harness {
 	h := newHarness(t, "", agent.Echo{})
-	h.gw.Trust, h.server.Trust = trust, trust
+	h.gw.Trust, h.gw.DevMode = trust, true
 	if logs != nil {
 		h.gw.Logger = slog.New(slog.NewTextHandler(logs, nil))
 		h.server.Logger = h.gw.Logger
 	}
-	h.server.MountAdmin(&api.Admin{DevMode: true, Token: testToken, Gateway: h.gw, Channels: h.svc, History: &projections.History{Log: h.log},
+	h.server.MountAdmin(&api.Admin{Gateway: h.gw, Channels: h.svc, History: &projections.History{Log: h.log},
 		AccessMissing: []string{"CF_ACCESS_TEAM_DOMAIN", "CF_ACCESS_AUD"}})
 	return h
 }
@@ -202,6 +211,33 @@ func TestAdmin_DevModeIsLocalOnly(t *testing.T) {
 		if code, out := adminDo(t, remote, "GET", path, "", ""); code != 503 || !strings.Contains(fmt.Sprint(out), "CF_ACCESS_TEAM_DOMAIN") {
 			t.Fatalf("%s from a non-local client in DEV_MODE = %d %v", path, code, out)
 		}
+	}
+}
+
+// A page on another name that resolves to 127.0.0.1 (DNS rebinding)
+// reaches the gateway from a loopback peer, same-origin with itself: it
+// is not local, so DEV_MODE and the token fallback do not open the admin.
+func TestAdmin_DNSRebindingIsNotLocal(t *testing.T) {
+	h := adminWith(t, &api.Trust{Loopback: true}, nil)
+	base := strings.Replace(h.url, "ws://", "http://", 1)
+	evil := "evil.example:" + base[strings.LastIndex(base, ":")+1:]
+	for _, m := range []struct{ method, path, body string }{{"GET", "/api/admin/config", ""}, {"PUT", "/api/admin/config", `{"config":{}}`}, {"GET", "/_admin/", ""}} {
+		req, _ := http.NewRequest(m.method, base+m.path, strings.NewReader(m.body))
+		req.Host = evil
+		req.Header.Set("Origin", "http://"+evil)
+		req.Header.Set("Sec-Fetch-Site", "same-origin")
+		req.Header.Set("Authorization", "Bearer "+testToken)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusServiceUnavailable {
+			t.Errorf("%s %s for Host %s from loopback = %d, want 503 (not local)", m.method, m.path, evil, res.StatusCode)
+		}
+	}
+	if _, hash := h.models.Config.Current(); hash != "" {
+		t.Fatal("the rebound page changed the config")
 	}
 }
 

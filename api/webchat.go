@@ -27,7 +27,7 @@ var ed25519JS string
 // The page is assembled once: the bundled scripts inlined (the gateway
 // serves the chat at "/" only, and nothing is loaded from elsewhere), and
 // a CSP that allows exactly its inline scripts and style by hash.
-var chatPage, chatCSP = mustChatPage(chatHTML, map[string]string{"ed25519.js": ed25519JS})
+var chatPage = mustHashedPage(chatHTML, map[string]string{"ed25519.js": ed25519JS})
 
 // WebChat serves the web chat: one page that speaks the gateway protocol
 // over /ws like any other client. The token and the device key never leave
@@ -35,29 +35,42 @@ var chatPage, chatCSP = mustChatPage(chatHTML, map[string]string{"ed25519.js": e
 // small Markdown renderer that escapes everything first, so a reply cannot
 // inject markup; and were one to slip through, the CSP runs no script but
 // the page's own (allowed by hash, never 'unsafe-inline').
-func WebChat(c *gin.Context) {
+func WebChat(c *gin.Context) { chatPage.serve(c) }
+
+// hashedPage is a page of ours with the CSP that allows exactly its
+// inline scripts and styles, by hash: an injected script or style does
+// not run.
+type hashedPage struct {
+	html []byte
+	csp  string
+}
+
+// serve answers with the page. It is never cached (it may change with
+// the binary) and sends no referrer (its URL may carry ?token=).
+func (p hashedPage) serve(c *gin.Context) {
 	c.Header("Cache-Control", "no-store")
-	c.Header("Content-Security-Policy", chatCSP)
+	c.Header("Content-Security-Policy", p.csp)
 	c.Header("X-Content-Type-Options", "nosniff")
 	c.Header("Referrer-Policy", "no-referrer")
-	c.Data(http.StatusOK, "text/html; charset=utf-8", []byte(chatPage))
+	c.Data(http.StatusOK, "text/html; charset=utf-8", p.html)
 }
 
 // inlineBlock is an inline <script> or <style> element; the page writes
 // them without attributes, so their text is what the CSP hash covers.
 var inlineBlock = regexp.MustCompile(`(?s)<(script|style)>(.*?)</(?:script|style)>`)
 
-func mustChatPage(page string, scripts map[string]string) (string, string) {
-	page, csp, err := chatPageWithCSP(page, scripts)
+func mustHashedPage(page string, scripts map[string]string) hashedPage {
+	page, csp, err := pageWithCSP(page, scripts)
 	if err != nil {
 		panic(err) // the embedded files are broken: every test of the page fails
 	}
-	return page, csp
+	return hashedPage{html: []byte(page), csp: csp}
 }
 
-// chatPageWithCSP replaces each <script src="NAME"></script> in page with
-// the script inline, and returns the page with its CSP.
-func chatPageWithCSP(page string, scripts map[string]string) (string, string, error) {
+// pageWithCSP replaces each <script src="NAME"></script> in page with the
+// script inline, and returns the page with its CSP. A style attribute
+// would need 'unsafe-inline': the page must have none.
+func pageWithCSP(page string, scripts map[string]string) (string, string, error) {
 	for name, js := range scripts {
 		tag := `<script src="` + name + `"></script>`
 		if strings.Count(page, tag) != 1 {
@@ -79,8 +92,14 @@ func chatPageWithCSP(page string, scripts map[string]string) (string, string, er
 	if n := strings.Count(page, "<style"); n != len(hashes["style"]) {
 		return "", "", fmt.Errorf("cannot hash the page's styles: %d <style> tags, %d plain inline styles", n, len(hashes["style"]))
 	}
+	if styleAttribute.MatchString(page) {
+		return "", "", fmt.Errorf("the page has a style attribute, which its CSP would block: use a class")
+	}
 	csp := "default-src 'none'; script-src " + strings.Join(hashes["script"], " ") +
 		"; style-src " + strings.Join(hashes["style"], " ") +
 		"; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 	return page, csp, nil
 }
+
+// styleAttribute finds a style="…" in markup.
+var styleAttribute = regexp.MustCompile(`<[a-zA-Z][^>]*\sstyle=`)

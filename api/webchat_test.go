@@ -23,6 +23,7 @@ import (
 	"github.com/chromedp/chromedp"
 	moltgate "github.com/moltgate/moltgate"
 	"github.com/moltgate/moltgate/agent"
+	"github.com/moltgate/moltgate/api"
 	"github.com/moltgate/moltgate/commands"
 )
 
@@ -614,7 +615,25 @@ func TestWebChat_PlainHTTPAddress(t *testing.T) {
 // and the Ed25519 fallback is inlined with its licence.
 func TestWebChat_CSP(t *testing.T) {
 	h := newHarness(t, "", agent.Echo{})
-	res, err := http.Get(strings.Replace(h.url, "ws://", "http://", 1) + "/")
+	body := checkHashedPage(t, strings.Replace(h.url, "ws://", "http://", 1)+"/", 2)
+	for _, s := range []string{"@noble/ed25519 3.2.0", "@noble/hashes 2.4.0", "The MIT License", "Copyright (c) 2019 Paul Miller", "globalThis.moltgateEd25519"} {
+		if !bytes.Contains(body, []byte(s)) {
+			t.Fatalf("the page lacks %q", s)
+		}
+	}
+}
+
+// The admin page has the chat's policy: its script and style by hash.
+func TestAdmin_CSP(t *testing.T) {
+	h := adminWith(t, &api.Trust{Loopback: true}, nil)
+	checkHashedPage(t, strings.Replace(h.url, "ws://", "http://", 1)+"/_admin/", 1)
+}
+
+// checkHashedPage gets a page and checks that its CSP allows exactly its
+// inline scripts and styles, by hash, and returns the page.
+func checkHashedPage(t *testing.T, url string, scripts int) []byte {
+	t.Helper()
+	res, err := http.Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -626,24 +645,25 @@ func TestWebChat_CSP(t *testing.T) {
 		name, value, _ := strings.Cut(strings.TrimSpace(d), " ")
 		directives[name] = value
 	}
-	if strings.Contains(csp, "unsafe") || directives["default-src"] != "'none'" || directives["img-src"] != "'self' data:" || directives["connect-src"] != "'self'" {
-		t.Fatalf("CSP = %s", csp)
+	if res.StatusCode != 200 || strings.Contains(csp, "unsafe") || directives["default-src"] != "'none'" || directives["img-src"] != "'self' data:" || directives["connect-src"] != "'self'" {
+		t.Fatalf("%s: %d, CSP = %s", url, res.StatusCode, csp)
 	}
-	scripts := regexp.MustCompile(`(?s)<script>(.*?)</script>`).FindAllSubmatch(body, -1)
-	var want []string
-	for _, s := range scripts {
-		sum := sha256.Sum256(s[1])
-		want = append(want, "'sha256-"+base64.StdEncoding.EncodeToString(sum[:])+"'")
-	}
-	if len(scripts) != 2 || directives["script-src"] != strings.Join(want, " ") {
-		t.Fatalf("script-src = %s, want the hashes of the %d inline scripts: %s", directives["script-src"], len(scripts), strings.Join(want, " "))
-	}
-	if n := bytes.Count(body, []byte("<script")); n != len(scripts) {
-		t.Fatalf("%d script tags, %d plain inline scripts: the page loads a script from elsewhere", n, len(scripts))
-	}
-	for _, s := range []string{"@noble/ed25519 3.2.0", "@noble/hashes 2.4.0", "The MIT License", "Copyright (c) 2019 Paul Miller", "globalThis.moltgateEd25519"} {
-		if !bytes.Contains(body, []byte(s)) {
-			t.Fatalf("the page lacks %q", s)
+	for tag, want := range map[string]int{"script": scripts, "style": 1} {
+		blocks := regexp.MustCompile(`(?s)<`+tag+`>(.*?)</`+tag+`>`).FindAllSubmatch(body, -1)
+		var hashes []string
+		for _, s := range blocks {
+			sum := sha256.Sum256(s[1])
+			hashes = append(hashes, "'sha256-"+base64.StdEncoding.EncodeToString(sum[:])+"'")
+		}
+		if len(blocks) != want || directives[tag+"-src"] != strings.Join(hashes, " ") {
+			t.Fatalf("%s: %s-src = %s, want the hashes of the %d inline %ss: %s", url, tag, directives[tag+"-src"], len(blocks), tag, strings.Join(hashes, " "))
+		}
+		if n := bytes.Count(body, []byte("<"+tag)); n != len(blocks) {
+			t.Fatalf("%s: %d %s tags, %d plain inline ones: the page loads one from elsewhere", url, n, tag, len(blocks))
 		}
 	}
+	if bytes.Contains(body, []byte(" style=")) {
+		t.Fatalf("%s has a style attribute, which its CSP blocks", url)
+	}
+	return body
 }

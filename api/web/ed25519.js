@@ -428,41 +428,6 @@
     const e = getExtendedPublicKey(secretKey);
     return hashFinishSync(_sign(e, callHash("sha512", e.prefix, m), m));
   };
-  var getZip215 = (options) => {
-    if (options === null || typeof options !== "object")
-      throw new TypeError("expected valid options object");
-    return options.zip215 ?? true;
-  };
-  var _verify = (sig, msg, publicKey, options) => {
-    sig = abytes(sig, 64, "signature");
-    msg = abytes(msg, void 0, "message");
-    publicKey = abytes(publicKey, LEN, "publicKey");
-    const zip215 = getZip215(options);
-    const r = sig.subarray(0, LEN);
-    const s = bytesToNumberLE(sig.subarray(LEN, 64));
-    let A, R, SB;
-    let hashable = Uint8Array.of();
-    let finished = false;
-    try {
-      A = Point.fromBytes(publicKey, zip215);
-      R = Point.fromBytes(r, zip215);
-      SB = G.multiply(s, false);
-      hashable = concatBytes(r, publicKey, msg);
-      finished = true;
-    } catch (error) {
-    }
-    const finish = (hashed) => {
-      if (!finished)
-        return false;
-      if (!zip215 && A.isSmallOrder())
-        return false;
-      const k = modL_LE(hashed);
-      const RkA = R.add(A.multiply(k, false));
-      return RkA.subtract(SB).clearCofactor().is0();
-    };
-    return [hashable, finish];
-  };
-  var verify = (signature, message, publicKey, opts = {}) => hashFinishSync(_verify(signature, message, publicKey, opts));
   var hashes = {
     sha512Async: async (message) => {
       const s = globalThis?.crypto?.subtle;
@@ -1192,7 +1157,6 @@
     randomSecretKey: () => utils.randomSecretKey(),
     getPublicKey: (secretKey) => getPublicKey(secretKey),
     sign: (message, secretKey) => sign(message, secretKey),
-    verify: (signature, message, publicKey) => verify(signature, message, publicKey),
     sha256: (bytes) => sha256(bytes)
   });
 })();

@@ -312,8 +312,13 @@ func checkConversationFilter(t *testing.T, g *gateway, channel, sender string) {
 			t.Errorf("the filter let through %v", e)
 		}
 		types[e["type"].(string)]++
-		if e["type"] == moltgate.EventChatMessageAdded {
-			roles[e["data"].(map[string]any)["role"].(string)]++
+		if e["type"] == moltgate.EventChatMessageAdded { // the list carries no payloads: the event's own page does
+			status, one := adminCall(t, g, "GET", fmt.Sprintf("/api/admin/events/%v", e["seq"]), "")
+			if status != 200 {
+				t.Fatalf("event %v = %d %v", e["seq"], status, one)
+			}
+			role, _ := one["data"].(map[string]any)["role"].(string)
+			roles[role]++
 		}
 	}
 	for _, typ := range []string{moltgate.EventChannelPairingRequested, moltgate.EventChannelPairingApproved,

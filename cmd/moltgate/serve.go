@@ -175,7 +175,6 @@ func (g *gateway) open(ctx context.Context) error {
 		return err
 	}
 	trust := &api.Trust{Proxies: proxies, Loopback: loopbackOnly(g.env.Listen()) || g.env.get("MOLTGATE_TRUST_LOOPBACK", "") == "true"}
-	g.server.Trust = trust
 	g.gw = api.NewGateway(g.token)
 	// Made with the gateway, which close stops together with it: a start
 	// that fails after this point is closed cleanly.
@@ -302,7 +301,7 @@ func (g *gateway) close(ctx context.Context) error {
 // loopback-with-token fallback. Access refreshes its keys until background
 // ends.
 func (g *gateway) admin(background context.Context, storageMissing []string) (*api.Admin, error) {
-	a := &api.Admin{Gateway: g.gw, Channels: g.service, Token: g.token, DevMode: g.gw.DevMode, StorageMissing: storageMissing,
+	a := &api.Admin{Gateway: g.gw, Channels: g.service, StorageMissing: storageMissing,
 		History: &projections.History{Log: g.log, Logger: g.logger}, Workspace: g.service, WorkspaceFiles: g.set}
 	a.SecretProblems = func() []moltgate.ConfigIssue {
 		doc, _ := g.set.Config.Current()

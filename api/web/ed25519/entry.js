@@ -15,6 +15,5 @@ globalThis.moltgateEd25519 = Object.freeze({
   randomSecretKey: () => ed.utils.randomSecretKey(),
   getPublicKey: (secretKey) => ed.getPublicKey(secretKey),
   sign: (message, secretKey) => ed.sign(message, secretKey),
-  verify: (signature, message, publicKey) => ed.verify(signature, message, publicKey),
   sha256: (bytes) => sha256(bytes),
 });
