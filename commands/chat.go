@@ -138,38 +138,51 @@ func (s *Service) runState(ctx context.Context, sessionKey, runID string) (state
 
 // FinishRun implements moltgate.ChatService. The reply and the finish have
 // ids derived from the run, so whoever records the end of a run second
-// (the agent and a shutdown racing, a retry) changes nothing. They are
-// appended at the session stream's next versions: a reply decided on a run
-// that was still open conflicts with a close recorded in between, and is
-// then decided again, and dropped, rather than landing after the run's end.
+// (the agent and a shutdown racing, a retry) changes nothing. A reply is
+// appended at the session stream's next versions: a reply decided on a
+// run that was still open conflicts with a close recorded in between, and
+// is then decided again, and dropped, rather than landing after the run's
+// end. An end without a reply needs no version: its id alone keeps it
+// once.
+//
+// The end of a run must be recorded, or it stays open until the next
+// start calls it interrupted. A busy session (messages sent while the
+// reply was written) only moves the stream on without contradicting the
+// reply, so FinishRun decides again for as long as ctx lasts, not for the
+// few attempts other commands get.
 func (s *Service) FinishRun(ctx context.Context, sessionKey, runID string, reply *moltgate.ChatMessage, status, errMsg string, meta moltgate.Meta) error {
 	stream := moltgate.SessionStream(sessionKey)
-	_, err := s.decide(ctx, false, func() ([]moltgate.Event, error) {
-		sess, _ := s.Models.Sessions.Get(sessionKey) // before the state: a newer state then only causes a retry
-		var events []moltgate.Event
-		replyID := ""
-		if reply != nil {
-			// A reply for a run that has ended already (closed as
-			// interrupted, then finished late by the agent) would land
-			// after its end.
-			if _, finished, err := s.runState(ctx, sessionKey, runID); err != nil || finished {
-				return nil, err
-			}
-			e := moltgate.MustEvent(stream, moltgate.EventChatMessageAdded, moltgate.ChatMessageAddedData{
-				SessionKey: sessionKey, MessageID: moltgate.NewID(), Role: "assistant", Content: s.sealText(stream, reply.Content),
-				RunID: runID, Model: reply.Model, Usage: reply.Usage, Origin: reply.Origin,
-			}, meta)
-			e.ID = derivedID("run.reply", sessionKey, runID)
-			replyID = e.ID
-			events = append(events, at(e, sess.Version+1))
-		}
-		finished := moltgate.MustEvent(stream, moltgate.EventChatRunFinished, moltgate.ChatRunFinishedData{
+	finish := func(replyID string) moltgate.Event {
+		e := moltgate.MustEvent(stream, moltgate.EventChatRunFinished, moltgate.ChatRunFinishedData{
 			SessionKey: sessionKey, RunID: runID, Status: status, Error: errMsg, ReplyEventID: replyID,
 		}, meta)
-		finished.ID = derivedID("run.finished", sessionKey, runID)
-		return append(events, at(finished, sess.Version+int64(len(events))+1)), nil
-	})
-	return err
+		e.ID = derivedID("run.finished", sessionKey, runID)
+		return e
+	}
+	decision := func() ([]moltgate.Event, error) {
+		if reply == nil {
+			return []moltgate.Event{finish("")}, nil
+		}
+		sess, _ := s.Models.Sessions.Get(sessionKey) // before the state: a newer state then only causes a retry
+		// A reply for a run that has ended already (closed as
+		// interrupted, then finished late by the agent) would land
+		// after its end.
+		if _, ended, err := s.runState(ctx, sessionKey, runID); err != nil || ended {
+			return nil, err
+		}
+		e := moltgate.MustEvent(stream, moltgate.EventChatMessageAdded, moltgate.ChatMessageAddedData{
+			SessionKey: sessionKey, MessageID: moltgate.NewID(), Role: "assistant", Content: s.sealText(stream, reply.Content),
+			RunID: runID, Model: reply.Model, Usage: reply.Usage, Origin: reply.Origin,
+		}, meta)
+		e.ID = derivedID("run.reply", sessionKey, runID)
+		return []moltgate.Event{at(e, sess.Version+1), at(finish(e.ID), sess.Version+2)}, nil
+	}
+	for {
+		_, err := s.decide(ctx, false, decision)
+		if moltgate.ErrorCode(err) != moltgate.ECONFLICT || ctx.Err() != nil {
+			return err
+		}
+	}
 }
 
 // MaxToolSummary bounds the text of a tool call's summary in the log.

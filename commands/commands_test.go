@@ -728,6 +728,41 @@ func TestConcurrent_ReplyAndClose(t *testing.T) {
 	}
 }
 
+// A reply lands while the session is busy: messages sent to it from many
+// goroutines move its stream on under the reply's expected version, and
+// the reply is decided again until it lands rather than left open (a
+// run nobody finished is reported interrupted at the next start).
+func TestConcurrent_ReplyWhileTheSessionIsBusy(t *testing.T) {
+	s, _ := MustOpenService(t)
+	ctx := context.Background()
+	first, err := s.SendMessage(ctx, moltgate.RunRequest{SessionKey: "busy", Message: "first"}, owner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const senders, each = 16, 20
+	inParallel(senders+1, func(i int) {
+		if i == senders {
+			if err := s.FinishRun(ctx, "busy", first.RunID, &moltgate.ChatMessage{Content: "hello"}, moltgate.RunCompleted, "", owner); err != nil {
+				t.Errorf("the reply was not recorded: %v", err)
+			}
+			return
+		}
+		for j := 0; j < each; j++ {
+			if _, err := s.SendMessage(ctx, moltgate.RunRequest{SessionKey: "busy", Message: fmt.Sprint(i, "-", j)}, owner); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+	finished, err := s.Log.Query(ctx, eventlog.Filter{Stream: moltgate.SessionStream("busy"), TypePrefix: moltgate.EventChatRunFinished})
+	if err != nil || len(finished) != 1 {
+		t.Fatalf("%d runs finished (%v), want the first", len(finished), err)
+	}
+	var d moltgate.ChatRunFinishedData
+	if finished[0].Decode(&d); d.RunID != first.RunID || d.Status != moltgate.RunCompleted || d.ReplyEventID == "" {
+		t.Fatalf("the finish = %+v, want the first run completed with its reply", d)
+	}
+}
+
 // A repeated approval answers with the device the request paired, also
 // once that device was removed and paired again by a newer request.
 func TestDevices_RepeatAfterRepairing(t *testing.T) {

@@ -227,7 +227,7 @@ func TestServe_SIGTERMFlushesABurst(t *testing.T) {
 		}
 	}
 	if open := openRuns(t, l); open != 0 {
-		t.Fatalf("%d runs left open by a planned stop", open)
+		t.Fatalf("%d runs left open by a planned stop\n%s", open, c.stderr.String())
 	}
 	// Each run ended once, answered or aborted by the stop: a planned stop
 	// fails none and leaves none to be found interrupted at the next start.
