@@ -20,10 +20,8 @@ type Router struct {
 	Queries moltgate.ChannelQueries
 	// ChannelSettings returns a channel's settings, ok when it is enabled:
 	// the Manager's, which it keeps up to date, so a message costs no
-	// config resolution. When it is nil, Settings resolves all of them
-	// per message.
+	// config resolution.
 	ChannelSettings func(name string) (s Settings, ok bool)
-	Settings        func() map[string]Settings
 	// DMScope returns session.dmScope from the config.
 	DMScope func() string
 	// Channel returns a running adapter (for typing indicators and the
@@ -48,7 +46,7 @@ const (
 
 // Handle implements moltgate.InboundHandler.
 func (r *Router) Handle(ctx context.Context, msg moltgate.InboundMessage) error {
-	s, ok := r.settings(msg.Channel)
+	s, ok := r.ChannelSettings(msg.Channel)
 	if !ok || !s.Enabled {
 		return nil
 	}
@@ -142,14 +140,6 @@ func (r *Router) typing(to moltgate.ChannelAddress, sessionKey, runID string) {
 		cancel()
 		time.Sleep(typingEvery)
 	}
-}
-
-func (r *Router) settings(channel string) (Settings, bool) {
-	if r.ChannelSettings != nil {
-		return r.ChannelSettings(channel)
-	}
-	s, ok := r.Settings()[channel]
-	return s, ok
 }
 
 func (r *Router) logger() *slog.Logger {

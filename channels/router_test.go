@@ -103,15 +103,17 @@ func TestRouter_Handle(t *testing.T) {
 	}
 }
 
-// A message for a channel the settings do not enable is dropped; without
-// ChannelSettings, the router resolves the settings itself.
-func TestRouter_SettingsWithoutTheManager(t *testing.T) {
+// A message for a channel the settings do not enable is dropped, and the
+// settings are asked at each message: enabling a channel takes effect at
+// its next one.
+func TestRouter_DropsDisabledChannels(t *testing.T) {
 	w := &writeSide{}
 	enabled := true
 	r := &Router{
 		Chat: w, Access: w, Queries: w,
-		Settings: func() map[string]Settings {
-			return map[string]Settings{"telegram": {Channel: "telegram", Enabled: enabled, DMPolicy: moltgate.DMOpen}}
+		ChannelSettings: func(name string) (Settings, bool) {
+			s := Settings{Channel: name, Enabled: enabled && name == "telegram", DMPolicy: moltgate.DMOpen}
+			return s, s.Enabled
 		},
 		DMScope: func() string { return "" }, Channel: func(string) moltgate.Channel { return nil }, Active: func(string) []string { return nil },
 	}

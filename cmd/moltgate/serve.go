@@ -209,7 +209,7 @@ func (g *gateway) open(ctx context.Context) error {
 
 	settings := func() map[string]channels.Settings { return channels.ResolveSettings(g.config.get(), g.env, resolver) }
 	g.channels = &channels.Manager{Factory: channelFactory(g.logger), Settings: settings, Events: g.log, WaitFor: g.runner.WaitFor, Logger: g.logger}
-	router := &channels.Router{Chat: g.service, Access: g.service, Queries: g.set, Settings: settings,
+	router := &channels.Router{Chat: g.service, Access: g.service, Queries: g.set, ChannelSettings: g.channels.ChannelSettings,
 		DMScope: func() string { return g.config.get().Session.DMScope }, Channel: g.channels.Channel, Active: g.agent.Active, Logger: g.logger}
 	g.channels.Handle = router.Handle
 	g.outbox = &channels.Outbox{Queries: g.set, Deliveries: g.service, Events: g.log, WaitFor: g.runner.WaitFor, Channel: g.channels.Channel,
