@@ -20,7 +20,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -63,8 +62,7 @@ type Adapter struct {
 	rest    rest.Rest
 	running atomic.Bool // Run is active: a second concurrent Run is refused
 
-	mu     sync.Mutex
-	status moltgate.ChannelStatus
+	status *moltgate.StatusKeeper
 }
 
 var _ moltgate.Channel = (*Adapter)(nil)
@@ -108,7 +106,7 @@ func New(cfg Config) (*Adapter, error) {
 		cfg:    cfg,
 		log:    log,
 		rest:   rest.New(client),
-		status: moltgate.ChannelStatus{Channel: channelName, State: moltgate.ChannelStopped},
+		status: moltgate.NewStatusKeeper(channelName),
 	}, nil
 }
 
@@ -152,49 +150,12 @@ func checkURL(field, raw string, schemes ...string) error {
 func (a *Adapter) Name() string { return channelName }
 
 // Status reports the gateway connection's state.
-func (a *Adapter) Status() moltgate.ChannelStatus {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.status
-}
-
-// setState moves to state, recording why (errMsg, "" once healthy).
-func (a *Adapter) setState(state, errMsg string) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.status.State != state {
-		a.status.State = state
-		a.status.Since = time.Now()
-	}
-	a.status.Error = errMsg
-}
-
-// reconnecting records a lost or failed connection before the next try.
-func (a *Adapter) reconnecting(err error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.status.Reconnects++
-	if a.status.State != moltgate.ChannelConnecting {
-		a.status.State = moltgate.ChannelConnecting
-		a.status.Since = time.Now()
-	}
-	a.status.Error = err.Error()
-}
+func (a *Adapter) Status() moltgate.ChannelStatus { return a.status.Status() }
 
 // ready records the bot's identity once the gateway accepted it.
 func (a *Adapter) ready(accountID, botName string) {
-	a.mu.Lock()
-	a.status.AccountID = accountID
-	a.status.BotName = botName
-	a.mu.Unlock()
-	a.setState(moltgate.ChannelRunning, "")
-}
-
-// touch records a sign of life from the gateway, for the router's watchdog.
-func (a *Adapter) touch() {
-	a.mu.Lock()
-	a.status.LastActivity = time.Now()
-	a.mu.Unlock()
+	a.status.Identify(accountID, botName)
+	a.status.Set(moltgate.ChannelRunning, "")
 }
 
 // Run connects to the gateway and hands every message to handle until ctx
@@ -205,12 +166,12 @@ func (a *Adapter) Run(ctx context.Context, handle moltgate.InboundHandler) error
 		return errors.New("discord: Run is already running")
 	}
 	defer a.running.Store(false)
-	a.setState(moltgate.ChannelConnecting, "")
+	a.status.Set(moltgate.ChannelConnecting, "")
 	if err := a.run(ctx, handle); err != nil {
 		a.log.Error("discord channel failed", "err", err)
-		a.setState(moltgate.ChannelFailed, err.Error())
+		a.status.Set(moltgate.ChannelFailed, err.Error())
 		return err
 	}
-	a.setState(moltgate.ChannelStopped, "")
+	a.status.Set(moltgate.ChannelStopped, "")
 	return nil
 }

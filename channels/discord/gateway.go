@@ -72,7 +72,7 @@ func (a *Adapter) run(ctx context.Context, handle moltgate.InboundHandler) error
 		}
 		delay := moltgate.Backoff(a.cfg.BackoffBase, maxBackoff, failures)
 		failures++
-		a.reconnecting(err)
+		a.status.Reconnecting(err.Error())
 		a.log.Warn("discord gateway connection lost; reconnecting", "err", err, "in", delay, "resume", sess.id != "")
 		select {
 		case <-ctx.Done():
@@ -194,7 +194,7 @@ func (c *conn) serve(ctx context.Context) error {
 		if err != nil {
 			return c.closed(err)
 		}
-		c.a.touch()
+		c.a.status.Touch()
 		var f frame
 		if err := json.Unmarshal(data, &f); err != nil {
 			c.a.log.Warn("skipped an undecodable gateway payload", "err", err, "bytes", len(data))
@@ -233,7 +233,7 @@ func (c *conn) hello(ctx context.Context) (time.Duration, error) {
 	if err != nil {
 		return 0, c.closed(err)
 	}
-	c.a.touch()
+	c.a.status.Touch()
 	var f frame
 	var hello gateway.MessageDataHello
 	if json.Unmarshal(data, &f) != nil || f.Op != gateway.OpcodeHello ||

@@ -55,7 +55,7 @@ func refused(err error) (string, bool) {
 // in-memory queue, so a slow handler never delays an acknowledgement past
 // Slack's 3 s (after which Slack sends the event again).
 func (a *Adapter) Run(ctx context.Context, handle moltgate.InboundHandler) error {
-	a.setState(moltgate.ChannelConnecting, "")
+	a.status.Set(moltgate.ChannelConnecting, "")
 	r := &runner{a: a, inbox: newInbox()}
 	id, err := r.authenticate(ctx)
 	if err == nil && ctx.Err() == nil {
@@ -67,11 +67,11 @@ func (a *Adapter) Run(ctx context.Context, handle moltgate.InboundHandler) error
 		wg.Wait()
 	}
 	if err != nil && ctx.Err() == nil {
-		a.setState(moltgate.ChannelFailed, err.Error())
+		a.status.Set(moltgate.ChannelFailed, err.Error())
 		a.log.Error("stopped", "err", err)
 		return err
 	}
-	a.setState(moltgate.ChannelStopped, "")
+	a.status.Set(moltgate.ChannelStopped, "")
 	return nil
 }
 
@@ -91,12 +91,10 @@ func (r *runner) authenticate(ctx context.Context) (identity, error) {
 	for {
 		res, err := a.api.AuthTestContext(ctx)
 		if err == nil {
-			a.touch()
+			a.status.Touch()
 			id := identity{teamID: res.TeamID, botUserID: res.UserID, botName: res.User,
 				mention: regexp.MustCompile(`[ \t]*<@` + regexp.QuoteMeta(res.UserID) + `(?:\|[^>]*)?>[ \t]*`)}
-			a.mu.Lock()
-			a.status.AccountID, a.status.BotName = id.teamID, id.botName
-			a.mu.Unlock()
+			a.status.Identify(id.teamID, id.botName)
 			a.log.Info("authenticated", "team", id.teamID, "bot_user", id.botUserID, "bot_name", id.botName)
 			return id, nil
 		}
@@ -119,7 +117,7 @@ func (r *runner) retry(ctx context.Context, err error) bool {
 	r.failures++
 	msg := "slack: " + err.Error()
 	r.a.log.Warn("connection failed, retrying", "err", err, "in", delay)
-	r.a.reconnecting(msg)
+	r.a.status.Reconnecting(msg)
 	t := time.NewTimer(delay)
 	defer t.Stop()
 	select {
@@ -190,7 +188,7 @@ func (r *runner) handleEvent(ctx context.Context, client *socketmode.Client, id 
 		// before session stopped it.
 		if ce, ok := evt.Data.(*slack.ConnectingEvent); ok && (ce.ConnectionCount > 0 || ce.Attempt > 1) {
 			a.log.Info("the Socket Mode connection closed, reconnecting")
-			a.reconnecting("")
+			a.status.Reconnecting("")
 		}
 	case socketmode.EventTypeConnectionError:
 		if ce, ok := evt.Data.(*slack.ConnectionErrorEvent); ok && ce.ErrorObj != nil {
@@ -199,7 +197,7 @@ func (r *runner) handleEvent(ctx context.Context, client *socketmode.Client, id 
 		return errors.New("connection error")
 	case socketmode.EventTypeHello:
 		r.failures = 0
-		a.setState(moltgate.ChannelRunning, "")
+		a.status.Set(moltgate.ChannelRunning, "")
 		a.log.Info("connected")
 	case socketmode.EventTypeEventsAPI:
 		// Acknowledge first, whatever the event holds.
@@ -265,7 +263,7 @@ func (a *Adapter) dialer() *websocket.Dialer {
 			if err != nil {
 				return nil, err
 			}
-			return activityConn{Conn: c, touch: a.touch}, nil
+			return activityConn{Conn: c, touch: a.status.Touch}, nil
 		},
 	}
 }

@@ -11,8 +11,6 @@ import (
 	"log/slog"
 	"net/url"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/slack-go/slack"
@@ -61,12 +59,7 @@ type Adapter struct {
 	api *slack.Client
 	log *slog.Logger
 
-	mu     sync.Mutex
-	status moltgate.ChannelStatus
-
-	// lastActivity is kept apart from status (unix nanoseconds) because
-	// every read from the socket, pings included, updates it.
-	lastActivity atomic.Int64
+	status *moltgate.StatusKeeper // every read from the socket, pings included, touches it
 
 	// Touched only by Run's goroutines, one Run at a time.
 	seen  recent
@@ -108,7 +101,7 @@ func New(cfg Config) (*Adapter, error) {
 			slack.OptionAppLevelToken(cfg.AppToken),
 			slack.OptionAPIURL(cfg.APIURL)),
 		log:    cfg.Logger.With("channel", "slack"),
-		status: moltgate.ChannelStatus{Channel: "slack", State: moltgate.ChannelStopped},
+		status: moltgate.NewStatusKeeper("slack"),
 		names:  map[string]string{},
 	}
 	return a, nil
@@ -147,34 +140,4 @@ func checkToken(field, env, token, prefix string) error {
 func (a *Adapter) Name() string { return "slack" }
 
 // Status reports the connection's state.
-func (a *Adapter) Status() moltgate.ChannelStatus {
-	a.mu.Lock()
-	st := a.status
-	a.mu.Unlock()
-	if t := a.lastActivity.Load(); t != 0 {
-		st.LastActivity = time.Unix(0, t)
-	}
-	return st
-}
-
-// touch records a sign of life from Slack.
-func (a *Adapter) touch() { a.lastActivity.Store(time.Now().UnixNano()) }
-
-// setState moves to state with errMsg as the reason ("" clears it).
-func (a *Adapter) setState(state, errMsg string) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.status.State != state {
-		a.status.Since = time.Now()
-	}
-	a.status.State, a.status.Error = state, errMsg
-}
-
-// reconnecting records that a new connection attempt follows a failure or
-// a closed connection.
-func (a *Adapter) reconnecting(reason string) {
-	a.mu.Lock()
-	a.status.Reconnects++
-	a.mu.Unlock()
-	a.setState(moltgate.ChannelConnecting, reason)
-}
+func (a *Adapter) Status() moltgate.ChannelStatus { return a.status.Status() }

@@ -109,11 +109,11 @@ func (a *Adapter) setup(ctx context.Context) error {
 	if err != nil {
 		return a.callError("getMe", err)
 	}
-	a.touch()
+	a.status.Touch()
 	a.mu.Lock()
 	a.botID, a.botUser = me.ID, me.Username
-	a.status.AccountID, a.status.BotName = strconv.FormatInt(me.ID, 10), me.Username
 	a.mu.Unlock()
+	a.status.Identify(strconv.FormatInt(me.ID, 10), me.Username)
 
 	if a.cfg.WebhookURL != "" {
 		_, err := a.bot.SetWebhook(ctx, &bot.SetWebhookParams{
@@ -207,7 +207,7 @@ func (a *Adapter) poll(ctx context.Context, handle moltgate.InboundHandler) erro
 			continue
 		}
 		failures, probe = 0, false
-		a.touch()
+		a.status.Touch()
 		a.setState(moltgate.ChannelRunning, "")
 		for _, raw := range batch {
 			if !a.dispatchRaw(ctx, handle, raw) {
@@ -346,7 +346,7 @@ func (a *Adapter) checkWebhook(ctx context.Context) error {
 	if err != nil {
 		return a.callError("getWebhookInfo", err)
 	}
-	a.touch()
+	a.status.Touch()
 	if info.URL != a.cfg.WebhookURL {
 		return fmt.Errorf("telegram: the webhook is no longer WebhookURL but %q: another instance may be using this bot token", info.URL)
 	}
@@ -404,8 +404,8 @@ func (a *Adapter) serveWebhook(w http.ResponseWriter, r *http.Request) {
 	}
 	a.mu.Lock()
 	a.lastHook = time.Now()
-	a.status.LastActivity = a.lastHook
 	a.mu.Unlock()
+	a.status.Touch()
 	if !a.dispatchRaw(ctx, handle, body) {
 		http.Error(w, "telegram: the channel is stopping", http.StatusServiceUnavailable)
 		return

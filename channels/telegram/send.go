@@ -67,7 +67,7 @@ func call[T any](a *Adapter, ctx context.Context, f func(context.Context) (T, er
 	defer cancel()
 	v, err := f(ctx)
 	if err == nil {
-		a.touch()
+		a.status.Touch()
 	}
 	return v, err
 }

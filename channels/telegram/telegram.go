@@ -114,8 +114,9 @@ type Adapter struct {
 	dispatchMu sync.Mutex     // one update handled at a time, in order
 	inflight   sync.WaitGroup // webhook requests being handled
 
+	status *moltgate.StatusKeeper
+
 	mu      sync.Mutex
-	status  moltgate.ChannelStatus
 	botID   int64
 	botUser string
 	// While Run is in webhook mode: webhook requests are accepted and
@@ -139,7 +140,7 @@ func New(cfg Config) (*Adapter, error) {
 	}
 	a := &Adapter{
 		secret: cfg.Token[strings.IndexByte(cfg.Token, ':')+1:],
-		status: moltgate.ChannelStatus{Channel: ChannelName, State: moltgate.ChannelStopped},
+		status: moltgate.NewStatusKeeper(ChannelName),
 	}
 	if cfg.APIURL == "" {
 		cfg.APIURL = DefaultAPIURL
@@ -206,42 +207,18 @@ func isHTTPURL(raw string) bool {
 func (a *Adapter) Name() string { return ChannelName }
 
 // Status reports the connection's state.
-func (a *Adapter) Status() moltgate.ChannelStatus {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.status
-}
+func (a *Adapter) Status() moltgate.ChannelStatus { return a.status.Status() }
 
 // setState changes the state; errMsg replaces the error shown ("" clears
-// it).
+// it), without the token: the library's errors carry request URLs.
 func (a *Adapter) setState(state, errMsg string) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.setStateLocked(state, errMsg)
-}
-
-func (a *Adapter) setStateLocked(state, errMsg string) {
-	if a.status.State != state {
-		a.status.State = state
-		a.status.Since = time.Now()
-	}
-	a.status.Error = a.redactString(errMsg)
+	a.status.Set(state, a.redactString(errMsg))
 }
 
 // retrying reports a transient failure: connecting, one more reconnect.
 func (a *Adapter) retrying(err error) {
-	a.mu.Lock()
-	a.setStateLocked(moltgate.ChannelConnecting, err.Error())
-	a.status.Reconnects++
-	a.mu.Unlock()
+	a.status.Reconnecting(a.redactString(err.Error()))
 	a.log.Warn("telegram connection failed; retrying", "err", a.redact(err))
-}
-
-// touch records a sign of life from Telegram.
-func (a *Adapter) touch() {
-	a.mu.Lock()
-	a.status.LastActivity = time.Now()
-	a.mu.Unlock()
 }
 
 // redactString removes the token's secret from s: the library's errors
