@@ -1,16 +1,15 @@
 package discord_test
 
 import (
-	"bytes"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/moltgate/moltgate"
 	"github.com/moltgate/moltgate/channels/discord"
 	"github.com/moltgate/moltgate/internal/fakediscord"
+	"github.com/moltgate/moltgate/internal/syncbuf"
 )
 
 func TestRun_ConnectsWithIntents(t *testing.T) {
@@ -308,7 +307,7 @@ func TestRun_HeartbeatsAndZombieConnection(t *testing.T) {
 func TestRun_TokenNeverLogged(t *testing.T) {
 	srv := fakediscord.New(t)
 	srv.SetHeartbeatInterval(20 * time.Millisecond)
-	var buf lockedBuffer
+	var buf syncbuf.Buffer
 	a := newAdapter(t, srv, func(c *discord.Config) {
 		c.Logger = slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	})
@@ -345,23 +344,6 @@ func TestRun_TokenNeverLogged(t *testing.T) {
 	if errs[len(errs)-1] == nil {
 		t.Errorf("Run returned nil after the token was refused")
 	}
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func TestNew_RejectsBadConfig(t *testing.T) {

@@ -1,7 +1,6 @@
 package slack
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -14,34 +13,17 @@ import (
 
 	"github.com/moltgate/moltgate"
 	"github.com/moltgate/moltgate/internal/fakeslack"
+	"github.com/moltgate/moltgate/internal/syncbuf"
 )
 
 const wait = 10 * time.Second // deadline for conditions; tests end as soon as they hold
-
-// logBuffer collects log output from several goroutines.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // harness runs an Adapter against a fake until the test ends.
 type harness struct {
 	t    *testing.T
 	fake *fakeslack.Server
 	a    *Adapter
-	logs *logBuffer
+	logs *syncbuf.Buffer
 	got  chan moltgate.InboundMessage
 
 	mu      sync.Mutex
@@ -52,7 +34,7 @@ type harness struct {
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
-	h := &harness{t: t, fake: fakeslack.New(t), logs: &logBuffer{}, got: make(chan moltgate.InboundMessage, 100)}
+	h := &harness{t: t, fake: fakeslack.New(t), logs: &syncbuf.Buffer{}, got: make(chan moltgate.InboundMessage, 100)}
 	h.a = h.adapter(Config{})
 	return h
 }

@@ -1,11 +1,9 @@
 package telegram_test
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,24 +21,6 @@ var (
 	group = faketelegram.Chat{ID: -1001234567890, Type: "supergroup", Title: "Friends"}
 	forum = faketelegram.Chat{ID: -1009876543210, Type: "supergroup", Title: "Team", IsForum: true}
 )
-
-// logBuffer collects an adapter's log output.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // config points an adapter at the fake, with short polls and backoff.
 func config(fake *faketelegram.Server, logs io.Writer) telegram.Config {

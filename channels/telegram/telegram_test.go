@@ -12,6 +12,7 @@ import (
 	"github.com/moltgate/moltgate"
 	"github.com/moltgate/moltgate/channels/telegram"
 	"github.com/moltgate/moltgate/internal/faketelegram"
+	"github.com/moltgate/moltgate/internal/syncbuf"
 )
 
 func TestNew_Config(t *testing.T) {
@@ -183,7 +184,7 @@ func TestAdapter_Attachments(t *testing.T) {
 
 func TestAdapter_SkipsMalformedAndBots(t *testing.T) {
 	fake := faketelegram.New(t)
-	logs := &logBuffer{}
+	logs := &syncbuf.Buffer{}
 	a := newAdapter(t, config(fake, logs))
 	s := start(t, a, nil)
 	waitStatus(t, a, "running", isRunning)
@@ -213,7 +214,7 @@ func TestAdapter_SkipsMalformedAndBots(t *testing.T) {
 
 func TestAdapter_HandlerErrorGoesOn(t *testing.T) {
 	fake := faketelegram.New(t)
-	logs := &logBuffer{}
+	logs := &syncbuf.Buffer{}
 	a := newAdapter(t, config(fake, logs))
 	s := start(t, a, func(_ context.Context, m moltgate.InboundMessage) error {
 		if m.Text == "first" {
@@ -242,7 +243,7 @@ func TestAdapter_TokenRefused(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fake := faketelegram.New(t)
-			logs := &logBuffer{}
+			logs := &syncbuf.Buffer{}
 			cfg := config(fake, logs)
 			tc.setup(fake, &cfg)
 			a := newAdapter(t, cfg)

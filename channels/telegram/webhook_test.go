@@ -14,6 +14,7 @@ import (
 	"github.com/moltgate/moltgate"
 	"github.com/moltgate/moltgate/channels/telegram"
 	"github.com/moltgate/moltgate/internal/faketelegram"
+	"github.com/moltgate/moltgate/internal/syncbuf"
 )
 
 const webhookSecret = "s3cret-Value_1"
@@ -198,7 +199,7 @@ func TestWebhook_RefusedURL(t *testing.T) {
 // the token's secret never reaches an error, the status or a log line.
 func TestAdapter_NoTokenInErrorsOrLogs(t *testing.T) {
 	fake := faketelegram.New(t)
-	logs := &logBuffer{}
+	logs := &syncbuf.Buffer{}
 	secret := fake.Token[strings.IndexByte(fake.Token, ':')+1:]
 	echo := faketelegram.Failure{Status: 404, Body: "<html>Cannot POST /bot" + fake.Token + "/method</html>"}
 	var seen []string // every error and status error observed

@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -432,24 +431,6 @@ func TestAdmin_Restart(t *testing.T) {
 	if err := g.agent.Enqueue(moltgate.QueuedRun{SessionKey: "after-restart", RunID: "run-x"}); err != nil {
 		t.Fatalf("enqueue after restart: %v", err)
 	}
-}
-
-// syncBuffer is a bytes.Buffer a child process writes while the test reads.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // A start that fails after the gateway was made (here the browser's

@@ -31,6 +31,7 @@ import (
 	"github.com/moltgate/moltgate/internal/fakellm"
 	"github.com/moltgate/moltgate/internal/fakes3"
 	"github.com/moltgate/moltgate/internal/faketelegram"
+	"github.com/moltgate/moltgate/internal/syncbuf"
 )
 
 // openclawCLI is the real OpenClaw CLI, installed from npm (pinned in
@@ -263,7 +264,7 @@ func TestServe_RestoreWithoutTheSealingKey(t *testing.T) {
 	// A new machine: an empty disk, the replica, another key.
 	vars["MOLTGATE_SECRET_KEY"] = strings.Repeat("cd", 32)
 	vars["MOLTGATE_DATA_DIR"] = filepath.Join(t.TempDir(), "data")
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	g2 := &gateway{env: EnvFromMap(vars), logger: slog.New(slog.NewTextHandler(&logs, nil)), stderr: io.Discard}
 	if err := g2.open(context.Background()); err != nil {
 		t.Fatalf("the gateway did not start without its key: %v", err)

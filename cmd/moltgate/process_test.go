@@ -20,12 +20,13 @@ import (
 	"github.com/moltgate/moltgate/internal/fakellm"
 	"github.com/moltgate/moltgate/internal/fakes3"
 	"github.com/moltgate/moltgate/internal/faketelegram"
+	"github.com/moltgate/moltgate/internal/syncbuf"
 )
 
 // child is the real moltgate process (this test binary running main).
 type child struct {
 	cmd    *exec.Cmd
-	stderr *syncBuffer
+	stderr *syncbuf.Buffer
 }
 
 // startChild starts moltgate with vars and waits until it is ready.
@@ -36,7 +37,7 @@ func startChild(t *testing.T, vars map[string]string) *child {
 	for k, v := range vars {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
-	c := &child{cmd: cmd, stderr: &syncBuffer{}}
+	c := &child{cmd: cmd, stderr: &syncbuf.Buffer{}}
 	cmd.Stderr = c.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

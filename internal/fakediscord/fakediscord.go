@@ -27,6 +27,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/moltgate/moltgate/internal/failqueue"
 )
 
 // Route names a REST call, for FailNext and SetRateLimit. The values are
@@ -125,7 +127,7 @@ type Server struct {
 	sent              []SentMessage
 	typing            []string
 	requests          []Request
-	failures          map[Route][]Failure
+	failures          failqueue.Queue[Route, Failure]
 	limits            map[Route]rateLimit
 	windows           map[string]*window // route + channel → current window
 	conns             map[*gwConn]bool
@@ -150,7 +152,6 @@ func New(tb testing.TB) *Server {
 		dmChannels:        map[string]string{},
 		channels:          map[string]string{},
 		messages:          map[string]message{},
-		failures:          map[Route][]Failure{},
 		limits:            map[Route]rateLimit{},
 		windows:           map[string]*window{},
 		conns:             map[*gwConn]bool{},
@@ -236,15 +237,13 @@ func (s *Server) StopHeartbeatACKs(stop bool) {
 func (s *Server) FailNext(route Route, n int, f Failure) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for range n {
-		s.failures[route] = append(s.failures[route], f)
-	}
+	s.failures.Add(route, n, f)
 }
 
 // ClearFailures drops the failures FailNext queued and not yet served.
 func (s *Server) ClearFailures() {
 	s.mu.Lock()
-	s.failures = map[Route][]Failure{}
+	s.failures.Clear()
 	s.mu.Unlock()
 }
 

@@ -100,11 +100,8 @@ func (s *Server) check(route Route, perChannel bool, r *http.Request, h http.Hea
 	if s.refuseToken || r.Header.Get("Authorization") != "Bot "+s.Token {
 		return http.StatusUnauthorized, apiError{Message: "401: Unauthorized"}
 	}
-	if q := s.failures[route]; len(q) > 0 {
-		s.failures[route] = q[1:]
-		if q[0] != (Failure{}) {
-			return failureReply(route, q[0], h)
-		}
+	if f, _ := s.failures.Next(route); f != (Failure{}) { // a zero Failure lets the call through
+		return failureReply(route, f, h)
 	}
 	channel := ""
 	if perChannel {

@@ -19,6 +19,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/moltgate/moltgate/internal/failqueue"
 )
 
 // The workspace the fake pretends to be, as auth.test reports it.
@@ -55,7 +57,7 @@ type Server struct {
 	changed   chan struct{} // closed and replaced on every recorded change
 	refuseBot bool
 	refuseApp bool
-	failures  map[string][]Failure
+	failures  failqueue.Queue[string, Failure]
 	requests  []Request
 	sent      []SentMessage
 	users     map[string]string // user id → name, for users.info
@@ -122,7 +124,6 @@ func New(tb testing.TB) *Server {
 		BotToken: "xoxb-1111111111-2222222222-fakeBotTokenSecret",
 		AppToken: "xapp-1-" + AppID + "-3333333333-fakeAppTokenSecret",
 		changed:  make(chan struct{}),
-		failures: map[string][]Failure{},
 		users:    map[string]string{},
 		tickets:  map[string]bool{},
 		envIndex: map[string]int{},
@@ -170,15 +171,13 @@ func (s *Server) RefuseAppToken(refuse bool) {
 func (s *Server) FailNext(method string, n int, f Failure) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for range n {
-		s.failures[method] = append(s.failures[method], f)
-	}
+	s.failures.Add(method, n, f)
 }
 
 // ClearFailures drops every scripted failure not used yet.
 func (s *Server) ClearFailures() {
 	s.mu.Lock()
-	s.failures = map[string][]Failure{}
+	s.failures.Clear()
 	s.mu.Unlock()
 }
 
@@ -309,11 +308,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 // app subscribed to message events its own messages too, with its
 // bot_id); s.mu must be held.
 func (s *Server) answer(method, token string, params url.Values) (reply, map[string]any) {
-	var f Failure
-	if queue := s.failures[method]; len(queue) > 0 {
-		f, s.failures[method] = queue[0], queue[1:]
-	}
-	if f != (Failure{}) {
+	if f, _ := s.failures.Next(method); f != (Failure{}) { // a zero Failure lets the call through
 		status := f.Status
 		if status == 0 {
 			status = http.StatusOK

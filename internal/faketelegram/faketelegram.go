@@ -34,6 +34,8 @@ import (
 	"testing"
 	"time"
 	"unicode/utf16"
+
+	"github.com/moltgate/moltgate/internal/failqueue"
 )
 
 // Defaults of the bot the fake pretends to be.
@@ -168,7 +170,7 @@ type Server struct {
 	poll          chan struct{}  // closed to terminate the pending getUpdates with a 409
 	conflict      bool
 	refuse        bool
-	failures      map[string][]Failure
+	failures      failqueue.Queue[string, Failure] // by lower-case method
 	chats         map[int64]Chat
 	messages      map[int64]map[int]json.RawMessage // chat → message id → message object
 	requests      []Request
@@ -191,7 +193,6 @@ func New(tb testing.TB) *Server {
 		changed:       make(chan struct{}),
 		nextUpdateID:  500000001,
 		nextMessageID: 100,
-		failures:      map[string][]Failure{},
 		chats:         map[int64]Chat{},
 		messages:      map[int64]map[int]json.RawMessage{},
 	}
@@ -336,10 +337,7 @@ func (s *Server) lookup(chat int64, id int) any {
 func (s *Server) FailNext(method string, n int, f Failure) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	key := strings.ToLower(method)
-	for range n {
-		s.failures[key] = append(s.failures[key], f)
-	}
+	s.failures.Add(strings.ToLower(method), n, f)
 }
 
 // ClearFailures drops the failures FailNext scripted that have not
@@ -347,7 +345,7 @@ func (s *Server) FailNext(method string, n int, f Failure) {
 func (s *Server) ClearFailures() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.failures = map[string][]Failure{}
+	s.failures.Clear()
 }
 
 // Forget drops what the fake recorded so far (requests, sent messages,
@@ -627,14 +625,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	key := strings.ToLower(method)
-	if fs := s.failures[key]; len(fs) > 0 {
-		f := fs[0]
-		s.failures[key] = fs[1:]
-		if f != (Failure{}) {
-			s.mu.Unlock()
-			writeFailure(w, f)
-			return
-		}
+	if f, _ := s.failures.Next(key); f != (Failure{}) { // a zero Failure lets the call through
+		s.mu.Unlock()
+		writeFailure(w, f)
+		return
 	}
 	if key == "getupdates" {
 		s.mu.Unlock() // getUpdates waits, so it takes the lock itself
