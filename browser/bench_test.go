@@ -23,7 +23,7 @@ const benchPage = `<!doctype html><title>bench</title><body style="font:16px san
 	`<p>A local page with some text and a box.</p><div style="width:200px;height:100px;background:#3a7"></div>`
 
 // BenchmarkScreenshot is a 1280×800 screenshot of a local page: cold
-// includes launching Chromium (and closing it), warm reuses the running
+// includes launching Chromium (not its exit), warm reuses the running
 // browser (a new tab, load, capture, close tab), tab captures an open tab.
 func BenchmarkScreenshot(b *testing.B) {
 	site := pages(b, map[string]string{"/": benchPage})
