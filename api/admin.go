@@ -56,7 +56,7 @@ const MaxAdminBody = 1 << 20
 // MountAdmin adds the admin API and the public status to the server.
 func (s *Server) MountAdmin(a *Admin) {
 	s.router.GET("/api/status", a.status)
-	s.router.GET("/_admin/", a.page)
+	s.router.GET("/_admin/", a.Gateway.LimitFailures, a.page)
 	s.router.GET("/_admin", func(c *gin.Context) { c.Redirect(http.StatusFound, "/_admin/") })
 	g := s.router.Group("/api/admin", a.middleware()...)
 	g.GET("/whoami", a.whoami)
@@ -95,10 +95,10 @@ func (s *Server) MountAdmin(a *Admin) {
 	a.mountStream(s)
 }
 
-// middleware runs before every admin route: the body limit, the guard,
-// and the refusal of cross-site writes.
+// middleware runs before every admin route: the failure limit, the body
+// limit, the guard, and the refusal of cross-site writes.
 func (a *Admin) middleware() gin.HandlersChain {
-	return gin.HandlersChain{limitBody(MaxAdminBody), a.guard(), a.sameOrigin()}
+	return gin.HandlersChain{a.Gateway.LimitFailures, limitBody(MaxAdminBody), a.guard(), a.sameOrigin()}
 }
 
 // guard admits the owner: a local request in DEV_MODE, a local request

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -62,9 +63,13 @@ func adminDo(t *testing.T, h *harness, method, path, jwtToken, body string, head
 
 // Every protected route, taken from the router itself so that a new route
 // cannot be added unprotected, refuses a missing or forged credential and
-// admits a good one.
+// admits a good one. Each route is tried from its own client address
+// (through a trusted proxy): from one, the failures would use up its
+// budget (TestHTTP_FailuresShareTheHandshakeBudget) after a few routes.
 func TestAdmin_EveryProtectedRoute(t *testing.T) {
 	h, p, good := adminHarness(t)
+	_, loopback, _ := net.ParseCIDR("127.0.0.0/8")
+	h.gw.Trust = &api.Trust{Loopback: true, Proxies: func() []*net.IPNet { return []*net.IPNet{loopback} }}
 	other, _ := rsa.GenerateKey(rand.Reader, 2048)
 	forged := p.sign(t, jwt.SigningMethodRS256, "rsa-1", other, p.claims(nil))
 	expired := p.sign(t, jwt.SigningMethodRS256, "rsa-1", p.rsaKey, p.claims(func(c jwt.MapClaims) { c["exp"] = time.Now().Add(-time.Hour).Unix() }))
@@ -75,12 +80,13 @@ func TestAdmin_EveryProtectedRoute(t *testing.T) {
 		}
 		n++
 		path := strings.NewReplacer(":id", "unknown-id", ":key", "unknown-session", ":seq", "999999").Replace(r.Path)
+		client := []string{"Cf-Connecting-Ip", fmt.Sprintf("198.51.100.%d", n)}
 		for name, tok := range map[string]string{"none": "", "forged": forged, "expired": expired} {
-			if code, _ := adminDo(t, h, r.Method, path, tok, ""); code != http.StatusUnauthorized {
+			if code, _ := adminDo(t, h, r.Method, path, tok, "", client...); code != http.StatusUnauthorized {
 				t.Errorf("%s %s with %s credential: %d, want 401", r.Method, r.Path, name, code)
 			}
 		}
-		if code, _ := adminDo(t, h, r.Method, path, good, ""); code == http.StatusUnauthorized || code == http.StatusForbidden {
+		if code, _ := adminDo(t, h, r.Method, path, good, "", client...); code == http.StatusUnauthorized || code == http.StatusForbidden {
 			t.Errorf("%s %s with a good credential: %d", r.Method, r.Path, code)
 		}
 	}

@@ -41,7 +41,7 @@ func newMetrics(g *Gateway) *metrics {
 // of a Cloudflare Access token when Access is configured.
 func (s *Server) MountMetrics(g *Gateway, access *Access) {
 	handler := promhttp.HandlerFor(prometheus.Gatherers{g.metrics.registry, prometheus.DefaultGatherer}, promhttp.HandlerOpts{})
-	s.router.GET("/metrics", func(c *gin.Context) {
+	s.router.GET("/metrics", g.LimitFailures, func(c *gin.Context) {
 		if !tokenEqual(bearer(c.Request), g.Token) {
 			if access == nil {
 				c.AbortWithStatusJSON(http.StatusUnauthorized, gin.H{"error": wireError{Code: CodeForbidden, Message: "send the gateway token as Authorization: Bearer <token>"}})

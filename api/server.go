@@ -170,14 +170,16 @@ func handleNotFound(c *gin.Context) {
 }
 
 // Handle serves a plain http.Handler at a path (the Telegram webhook, the
-// CDP endpoints) for one method, or every method when method is "": the
-// caller's handler does its own authentication.
-func (s *Server) Handle(method, path string, h http.Handler) {
+// CDP endpoints) for one method, or every method when method is "", after
+// middleware (Gateway.LimitFailures): the caller's handler does its own
+// authentication.
+func (s *Server) Handle(method, path string, h http.Handler, middleware ...gin.HandlerFunc) {
+	chain := append(middleware, gin.WrapH(h))
 	if method == "" {
-		s.router.Any(path, gin.WrapH(h))
+		s.router.Any(path, chain...)
 		return
 	}
-	s.router.Handle(method, path, gin.WrapH(h))
+	s.router.Handle(method, path, chain...)
 }
 
 // MountGateway serves the gateway protocol on / (OpenClaw clients dial the

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gin-gonic/gin"
+	moltgate "github.com/moltgate/moltgate"
 	"golang.org/x/time/rate"
 )
 
@@ -119,6 +121,24 @@ func hostName(hostport string) string {
 // ViaTrustedProxy reports whether r came through a trusted proxy, whose
 // X-Forwarded-Host and -Proto then describe what the client asked for.
 func (t *Trust) ViaTrustedProxy(r *http.Request) bool { return t.trusted(peerIP(r)) }
+
+// LimitFailures is middleware for the HTTP routes that check a
+// credential (the admin, /metrics, /cdp): they share the WebSocket
+// handshake's budget of failures per real client, so guessing a token or
+// secret is as slow over any of them. A client that has used the budget
+// up gets 429 before its request is looked at; each 401 a route answers
+// spends one failure.
+func (g *Gateway) LimitFailures(c *gin.Context) {
+	ip := g.Trust.ClientIP(c.Request)
+	if g.limiter.blocked(ip, time.Now()) {
+		writeError(c, moltgate.Errorf(moltgate.ETOOMANY, "too many failed attempts; wait a minute"))
+		return
+	}
+	c.Next()
+	if c.Writer.Status() == http.StatusUnauthorized {
+		g.limiter.fail(ip, time.Now())
+	}
+}
 
 // failLimiter counts failed authentications per client address with a
 // token bucket (golang.org/x/time/rate): maxFails failures empty it, and

@@ -3,6 +3,8 @@ package api_test
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,6 +16,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/golang-jwt/jwt/v5"
 	moltgate "github.com/moltgate/moltgate"
 	"github.com/moltgate/moltgate/agent"
 	"github.com/moltgate/moltgate/api"
@@ -294,5 +297,56 @@ func TestAdmin_InternalErrorsAreLoggedWithTheRequestID(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "requestId="+id) || !strings.Contains(logs.String(), "internal error") {
 		t.Fatalf("log does not name request %s:\n%s", id, logs.String())
+	}
+}
+
+// The HTTP routes that check a credential share the handshake's budget of
+// failures: ten wrong tokens or secrets a minute, over /metrics, a route
+// mounted with Handle (as /cdp is) and the admin's Access, and then even
+// the right one is refused, over HTTP (429) and WebSocket alike.
+func TestHTTP_FailuresShareTheHandshakeBudget(t *testing.T) {
+	h, p, good := adminHarness(t)
+	h.server.MountMetrics(h.gw, nil)
+	const secret = "the-cdp-secret"
+	h.server.Handle("", "/guarded", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer "+secret {
+			http.Error(w, "wrong secret", http.StatusUnauthorized)
+		}
+	}), h.gw.LimitFailures)
+	get := func(path, auth string, headers ...string) int {
+		t.Helper()
+		code, _ := adminDo(t, h, "GET", path, "", "", append([]string{"Authorization", auth}, headers...)...)
+		return code
+	}
+	if code := get("/guarded", "Bearer "+secret); code != 200 {
+		t.Fatalf("the right secret = %d", code)
+	}
+	other, _ := rsa.GenerateKey(rand.Reader, 2048)
+	forged := p.sign(t, jwt.SigningMethodRS256, "rsa-1", other, p.claims(nil)) // signed by someone else
+	for i := range 10 {
+		var code int
+		switch i % 3 {
+		case 0:
+			code = get("/metrics", "Bearer wrong")
+		case 1:
+			code = get("/guarded", "Bearer wrong")
+		default:
+			code, _ = adminDo(t, h, "GET", "/api/admin/devices", forged, "")
+		}
+		if code != 401 {
+			t.Fatalf("failure %d = %d, want 401", i, code)
+		}
+	}
+	if code := get("/metrics", "Bearer "+testToken); code != 429 {
+		t.Fatalf("/metrics with the right token after ten failures = %d, want 429", code)
+	}
+	if code := get("/guarded", "Bearer "+secret); code != 429 {
+		t.Fatalf("a Handle route with the right secret after ten failures = %d, want 429", code)
+	}
+	if code, _ := adminDo(t, h, "GET", "/api/admin/devices", good, ""); code != 429 {
+		t.Fatalf("the admin with a good Access token after ten failures = %d, want 429", code)
+	}
+	if res := dial(t, h.url).connect(connectOpts{token: testToken}); errDetail(res, "code") != "AUTH_RATE_LIMITED" {
+		t.Fatalf("the handshake after ten HTTP failures = %v, want AUTH_RATE_LIMITED", res)
 	}
 }

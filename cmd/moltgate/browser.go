@@ -208,8 +208,8 @@ func (g *gateway) mountBrowser(trust *api.Trust) error {
 	if err != nil {
 		return err
 	}
-	g.server.Handle("", "/cdp", h)
-	g.server.Handle("", "/cdp/*path", h)
+	g.server.Handle("", "/cdp", h, g.gw.LimitFailures) // a weak CDP_SECRET is guessed no faster than the token
+	g.server.Handle("", "/cdp/*path", h, g.gw.LimitFailures)
 	return nil
 }
 

@@ -86,6 +86,25 @@ func TestServe_CDPThroughTheGateway(t *testing.T) {
 		closed.FramesOut == 0 || closed.BytesOut == 0 || closed.DurationMs <= 0 || closed.ClosedBy != "client" {
 		t.Fatalf("closed = %+v, want the traffic of the session opened as %+v, closed by the client", closed, opened)
 	}
+
+	// Guessing the secret spends the client's failure budget (shared with
+	// the gateway token's): after it, even the secret is refused.
+	status := func(secret string) int {
+		res, err := http.Get(g.server.URL() + "/cdp/json/version?secret=" + secret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+	for i := 0; status("guess") == http.StatusUnauthorized; i++ {
+		if i == 10 {
+			t.Fatal("more than ten wrong secrets in a row answered 401: nothing limits guessing")
+		}
+	}
+	if code := status(cdpSecret); code != http.StatusTooManyRequests {
+		t.Fatalf("the secret after the failures = %d, want 429", code)
+	}
 }
 
 // A session still open when the gateway stops is recorded, open then
