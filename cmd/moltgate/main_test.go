@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -464,4 +466,24 @@ func TestServe_CloseStopsTheAccessKeyRefresh(t *testing.T) {
 	}
 	g.close(context.Background())
 	waitFor(t, "the key refresh to stop", func() bool { return refreshers() == before })
+}
+
+// Help is there however it is asked for: `help`, -h and --help print the
+// commands; `serve -h` (serve has no flags of its own) prints them too,
+// and an unknown command is an error that shows them.
+func TestRun_Help(t *testing.T) {
+	for _, args := range [][]string{{"help"}, {"-h"}, {"--help"}, {"serve", "-h"}, {"serve", "--help"}} {
+		var stdout, stderr bytes.Buffer
+		err := run(context.Background(), EnvFromMap(nil), args, &stdout, &stderr)
+		if err != nil && !errors.Is(err, flag.ErrHelp) {
+			t.Errorf("%v: %v", args, err)
+		}
+		if out := stdout.String() + stderr.String(); !strings.Contains(out, "Usage:") || !strings.Contains(out, "moltgate events") {
+			t.Errorf("%v printed %q, want the usage", args, out)
+		}
+	}
+	var stderr bytes.Buffer
+	if err := run(context.Background(), EnvFromMap(nil), []string{"nonsense"}, io.Discard, &stderr); err == nil || !strings.Contains(stderr.String(), "Usage:") {
+		t.Errorf("an unknown command = %v, %q; want an error and the usage", err, stderr.String())
+	}
 }

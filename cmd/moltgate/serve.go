@@ -35,6 +35,7 @@ const shutdownTimeout = 30 * time.Second
 func runServe(ctx context.Context, env Env, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage) } // serve has no flags: its help is the program's
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
